@@ -1,0 +1,74 @@
+"""`hilserl`: one console script, one subcommand per step of the user's day.
+
+Each subcommand lives in its own module and is imported only when used, so `hilserl --help`
+is instant and a command never pays for another's imports (torch, ray, mujoco).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from configs.errors import UserError
+
+# name -> (module, function, one-line help). The function takes argv (list[str]) and returns an exit code.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("cluster.demo", "main", "run the most complete pipeline on the simulated default"),
+    "label": ("reward.label", "main", "write a NEW dataset with next.reward set from cutoffs or a CSV"),
+    "doctor": ("reward.doctor", "main", "find (and with --fix --out, repair into a copy) dataset defects"),
+    "train-reward": ("reward.job", "main", "train the reward classifier (Ray Train TorchTrainer)"),
+    "eval-reward": ("reward.evaluate", "main", "evaluate a classifier checkpoint on a dataset"),
+    "record": ("actors.record", "main", "record episodes (sim or real SO-101) into a new dataset"),
+    "servo-sim": ("actors.servo_sim", "main", "simulated STS3215 servo bus on a pty"),
+    "bench": (
+        "benchmarks",
+        "main",
+        "side-by-side benchmarks against LeRobot (classifier, env, replay, learner)",
+    ),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [
+        "usage: hilserl <command> [options]    (hilserl <command> --help for its options)",
+        "",
+        "HIL-SERL for the SO-101 on Ray, with a learned reward.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        print(f"hilserl: unknown command '{name}'{hint} (see hilserl --help)", file=sys.stderr)
+        return 2
+    module_name, func_name, _ = COMMANDS[name]
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(rest) or 0)
+
+
+def run_command(func, argv: list[str]) -> int:
+    """Run a command body, turning the project's user-facing errors into one line and exit code 2."""
+    try:
+        return int(func(argv) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

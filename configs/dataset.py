@@ -1,0 +1,19 @@
+"""Where a LeRobotDataset lives. The local root is always explicit; the hub is never consulted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class DatasetConfig:
+    """A LeRobotDataset on local disk (seed 002: an implicit root let a hub copy replace local data)."""
+
+    repo_id: str = "local/dataset"
+    """Dataset name. Only used as a label: nothing is downloaded or pushed."""
+    root: str | None = None
+    """Local dataset root (the folder holding meta/, data/, videos/). Required by commands that read data."""
+    video_backend: str = "pyav"
+    """Video decoder: 'pyav' needs no system FFmpeg; 'torchcodec' needs FFmpeg shared libraries."""
+    episodes: list[int] | None = None
+    """Restrict to these episode indices (all when unset)."""

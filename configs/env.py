@@ -1,0 +1,195 @@
+"""Robot environment config: simulated or real SO-101, human intervention, record mode, learned reward.
+
+Accepts the JSON shapes of LeRobot's ``gym_manipulator`` env configs unchanged: the flat record-mode
+fields (mode, repo_id, dataset_root, num_episodes, push_to_hub, fps, number_of_steps_after_success),
+``reward_classifier_pretrained_path`` and the newer ``processor.reward_classifier`` block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class CameraConfig:
+    """One camera of the real robot (LeRobot OpenCV camera)."""
+
+    index_or_path: str | int = 0
+    """OpenCV index or /dev/video path."""
+    width: int = 640
+    """Capture width."""
+    height: int = 480
+    """Capture height."""
+    fps: int = 30
+    """Capture rate."""
+    rotation: int = 0
+    """Rotation in degrees (0, 90, 180, -90). Seed 003: a wrong 180 here mirrored the gripper view."""
+
+
+@dataclass
+class RobotConfig:
+    """The arm: 'sim' (MuJoCo SO-101) or 'so101' (real follower over the Feetech bus)."""
+
+    type: str = "sim"
+    """'sim' or 'so101'."""
+    port: str | None = None
+    """Serial port of the follower arm (real robot or `hilserl servo-sim`)."""
+    id: str = "follower"
+    """Robot id; names the calibration file."""
+    calibration_dir: str | None = None
+    """Folder with <id>.json calibration files."""
+    cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    """Cameras by name ('front', 'wrist')."""
+    max_relative_target: float | None = 10.0
+    """Per-step joint delta bound (degrees) enforced before a goal is written."""
+    use_degrees: bool = True
+    """Joint positions in degrees (else LeRobot's -100..100 range)."""
+    end_effector_bounds: dict[str, list[float]] | None = None
+    """Workspace bounds {'min': [x, y, z], 'max': [x, y, z]} in metres."""
+    end_effector_step_sizes: dict[str, float] | None = None
+    """Metres per unit action along x, y, z."""
+    urdf_path: str | None = None
+    """URDF for LeRobot's kinematics (end-effector control on the real arm); joint space when unset."""
+    disable_torque_on_disconnect: bool = True
+    """Torque off when the robot stops or faults."""
+
+
+@dataclass
+class TeleopConfig:
+    """Who can take over: 'leader', 'keyboard', 'gamepad', 'scripted' (simulated human) or 'none'."""
+
+    type: str = "scripted"
+    """Intervention source."""
+    port: str | None = None
+    """Serial port of the leader arm."""
+    id: str = "leader"
+    """Leader id; names its calibration file."""
+    calibration_dir: str | None = None
+    """Folder with the leader's calibration file."""
+    schedule: str = "decay"
+    """Scripted human: 'always', 'periodic', 'random' or 'decay' (intervenes less as episodes pass)."""
+    intervention_prob: float = 0.5
+    """Scripted human: probability/fraction of intervening."""
+
+
+@dataclass
+class ImagePreprocessingConfig:
+    """Image crop and resize before the policy and the reward classifier."""
+
+    crop_params_dict: dict[str, list[int]] | None = None
+    """Per-camera crop (top, left, height, width)."""
+    resize_size: list[int] | None = None
+    """[H, W] after cropping."""
+
+
+@dataclass
+class RewardClassifierEnvConfig:
+    """The frozen learned reward."""
+
+    pretrained_path: str | None = None
+    """Classifier checkpoint folder (a pretrained_model/ directory)."""
+    success_threshold: float | None = None
+    """Probability above which a frame is a success (default: the checkpoint's calibrated threshold)."""
+    success_reward: float = 1.0
+    """Reward for a success frame."""
+
+
+@dataclass
+class ResetConfig:
+    """Episode reset and length."""
+
+    fixed_reset_joint_positions: list[float] | None = None
+    """Joint positions (degrees) the arm returns to at reset."""
+    reset_time_s: float = 5.0
+    """Time allowed for the reset motion."""
+    control_time_s: float = 20.0
+    """Episode length in seconds (time-limit truncation, not termination)."""
+    terminate_on_success: bool = True
+    """End the episode when a success is detected."""
+    use_ik_reset: bool = False
+    """Reset through inverse kinematics (seed 003, bug 4: must not switch on by itself)."""
+
+
+@dataclass
+class GripperConfig:
+    """Gripper command and penalty."""
+
+    use_gripper: bool = True
+    """Discrete gripper action {open, stay, close}."""
+    gripper_penalty: float = 0.0
+    """Penalty for gripper state changes (HIL-SERL grasp penalty)."""
+
+
+@dataclass
+class ProcessorConfig:
+    """LeRobot's HIL-SERL processor block."""
+
+    control_mode: str = "keyboard"
+    """Intervention device (LeRobot name); `teleop.type` takes precedence when set."""
+    observation: dict[str, Any] | None = None
+    """(LeRobot compatibility) extra observation options."""
+    image_preprocessing: ImagePreprocessingConfig | None = None
+    """Crop and resize."""
+    gripper: GripperConfig | None = None
+    """Gripper options."""
+    reset: ResetConfig | None = None
+    """Reset options."""
+    inverse_kinematics: dict[str, Any] | None = None
+    """(LeRobot compatibility) IK options; see robot.urdf_path."""
+    reward_classifier: RewardClassifierEnvConfig | None = None
+    """Learned reward."""
+    max_gripper_pos: float | None = 100.0
+    """Gripper range upper bound."""
+
+
+@dataclass
+class EnvConfig:
+    """A robot environment, for recording and for RL."""
+
+    type: str = "sim"
+    """'sim' (MuJoCo SO-101) or 'gym_manipulator' / 'so101' (real arm, see robot)."""
+    task: str = "pick_lift"
+    """Simulated task: 'pick_lift' or 'reach_grasp'."""
+    name: str = "so101"
+    """Environment name (LeRobot compatibility)."""
+    fps: int = 10
+    """Control rate in Hz."""
+    seed: int = 0
+    """Seed for cube placement and the scripted human."""
+    image_size: int = 128
+    """Camera image side in pixels (simulator)."""
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    """The arm."""
+    teleop: TeleopConfig = field(default_factory=TeleopConfig)
+    """Human intervention source."""
+    processor: ProcessorConfig = field(default_factory=ProcessorConfig)
+    """Preprocessing, reset, gripper and learned reward."""
+    # Record mode (LeRobot's flat fields).
+    mode: str | None = None
+    """'record' to write a dataset; null for RL."""
+    repo_id: str | None = None
+    """Dataset name for record mode (a label only; never pushed unless push_to_hub)."""
+    dataset_root: str | None = None
+    """New dataset root for record mode (must not exist)."""
+    num_episodes: int = 10
+    """Episodes to record."""
+    push_to_hub: bool = False
+    """Push the recorded dataset to the hub (off by default)."""
+    number_of_steps_after_success: int = 0
+    """Keep recording this many frames, labeled success, after a success."""
+    task_description: str = "pick up the cube"
+    """Task string stored with each frame."""
+    reward_classifier_pretrained_path: str | None = None
+    """(older LeRobot field) same as processor.reward_classifier.pretrained_path."""
+    normalize_images: bool = False
+    """(LeRobot compatibility) images are always stored as uint8."""
+    resize_size: list[int] | None = None
+    """(LeRobot compatibility) same as processor.image_preprocessing.resize_size."""
+
+    def reward_classifier(self) -> RewardClassifierEnvConfig | None:
+        """The learned-reward block, wherever the JSON put it."""
+        block = self.processor.reward_classifier
+        if block is None and self.reward_classifier_pretrained_path:
+            block = RewardClassifierEnvConfig(pretrained_path=self.reward_classifier_pretrained_path)
+        return block
