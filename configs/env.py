@@ -71,6 +71,20 @@ class TeleopConfig:
     """Scripted human: 'always', 'periodic', 'random' or 'decay' (intervenes less as episodes pass)."""
     intervention_prob: float = 0.5
     """Scripted human: probability/fraction of intervening."""
+    period_steps: int = 10
+    """Scripted human: length in steps of one policy/human cycle ('periodic') or one decision ('random', 'decay')."""
+    decay_rate: float = 0.8
+    """Scripted human, 'decay': the intervention probability is multiplied by this after each episode."""
+    takeover: str = "auto"
+    """Leader arm: 'auto' (moving the leader takes over, keeping it still hands back) or 'toggle' (space key)."""
+    takeover_threshold_deg: float = 5.0
+    """Leader arm, 'auto': a joint moved more than this many degrees starts an intervention."""
+    release_after_s: float = 1.0
+    """Leader arm, 'auto': the leader held still this long hands control back."""
+    keyboard_events: bool = True
+    """Leader arm: read the episode keys (s, q, r, space, esc) from the keyboard (needs a display)."""
+    deadzone: float = 0.1
+    """Gamepad: stick values below this are zero."""
 
 
 @dataclass
@@ -155,6 +169,8 @@ class EnvConfig:
     """Environment name (LeRobot compatibility)."""
     fps: int = 10
     """Control rate in Hz."""
+    realtime: bool | None = None
+    """Hold fps in wall-clock time. Default: on, except for the simulator with the scripted human (free-running)."""
     seed: int = 0
     """Seed for cube placement and the scripted human."""
     image_size: int = 128
