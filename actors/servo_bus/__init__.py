@@ -1,0 +1,17 @@
+"""A simulated bus of Feetech STS3215 servos on a Linux pty, so the real-robot code path runs without an arm.
+
+    scservo_sdk / LeRobot FeetechMotorsBus ──bytes──▶ /dev/pts/N ──▶ SimulatedBus thread
+                                                                      │  per-servo register file
+                                                                      ▼
+                                                           plant: speed-limited motion, or MuJoCo
+
+`protocol` frames packets, `registers` is the STS3215 control table, `bus` serves the pty, `arm` holds
+the SO-101 motor layout and a matching LeRobot calibration. Start one from the shell with
+`hilserl servo-sim`.
+"""
+
+from actors.servo_bus.bus import SimulatedBus
+from actors.servo_bus.protocol import ErrorBit, Instruction
+from actors.servo_bus.registers import ServoRegisters
+
+__all__ = ["ErrorBit", "Instruction", "ServoRegisters", "SimulatedBus"]

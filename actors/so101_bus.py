@@ -1,0 +1,171 @@
+"""Connecting to an SO-101 arm (follower or leader) safely: checks that turn bus trouble into one line.
+
+LeRobot's own failures are multi-line (motor tables), interactive (``input()`` when the calibration
+does not match) or silent (a servo whose status carries error bits looks "missing"). Before handing
+the port to LeRobot we probe it with the plain Feetech SDK and check the calibration file, so every
+bad input ends in a ``UserError`` naming the problem and the fix. ``safe_stop`` turns torque off on
+every servo even when some of them report errors (LeRobot's ``disable_torque`` stops at the first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from actors.servo_bus.arm import MOTORS
+from configs.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+TORQUE_ENABLE_ADDR = 40
+LOCK_ADDR = 55
+STATUS_NAMES = {1: "voltage", 2: "angle sensor", 4: "overheat", 8: "over-current", 32: "overload"}
+CALIBRATION_KEYS = ("id", "drive_mode", "homing_offset", "range_min", "range_max")
+
+
+def describe_error_bits(bits: int) -> str:
+    return "+".join(name for bit, name in STATUS_NAMES.items() if bits & bit) or f"error 0x{bits:02x}"
+
+
+def calibrate_command(kind: str, port: str | None, device_id: str, calibration_dir: Path) -> str:
+    """The command that creates a calibration file for this arm."""
+    role = "robot" if kind == "follower" else "teleop"
+    return (
+        f"lerobot-calibrate --{role}.type=so101_{kind} --{role}.port={port or '<PORT>'} "
+        f"--{role}.id={device_id} --{role}.calibration_dir={calibration_dir}"
+        f" (for the simulator: hilserl servo-sim --calibrate {calibration_dir} --id {device_id})"
+    )
+
+
+def check_port(port: str | None, option: str) -> str:
+    if not port:
+        raise UserError(
+            f"{option} is not set; pass the arm's serial port (find it with lerobot-find-port) "
+            "or start a simulated bus with `hilserl servo-sim` and pass the port it prints"
+        )
+    if not os.path.exists(port):
+        raise UserError(
+            f"serial port {port} does not exist; plug in the arm and pass the right {option} "
+            "(find it with lerobot-find-port), or start `hilserl servo-sim` and use the port it prints"
+        )
+    return port
+
+
+def load_calibration(path: Path, kind: str, port: str | None, device_id: str) -> dict[str, dict[str, Any]]:
+    """Read and validate a LeRobot calibration file (one entry per SO-101 motor, ids 1-6)."""
+    fix = calibrate_command(kind, port, device_id, path.parent)
+    if not path.is_file():
+        raise UserError(f"calibration file {path} is missing; create it with {fix}")
+    try:
+        calibration = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"calibration file {path} is not valid JSON ({err}); recreate it with {fix}") from err
+    if not isinstance(calibration, dict) or set(calibration) != set(MOTORS):
+        got = sorted(calibration) if isinstance(calibration, dict) else type(calibration).__name__
+        raise UserError(
+            f"calibration file {path} does not match an SO-101 (motors {got}, expected {list(MOTORS)}); "
+            f"recreate it with {fix}"
+        )
+    for motor, entry in calibration.items():
+        if not isinstance(entry, dict) or any(k not in entry for k in CALIBRATION_KEYS):
+            raise UserError(
+                f"calibration file {path}: motor '{motor}' lacks one of {CALIBRATION_KEYS}; recreate it with {fix}"
+            )
+        if entry["id"] != MOTORS[motor]:
+            raise UserError(
+                f"calibration file {path}: motor '{motor}' has id {entry['id']}, expected {MOTORS[motor]}; "
+                f"recreate it with {fix}"
+            )
+        if entry["range_min"] >= entry["range_max"]:
+            raise UserError(
+                f"calibration file {path}: motor '{motor}' has range_min >= range_max; recreate it with {fix}"
+            )
+    return calibration
+
+
+def probe_servos(port: str, option: str) -> None:
+    """Ping every SO-101 servo with the plain SDK: the port opens, each id answers, none reports an error."""
+    import scservo_sdk as scs
+
+    handler = scs.PortHandler(port)
+    packets = scs.PacketHandler(0)
+    try:
+        opened = handler.openPort()
+    except Exception as err:  # pyserial raises SerialException/OSError for non-serial paths
+        raise UserError(
+            f"cannot open serial port {port} ({err}); check {option} and that no other program holds the port"
+        ) from err
+    if not opened:
+        raise UserError(f"cannot open serial port {port} at 1 Mbaud; check {option}")
+    try:
+        silent, faulty = [], []
+        for motor, motor_id in MOTORS.items():
+            model, comm, error = packets.ping(handler, motor_id)
+            if comm != scs.COMM_SUCCESS:
+                silent.append(f"{motor} (id {motor_id})")
+            elif error:
+                faulty.append(f"{motor} (id {motor_id}) reports {describe_error_bits(error)}")
+            elif model != 777:
+                faulty.append(f"{motor} (id {motor_id}) is model {model}, not an STS3215 (777)")
+    finally:
+        handler.closePort()
+    if silent:
+        raise UserError(
+            f"no answer on {port} from servo {', '.join(silent)}; check its cable and power, and its id "
+            "(set ids with lerobot-setup-motors)"
+        )
+    if faulty:
+        raise UserError(
+            f"servo {'; '.join(faulty)} on {port}; power the arm off, let it cool and free any blocked joint, "
+            "then reconnect"
+        )
+
+
+def check_registers_match(bus: Any, calibration: dict[str, dict[str, Any]], path: Path, fix: str) -> None:
+    """Compare the motors' homing offsets and limits with the file (what LeRobot's is_calibrated checks)."""
+    on_motors = bus.read_calibration()
+    for motor, entry in calibration.items():
+        got = on_motors[motor]
+        for key in ("homing_offset", "range_min", "range_max"):
+            if getattr(got, key) != entry[key]:
+                raise UserError(
+                    f"calibration file {path} does not match the arm ({motor} {key}: file {entry[key]}, "
+                    f"motor {getattr(got, key)}); recalibrate with {fix}"
+                )
+
+
+def safe_stop(bus: Any) -> None:
+    """Torque off on every servo, whatever state the bus is in, then close the port. Never raises."""
+    try:
+        import scservo_sdk as scs
+
+        handler, packets = bus.port_handler, bus.packet_handler
+        if not handler.is_open:
+            return
+        handler.is_using = False
+        # One broadcast packet reaches every servo, even ones that no longer answer.
+        packets.write1ByteTxOnly(handler, scs.BROADCAST_ID, TORQUE_ENABLE_ADDR, 0)
+        for motor_id in MOTORS.values():
+            for _ in range(3):
+                handler.is_using = False
+                comm, _ = packets.write1ByteTxRx(handler, motor_id, TORQUE_ENABLE_ADDR, 0)
+                if comm == scs.COMM_SUCCESS:
+                    handler.is_using = False
+                    packets.write1ByteTxRx(handler, motor_id, LOCK_ADDR, 0)
+                    break
+    except Exception:  # a stop must never mask the error that caused it
+        logger.exception("torque-off on stop failed")
+    finally:
+        try:
+            bus.port_handler.closePort()
+        except Exception:
+            logger.exception("closing the port failed")
+
+
+def read_status_bits(bus: Any) -> dict[str, int]:
+    """Status register (65) of every servo: the same bits as the status packets' error byte."""
+    values = bus.sync_read("Status", normalize=False, num_retry=2)
+    return {motor: int(v) for motor, v in values.items() if int(v)}
