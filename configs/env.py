@@ -53,6 +53,11 @@ class RobotConfig:
     """URDF for LeRobot's kinematics (end-effector control on the real arm); joint space when unset."""
     disable_torque_on_disconnect: bool = True
     """Torque off when the robot stops or faults."""
+    camera_source: str = "opencv"
+    """Where 'so101' frames come from: 'opencv' (the configured cameras) or 'test_pattern' (synthetic
+    frames, to try the real-robot path on `hilserl servo-sim` without cameras)."""
+    gripper_step: float = 20.0
+    """Gripper units (0-100) moved per 'open'/'close' step on the real arm (LeRobot's speed_factor)."""
 
 
 @dataclass
