@@ -1,0 +1,120 @@
+"""The simulated human: a scripted expert that takes over on a schedule and presses success.
+
+The expert (``actors/sim/expert.py``: approach, descend, grasp, lift; it reads the simulator's
+privileged state) proposes an action every step; the schedule decides whether the "human" is
+intervening, i.e. whether that action replaces the policy's. When the simulator reports success
+the human presses success once per episode, like a person watching the arm.
+
+Schedules (``teleop.schedule``; ``p`` = ``teleop.intervention_prob``, ``n`` = ``teleop.period_steps``):
+
+    always    intervenes on every step (pure demonstrations)
+    periodic  the policy acts, then the human: the last round(p * n) steps of every n-step cycle
+    random    every n-step block is taken over with probability p (seeded)
+    decay     like random with probability p * decay_rate ** episode: less and less help as the
+              policy improves, the intervention curve HIL-SERL reports for a real operator
+
+All randomness comes from one generator seeded by ``EnvConfig.seed``, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from actors.intervention import Event, InterventionSource, InterventionState
+from configs.env import EnvConfig
+from configs.errors import UserError
+
+SCHEDULES = ("always", "periodic", "random", "decay")
+
+
+class Expert(Protocol):
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray: ...
+
+
+class InterventionSchedule:
+    """Decides, per (episode, step), whether the scripted human is intervening."""
+
+    def __init__(
+        self,
+        kind: str = "decay",
+        prob: float = 0.5,
+        period_steps: int = 10,
+        decay_rate: float = 0.8,
+        seed: int = 0,
+    ) -> None:
+        if kind not in SCHEDULES:
+            raise UserError(f"unknown teleop.schedule '{kind}': use one of {', '.join(SCHEDULES)}")
+        if not 0.0 <= prob <= 1.0:
+            raise UserError(f"teleop.intervention_prob must be within [0, 1], got {prob}")
+        if period_steps < 1:
+            raise UserError(f"teleop.period_steps must be at least 1, got {period_steps}")
+        if not 0.0 < decay_rate <= 1.0:
+            raise UserError(f"teleop.decay_rate must be within (0, 1], got {decay_rate}")
+        self.kind = kind
+        self.prob = prob
+        self.period_steps = period_steps
+        self.decay_rate = decay_rate
+        self._rng = np.random.default_rng(seed)
+        self._block_decision = False
+
+    def probability(self, episode: int) -> float:
+        """Chance that a block of steps is taken over in ``episode`` (random and decay schedules)."""
+        if self.kind == "decay":
+            return self.prob * self.decay_rate**episode
+        return self.prob
+
+    def intervening(self, episode: int, step: int) -> bool:
+        if self.kind == "always":
+            return True
+        n = self.period_steps
+        if self.kind == "periodic":
+            human_steps = round(self.prob * n)
+            return step % n >= n - human_steps
+        if step % n == 0:
+            self._block_decision = bool(self._rng.random() < self.probability(episode))
+        return self._block_decision
+
+
+class ScriptedHuman(InterventionSource):
+    """Scripted expert + schedule + success key, behind the InterventionSource interface."""
+
+    name = "scripted"
+
+    def __init__(self, expert: Expert, schedule: InterventionSchedule) -> None:
+        super().__init__()
+        self.expert = expert
+        self.schedule = schedule
+        self.episode = -1  # reset() starts episode 0
+        self.step = 0
+        self._pressed_success = False
+
+    @classmethod
+    def from_config(cls, cfg: EnvConfig, env: Any) -> ScriptedHuman:
+        from actors.sim.expert import ScriptedExpert
+
+        teleop = cfg.teleop
+        schedule = InterventionSchedule(
+            teleop.schedule, teleop.intervention_prob, teleop.period_steps, teleop.decay_rate, seed=cfg.seed
+        )
+        return cls(ScriptedExpert(env), schedule)
+
+    def _poll(self, obs: dict[str, Any], info: dict[str, Any]) -> InterventionState:
+        if info.get("is_success") and not self._pressed_success:
+            self._pressed_success = True
+            self.events.push(Event.SUCCESS)
+        # The expert runs every step, intervening or not, so its phase (approach, descend, grasp,
+        # lift) follows the arm wherever the policy took it.
+        action = np.asarray(self.expert.act(obs, info), dtype=np.float32)
+        intervening = self.schedule.intervening(max(self.episode, 0), self.step)
+        self.step += 1
+        return InterventionState(is_intervening=intervening, action=action)
+
+    def reset(self) -> None:
+        super().reset()
+        self.episode += 1
+        self.step = 0
+        self._pressed_success = False
+        if hasattr(self.expert, "reset"):
+            self.expert.reset()
