@@ -126,6 +126,8 @@ class RewardTrainConfig:
     """LeRobot ColorJitter / SharpnessJitter augmentation (turns feature caching off)."""
     reward_key: str = "next.reward"
     """Label column."""
+    allow_random_backbone: bool = False
+    """Use a randomly initialised ResNet-10 when policy.model_name is not found locally (loud warning)."""
     scaling: TrainScalingConfig = field(default_factory=TrainScalingConfig)
     """Ray Train workers and GPUs."""
     use_ray: bool = True
