@@ -1,0 +1,139 @@
+"""The learner's two data types: one ``Transition`` (what a robot step produces) and one ``Batch``.
+
+Observations are dicts keyed by LeRobot names: camera keys (``observation.images.*``) hold uint8
+(3, H, W) frames, ``observation.state`` holds a float32 vector. Both types check their shapes
+and dtypes with ``validate`` where data crosses a process boundary (robot actor -> replay,
+replay -> learner).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+GRASP_PENALTY = "grasp_penalty"
+
+
+@dataclass
+class Transition:
+    """One environment step, as the robot actor sends it."""
+
+    observation: dict[str, np.ndarray]  # images (3, H, W) uint8; state (S,) float32
+    action: np.ndarray  # (A,) float32, the action actually executed (the human's when intervening)
+    reward: float
+    next_observation: dict[str, np.ndarray]  # same layout as observation
+    terminated: bool  # the task ended (success/failure): no bootstrap from next_observation
+    truncated: bool  # the episode was cut (time limit, reset): bootstrap from next_observation
+    is_intervention: bool = False  # the human drove this step
+    complementary_info: dict[str, float] = field(default_factory=dict)  # e.g. {"grasp_penalty": -0.02}
+
+    @property
+    def episode_end(self) -> bool:
+        """The last step of its episode (terminated or truncated)."""
+        return bool(self.terminated or self.truncated)
+
+    def validate(
+        self,
+        image_keys: list[str],
+        image_shape: tuple[int, ...],
+        state_key: str,
+        state_dim: int,
+        action_dim: int,
+    ) -> None:
+        """Raise ValueError naming the first field whose shape or dtype is wrong."""
+        for name, obs in (("observation", self.observation), ("next_observation", self.next_observation)):
+            for key in image_keys:
+                _check_array(obs.get(key), f"{name}[{key}]", image_shape, np.uint8)
+            _check_array(obs.get(state_key), f"{name}[{state_key}]", (state_dim,), np.float32)
+        _check_array(self.action, "action", (action_dim,), np.float32)
+
+
+def _check_array(value, name: str, shape: tuple[int, ...], dtype) -> None:
+    if value is None:
+        raise ValueError(f"transition {name} is missing")
+    if not isinstance(value, np.ndarray) or value.dtype != dtype or tuple(value.shape) != tuple(shape):
+        got = (type(value).__name__, getattr(value, "dtype", None), tuple(getattr(value, "shape", ())))
+        raise ValueError(f"transition {name}: expected {np.dtype(dtype)} {tuple(shape)}, got {got}")
+
+
+@dataclass
+class Batch:
+    """B transitions as torch tensors (CPU after sampling; ``to(device)`` for the learner)."""
+
+    observation: dict[str, torch.Tensor]  # images (B, 3, H, W) uint8; state (B, S) float32
+    action: torch.Tensor  # (B, A) float32
+    reward: torch.Tensor  # (B,) float32
+    next_observation: dict[str, torch.Tensor]  # same layout as observation
+    terminated: torch.Tensor  # (B,) float32, 1.0 = no bootstrap
+    truncated: torch.Tensor  # (B,) bool, kept for diagnostics; truncation still bootstraps
+    is_intervention: torch.Tensor  # (B,) bool
+    complementary_info: dict[str, torch.Tensor] = field(default_factory=dict)  # each (B,) float32
+    source: torch.Tensor | None = None  # (B,) int8: 0 = online buffer, 1 = demo buffer
+
+    def __len__(self) -> int:
+        return int(self.action.shape[0])
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return Batch(
+            observation={k: move(v) for k, v in self.observation.items()},
+            action=move(self.action),
+            reward=move(self.reward),
+            next_observation={k: move(v) for k, v in self.next_observation.items()},
+            terminated=move(self.terminated),
+            truncated=move(self.truncated),
+            is_intervention=move(self.is_intervention),
+            complementary_info={k: move(v) for k, v in self.complementary_info.items()},
+            source=None if self.source is None else move(self.source),
+        )
+
+    def validate(self, image_keys: list[str], state_key: str, action_dim: int) -> None:
+        """Assert the documented shapes and dtypes (cheap: metadata only)."""
+        size = len(self)
+        for obs in (self.observation, self.next_observation):
+            for key in image_keys:
+                image = obs[key]
+                assert image.dtype == torch.uint8 and image.ndim == 4 and image.shape[:2] == (size, 3), (
+                    f"{key}: expected (B, 3, H, W) uint8, got {image.dtype} {tuple(image.shape)}"
+                )
+            state = obs[state_key]
+            assert state.dtype == torch.float32 and state.ndim == 2 and state.shape[0] == size, (
+                f"{state_key}: expected (B, S) float32, got {state.dtype} {tuple(state.shape)}"
+            )
+        assert self.action.shape == (size, action_dim) and self.action.dtype == torch.float32, (
+            f"action: expected ({size}, {action_dim}) float32, got {self.action.dtype} {tuple(self.action.shape)}"
+        )
+        for name in ("reward", "terminated"):
+            value = getattr(self, name)
+            assert value.shape == (size,) and value.dtype == torch.float32, f"{name}: expected (B,) float32"
+        for name in ("truncated", "is_intervention"):
+            value = getattr(self, name)
+            assert value.shape == (size,) and value.dtype == torch.bool, f"{name}: expected (B,) bool"
+
+
+def concatenate(batches: list[Batch]) -> Batch:
+    """One batch from several with the same keys (RLPD mixing of online and demo samples)."""
+    if len(batches) == 1:
+        return batches[0]
+
+    def cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(tensors, dim=0)
+
+    first = batches[0]
+    return Batch(
+        observation={k: cat([b.observation[k] for b in batches]) for k in first.observation},
+        action=cat([b.action for b in batches]),
+        reward=cat([b.reward for b in batches]),
+        next_observation={k: cat([b.next_observation[k] for b in batches]) for k in first.next_observation},
+        terminated=cat([b.terminated for b in batches]),
+        truncated=cat([b.truncated for b in batches]),
+        is_intervention=cat([b.is_intervention for b in batches]),
+        complementary_info={
+            k: cat([b.complementary_info[k] for b in batches]) for k in first.complementary_info
+        },
+        source=None if first.source is None else cat([b.source for b in batches]),
+    )
