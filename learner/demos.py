@@ -50,6 +50,10 @@ def _to_uint8(images: torch.Tensor, image_shape: tuple[int, int, int]) -> np.nda
     return images.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
+def _frame(images: dict[str, np.ndarray], state: np.ndarray, state_key: str, i: int) -> dict[str, np.ndarray]:
+    return {**{key: frames[i] for key, frames in images.items()}, state_key: state[i]}
+
+
 def _column(rows: dict, key: str) -> np.ndarray:
     return torch.stack([torch.as_tensor(v) for v in rows[key]]).numpy()
 
@@ -114,19 +118,14 @@ def import_lerobot_dataset(buffer: ReplayBuffer, root: str | Path, repo_id: str 
         # otherwise the last frame is only the final observation of the step before it.
         steps = length if terminated_at_end else length - 1
 
-        def observation(i: int) -> dict[str, np.ndarray]:
-            obs = {key: images[key][i] for key in buffer.image_keys}
-            obs[buffer.state_key] = state[i]
-            return obs
-
         for i in range(steps):
             last = i == steps - 1
             buffer.add(
                 Transition(
-                    observation=observation(i),
+                    observation=_frame(images, state, buffer.state_key, i),
                     action=action[i],
                     reward=float(reward[i]),
-                    next_observation=observation(min(i + 1, length - 1)),
+                    next_observation=_frame(images, state, buffer.state_key, min(i + 1, length - 1)),
                     terminated=last and terminated_at_end,
                     truncated=last and not terminated_at_end,
                     is_intervention=True if intervention is None else bool(intervention[i]),
