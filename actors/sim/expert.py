@@ -1,0 +1,108 @@
+"""``ScriptedExpert``: a pick-cube controller that reads privileged simulator state.
+
+It plays the human in the simulator (demonstrations, interventions) and emits the policy's own
+action format, [dx, dy, dz, gripper] with the gripper as 0 = close, 1 = stay, 2 = open:
+
+    approach  hover above the grasp point with the gripper open
+    descend   lower the fingertips around the cube
+    close     close the gripper until both fingers hold the cube
+    lift      raise the hand (pick_lift); on a drop, start over
+
+The grasp point is the cube centre shifted toward the fixed finger by how far the cube's
+(yawed) footprint reaches along the jaw axis, so the fixed finger clears the cube on the way
+down and the moving jaw pushes the cube onto it.
+
+    env = SO101SimEnv(task="pick_lift"); expert = ScriptedExpert(env)
+    obs, info = env.reset(seed=0)
+    while True:
+        obs, reward, terminated, truncated, info = env.step(expert.act(obs, info))
+        if terminated or truncated:
+            break
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from actors.sim import scene
+
+CLOSE, STAY, OPEN = 0.0, 1.0, 2.0
+
+
+class ScriptedExpert:
+    """Approach, descend, grasp and lift; one instance per env, ``reset()`` between episodes."""
+
+    def __init__(
+        self,
+        env,
+        *,
+        hover_m: float = 0.06,
+        lift_m: float = 0.09,
+        clearance_m: float = 0.005,
+        xy_tolerance_m: float = 0.005,
+        open_deg: float = 40.0,
+    ):
+        self.env = env.unwrapped if hasattr(env, "unwrapped") else env
+        self.hover_m = hover_m
+        self.lift_m = lift_m
+        self.clearance_m = clearance_m
+        self.xy_tolerance_m = xy_tolerance_m
+        self.open_deg = open_deg
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current episode."""
+        self.phase = "approach"
+        self._phase_steps = 0
+        self._drops = 0
+
+    def act(self, obs: dict, info: dict) -> np.ndarray:
+        """The next action (4,) float32 for the observation and info the env just returned."""
+        if info.get("step") == 0:  # the info of a fresh reset
+            self.reset()
+        cube = np.asarray(info["cube_pos"], dtype=float)
+        ref = np.asarray(info.get("ee_target", info["ee_pos"]), dtype=float)
+        grasp_xy = self._grasp_xy(cube, float(info["cube_yaw"]), np.asarray(info["jaw_axis"], dtype=float))
+        low, high = self.env.bounds_low, self.env.bounds_high
+
+        self._phase_steps += 1
+        if self.phase == "approach":
+            goal = np.array([*grasp_xy, scene.CUBE_HALF + self.hover_m])
+            gripper = OPEN if info["gripper_deg"] < self.open_deg else STAY
+            xy_err = np.linalg.norm(goal[:2] - ref[:2])
+            if xy_err < self.xy_tolerance_m and abs(goal[2] - ref[2]) < 0.02 and gripper == STAY:
+                self._enter("descend")
+        elif self.phase == "descend":
+            goal = np.array([*grasp_xy, scene.CUBE_HALF])
+            gripper = STAY
+            if np.linalg.norm(goal[:2] - ref[:2]) > 3 * self.xy_tolerance_m:
+                self._enter("approach")  # the cube moved under us: line up again
+            elif abs(np.clip(goal[2], low[2], high[2]) - ref[2]) < 0.004 or self._phase_steps > 12:
+                self._enter("close")
+        elif self.phase == "close":
+            goal = ref.copy()
+            gripper = CLOSE
+            if info["grasped"] or self._phase_steps > 5:
+                self._enter("lift")
+        else:  # lift
+            goal = np.array([ref[0], ref[1], scene.CUBE_HALF + self.lift_m])
+            gripper = CLOSE
+            if not info["grasped"] and self._phase_steps > 3:
+                self._drops += 1
+                self._enter("approach")
+        step = self.env.step_sizes
+        move = np.clip((np.clip(goal, low, high) - ref) / step, -1.0, 1.0)
+        return np.array([*move, gripper], dtype=np.float32)
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self._phase_steps = 0
+
+    def _grasp_xy(self, cube: np.ndarray, cube_yaw: float, jaw_axis: np.ndarray) -> np.ndarray:
+        jaw = jaw_axis[:2] / max(np.linalg.norm(jaw_axis[:2]), 1e-9)
+        rel = cube_yaw - np.arctan2(jaw[1], jaw[0])
+        # Half-extent of the yawed square footprint along the jaw axis.
+        reach = scene.CUBE_HALF * (abs(np.cos(rel)) + abs(np.sin(rel)))
+        # The fixed finger's inner face sits CUBE_HALF behind the TCP along the jaw axis.
+        shift = reach + self.clearance_m - scene.CUBE_HALF
+        return cube[:2] - shift * jaw
