@@ -1,0 +1,304 @@
+"""LeRobot datasets on local disk: layout, opening, camera keys, fingerprints and safe output.
+
+Every function takes an explicit local root and nothing here ever consults the Hugging Face hub
+(seed 002: `LeRobotDataset(repo_id)` without a root let an older hub copy replace a local recording).
+
+    from reward.dataset import open_lerobot_dataset, safe_output
+    dataset = open_lerobot_dataset("/data/so101_labeled")     # a LeRobotDataset, pyav, local files only
+    with safe_output("/data/new", sources=["/data/src"]) as tmp:
+        write_a_complete_dataset(tmp)                         # renamed to /data/new only when complete
+
+Two layouts are understood: LeRobot v3.0 (what LeRobot 0.4.4 reads and writes) and the older v2.1
+(meta/episodes.jsonl, one parquet and one mp4 per episode) the seeds' datasets were recorded in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from configs.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+V30 = "v3.0"
+V21 = "v2.1"
+INFO_PATH = "meta/info.json"
+REWARD_KEY = "next.reward"
+CAMERA_DTYPES = ("image", "video")
+# Columns every LeRobot dataset has; the writer derives them, so they are never copied from a source.
+DERIVED_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+def read_info(root: str | Path) -> dict[str, Any]:
+    """Load ``root/meta/info.json``; a missing or corrupt file is a `UserError` naming the fix."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserError(
+            f"dataset root {root} does not exist or is not a folder; pass the folder holding meta/ and data/"
+        )
+    path = root / INFO_PATH
+    if not path.is_file():
+        raise UserError(
+            f"{path} is missing, so {root} is not a LeRobot dataset root; pass the folder that holds meta/info.json"
+        )
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        reason = (
+            f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        )
+        raise UserError(f"{path} is corrupt ({reason}); restore it from a copy of the dataset") from None
+    if not isinstance(info, dict) or not isinstance(info.get("features"), dict) or "fps" not in info:
+        raise UserError(f"{path} has no 'features' or 'fps' entry; restore it from a copy of the dataset")
+    for feature in info["features"].values():
+        feature["shape"] = tuple(feature.get("shape", ()))
+    return info
+
+
+def detect_layout(root: str | Path, info: Mapping[str, Any] | None = None) -> str:
+    """Return ``"v3.0"`` or ``"v2.1"`` (the dataset's ``codebase_version``); anything else is a `UserError`."""
+    info = read_info(root) if info is None else info
+    version = str(info.get("codebase_version", "unknown"))
+    if version == V30:
+        return V30
+    if version == V21:
+        return V21
+    raise UserError(
+        f"{Path(root) / INFO_PATH} says codebase_version '{version}'; only LeRobot v3.0 and v2.1 datasets are "
+        "supported, convert it with the LeRobot release that wrote it"
+    )
+
+
+def camera_keys(source: str | Path | Mapping[str, Any]) -> list[str]:
+    """Image and video feature keys of a dataset (a root, an info dict or a features dict)."""
+    features = _features_of(source)
+    return [key for key, ft in features.items() if ft.get("dtype") in CAMERA_DTYPES]
+
+
+def resolve_camera_key(key: str, available: Iterable[str]) -> str:
+    """Accept a full key (``observation.images.wrist``) or its short camera name (``wrist``)."""
+    available = list(available)
+    if key in available:
+        return key
+    if f"observation.images.{key}" in available:
+        return f"observation.images.{key}"
+    listed = ", ".join(available) if available else "none"
+    raise UserError(f"the dataset has no image key '{key}'; its image keys are: {listed}")
+
+
+def require_camera_keys(source: str | Path | Mapping[str, Any], keys: Iterable[str]) -> list[str]:
+    """Resolve configured image keys against a dataset; a missing one is a `UserError` listing those that exist."""
+    available = camera_keys(source)
+    return [resolve_camera_key(key, available) for key in keys]
+
+
+def _features_of(source: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(source, (str, Path)):
+        return read_info(source)["features"]
+    return source["features"] if "features" in source else source
+
+
+def data_files(root: str | Path) -> list[Path]:
+    """Parquet data files in reading order (v3.0: data/chunk-*/file-*.parquet, v2.1: one per episode)."""
+    return sorted(Path(root).glob("data/*/*.parquet"))
+
+
+def column_to_numpy(column: Any, dtype: str, shape: tuple[int, ...]):
+    """A parquet column as an array of shape (rows, *shape); shape-(1,) features are stored as scalars."""
+    import numpy as np
+    import pyarrow as pa
+
+    rows = len(column)
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    while (
+        pa.types.is_list(array.type)
+        or pa.types.is_fixed_size_list(array.type)
+        or pa.types.is_large_list(array.type)
+    ):
+        array = array.flatten()
+    return np.asarray(array.to_numpy(zero_copy_only=False)).astype(dtype).reshape(rows, *shape)
+
+
+def dataset_fingerprint(root: str | Path, reward_key: str = REWARD_KEY) -> dict[str, Any]:
+    """Identify a labeled dataset: root, episodes, frames and a hash of its reward labels.
+
+    The classifier checkpoint records this so an evaluation can tell which labels a model learned from.
+    The hash covers (episode_index, reward) of every frame in file order, so relabeling changes it.
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    root = Path(root).expanduser().resolve()
+    info = read_info(root)
+    layout = detect_layout(root, info)
+    if reward_key not in info["features"]:
+        raise UserError(
+            f"{root} has no '{reward_key}' column; label it first with: hilserl label {root} --out NEW_ROOT"
+        )
+    digest = hashlib.sha256()
+    frames = 0
+    episodes: set[int] = set()
+    for path in data_files(root):
+        table = pq.read_table(path, columns=["episode_index", reward_key])
+        episode = table.column("episode_index").to_numpy().astype(np.int64)
+        reward = column_to_numpy(table.column(reward_key), "float32", (-1,))
+        digest.update(episode.tobytes())
+        digest.update(reward.tobytes())
+        frames += len(episode)
+        episodes.update(int(e) for e in np.unique(episode))
+    return {
+        "root": str(root),
+        "codebase_version": layout,
+        "episodes": len(episodes),
+        "frames": frames,
+        "reward_key": reward_key,
+        "reward_sha256": digest.hexdigest(),
+    }
+
+
+def open_lerobot_dataset(root: str | Path, repo_id: str | None = None, **kwargs: Any):
+    """Open a local v3.0 dataset as a `LeRobotDataset` with the pyav backend, never touching the hub.
+
+    LeRobot falls back to downloading from the hub (into ``root``!) when a file is missing, so every file
+    it would look for is checked first, and the download hooks raise instead.
+    """
+    root = Path(root).expanduser().resolve()
+    info = read_info(root)
+    if detect_layout(root, info) != V30:
+        raise UserError(
+            f"{root} is in LeRobot's v2.1 layout, which LeRobot 0.4.4 cannot open; "
+            f"convert it into a new root with: hilserl doctor {root} --fix --out NEW_ROOT"
+        )
+    for required in ("meta/tasks.parquet",):
+        if not (root / required).is_file():
+            raise UserError(f"{root / required} is missing; repair the dataset with: hilserl doctor {root}")
+    if not list(root.glob("meta/episodes/*/*.parquet")) or not data_files(root):
+        raise UserError(
+            f"{root} has no episodes (no meta/episodes or data parquet files); record or copy some first"
+        )
+    _require_video_files(root, info)
+    kwargs.setdefault("video_backend", "pyav")
+    return _local_dataset_class()(repo_id or f"local/{root.name}", root=root, **kwargs)
+
+
+def _require_video_files(root: Path, info: Mapping[str, Any]) -> None:
+    import pyarrow.parquet as pq
+
+    video_keys = [k for k, ft in info["features"].items() if ft.get("dtype") == "video"]
+    if not video_keys:
+        return
+    for path in sorted(root.glob("meta/episodes/*/*.parquet")):
+        table = pq.read_table(path).to_pylist()
+        for row in table:
+            for key in video_keys:
+                video = root / info["video_path"].format(
+                    video_key=key,
+                    chunk_index=row[f"videos/{key}/chunk_index"],
+                    file_index=row[f"videos/{key}/file_index"],
+                )
+                if not video.is_file():
+                    raise UserError(
+                        f"video {video} is missing; check the dataset with: hilserl doctor {root}"
+                    )
+
+
+_LOCAL_CLASS = None
+
+
+def _local_dataset_class():
+    """A `LeRobotDataset` whose hub hooks raise (built lazily: importing LeRobot costs seconds)."""
+    global _LOCAL_CLASS
+    if _LOCAL_CLASS is None:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        class LocalLeRobotDataset(LeRobotDataset):
+            """Reads local files only: a missing file is an error, never a hub download into the root."""
+
+            def download(self, download_videos: bool = True) -> None:
+                raise UserError(
+                    f"{self.root} is incomplete (LeRobot wanted to download it); check it with: hilserl doctor {self.root}"
+                )
+
+            def pull_from_repo(self, *args: Any, **kwargs: Any) -> None:
+                raise UserError(
+                    f"{self.root} is incomplete (LeRobot wanted to download it); check it with: hilserl doctor {self.root}"
+                )
+
+        _LOCAL_CLASS = LocalLeRobotDataset
+    return _LOCAL_CLASS
+
+
+# ---------------------------------------------------------------------------------------------- safe output
+
+
+def check_destination(dest: str | Path, sources: Iterable[str | Path], overwrite: bool = False) -> Path:
+    """Validate an output root before anything is written; return it resolved.
+
+    Refused: the source itself, a folder inside a source, a folder containing a source (overwriting it
+    would delete the source), a file, and an existing non-empty folder unless ``overwrite``.
+    """
+    dest = Path(dest).expanduser().resolve()
+    for source in sources:
+        source = Path(source).expanduser().resolve()
+        if dest == source or source in dest.parents:
+            raise UserError(
+                f"destination {dest} is inside the source dataset {source}; write to a folder outside it, "
+                f"e.g. {source.parent / (source.name + '_labeled')}"
+            )
+        if dest in source.parents:
+            raise UserError(
+                f"destination {dest} contains the source dataset {source}; choose a folder outside it"
+            )
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"destination {dest} exists and is not a folder; choose another --out")
+    if dest.is_dir() and any(dest.iterdir()) and not overwrite:
+        raise UserError(
+            f"destination {dest} already exists and is not empty; pass --overwrite to replace it or choose another --out"
+        )
+    return dest
+
+
+@contextmanager
+def safe_output(
+    dest: str | Path, sources: Iterable[str | Path] = (), overwrite: bool = False
+) -> Iterator[Path]:
+    """Yield a fresh temporary sibling of ``dest`` to write into; rename it to ``dest`` only on success.
+
+    The yielded folder does not exist yet (LeRobot's writer creates it). If the body raises (or is
+    interrupted) the temporary folder is removed and ``dest`` is untouched. With ``overwrite`` an existing
+    ``dest`` is moved aside and only deleted after the new one is in place.
+    """
+    dest = check_destination(dest, sources, overwrite)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.partial-{secrets.token_hex(4)}"
+    try:
+        yield tmp
+        if not tmp.is_dir():
+            raise RuntimeError(f"nothing was written to {tmp}")
+        _commit(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _commit(tmp: Path, dest: Path) -> None:
+    old = None
+    if dest.is_dir():
+        if any(dest.iterdir()):
+            old = dest.parent / f".{dest.name}.replaced-{secrets.token_hex(4)}"
+            os.replace(dest, old)
+            logger.info("moved the previous %s aside to %s until the new one is in place", dest, old)
+        else:
+            dest.rmdir()
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old)

@@ -1,0 +1,126 @@
+"""Write a new LeRobot v3.0 dataset from a `SourceDataset`, frame by frame, through LeRobot's own writer.
+
+`LeRobotDataset.create` / `add_frame` / `save_episode` / `finalize` derive everything a hand edit gets
+wrong (seed 003): contiguous global `index`, `frame_index`, timestamps, episode lengths and offsets,
+per-episode and global stats, totals, and videos re-encoded from exactly the frames kept. Used by
+`hilserl label` (new rewards, dropped reset frames, flipped cameras) and `hilserl doctor --fix`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from reward.dataset import DERIVED_KEYS, REWARD_KEY
+from reward.dataset_source import SourceDataset
+
+logger = logging.getLogger(__name__)
+
+REWARD_FEATURE = {"dtype": "float32", "shape": (1,), "names": None}
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    """What to write for one source episode: its first ``keep`` frames, with these rewards if given."""
+
+    episode: int
+    keep: int
+    rewards: np.ndarray | None = None  # (keep,) float32; None keeps the source's reward column as is
+
+
+def output_features(source: SourceDataset, reward_key: str | None) -> dict[str, dict]:
+    """The source's features minus the derived ones (LeRobot adds those), plus the reward column if asked."""
+    features = {
+        key: {k: v for k, v in ft.items() if k not in ("fps",)}
+        for key, ft in source.features.items()
+        if key not in DERIVED_KEYS
+    }
+    for ft in features.values():
+        ft["shape"] = tuple(ft["shape"])
+    if reward_key is not None and reward_key not in features:
+        features[reward_key] = dict(REWARD_FEATURE)
+    return features
+
+
+def write_dataset(
+    source: SourceDataset,
+    root: Path,
+    plans: list[EpisodePlan],
+    reward_key: str = REWARD_KEY,
+    flip_keys: tuple[str, ...] = (),
+    repo_id: str | None = None,
+    progress: bool = True,
+) -> None:
+    """Write the planned episodes of ``source`` as a new v3.0 dataset at ``root`` (which must not exist).
+
+    Keeps the source's fps, robot_type, features, tasks and video/image choice. Episodes are renumbered
+    0..n-1 in plan order.
+    """
+    _quiet_third_party_output()
+    quiet = _DropRootInfo()
+    logging.getLogger().addFilter(quiet)  # LeRobot logs "Using video codec" per episode on the root logger
+    try:
+        _write(source, root, plans, reward_key, flip_keys, repo_id, progress)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    _remove_empty_dirs(Path(root) / "images")
+
+
+class _DropRootInfo(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def _write(source, root, plans, reward_key, flip_keys, repo_id, progress) -> None:
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    with_rewards = any(plan.rewards is not None for plan in plans)
+    features = output_features(source, reward_key if with_rewards else None)
+    dataset = LeRobotDataset.create(
+        repo_id=repo_id or f"local/{Path(root).name.lstrip('.')}",
+        fps=source.fps,
+        features=features,
+        root=root,
+        robot_type=source.robot_type,
+        use_videos=bool(source.video_keys),
+        video_backend="pyav",
+    )
+    total = sum(plan.keep for plan in plans)
+    with tqdm(total=total, desc="writing frames", unit="frame", disable=not progress, leave=False) as bar:
+        for plan in plans:
+            if plan.keep == 0:
+                continue
+            for i, frame in enumerate(source.frames(plan.episode, plan.keep, flip_keys)):
+                if plan.rewards is not None:
+                    frame[reward_key] = np.asarray([plan.rewards[i]], dtype=np.float32)
+                dataset.add_frame(frame)
+                bar.update(1)
+            dataset.save_episode()
+    dataset.finalize()
+
+
+def _quiet_third_party_output() -> None:
+    """Keep the command's own output readable: no SVT-AV1 banner per episode, no `datasets` map bars."""
+    os.environ.setdefault("SVT_LOG", "1")
+    try:
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+    except ImportError:  # pragma: no cover - datasets is a LeRobot dependency
+        pass
+
+
+def _remove_empty_dirs(path: Path) -> None:
+    """LeRobot leaves an empty images/ tree behind once frames are encoded into videos."""
+    if not path.is_dir():
+        return
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if child.is_dir() and not any(child.iterdir()):
+            child.rmdir()
+    if not any(path.iterdir()):
+        path.rmdir()
