@@ -87,7 +87,8 @@ class ArmKinematics:
 
         Out of reach, the closest configuration found is returned.
         """
-        q = np.deg2rad(np.asarray(joints_deg, dtype=float)).copy()
+        seed_deg = np.asarray(joints_deg, dtype=float)
+        q = np.deg2rad(seed_deg)
         target = np.asarray(target_xyz, dtype=float)
         best_q, best_err = q.copy(), np.inf
         for _ in range(self.iterations):
@@ -118,11 +119,16 @@ class ArmKinematics:
                 dq *= self.max_step_rad / step
             q[self.ik_index] = np.clip(q_ik + dq, self.low, self.high)
             if err_norm < self.tolerance_m and step < 1e-3:
-                return np.rad2deg(q)
+                return self._result(seed_deg, q)
         self._set(q)
         if np.linalg.norm(target - self.data.site_xpos[self.site_id]) <= best_err:
             best_q = q
-        return np.rad2deg(best_q)
+        return self._result(seed_deg, best_q)
+
+    def _result(self, seed_deg: np.ndarray, q_rad: np.ndarray) -> np.ndarray:
+        out = seed_deg.copy()  # joints the IK does not move come back bit-identical
+        out[self.ik_index] = np.rad2deg(q_rad[self.ik_index])
+        return out
 
     def _dls(self, jac: np.ndarray, err: np.ndarray) -> np.ndarray:
         lhs = jac @ jac.T + (self.damping**2) * np.eye(jac.shape[0])
