@@ -1,0 +1,184 @@
+"""The simulated STS3215 bus: wire protocol, register file, and the unmodified Feetech SDK over a real pty."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import scservo_sdk as scs
+
+from actors.servo_bus import ErrorBit, Instruction, ServoRegisters, SimulatedBus
+from actors.servo_bus.arm import MOTORS, sim_calibration
+from actors.servo_bus.protocol import (
+    Packet,
+    PacketParser,
+    checksum,
+    decode_sign_magnitude,
+    encode_packet,
+    encode_sign_magnitude,
+)
+from actors.servo_sim import main as servo_sim_main
+
+
+def wait_until(predicate, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+# ----- protocol -----
+def test_packets_match_the_documented_bytes():
+    assert encode_packet(1, Instruction.PING) == bytes.fromhex("FFFF010201FB")
+    assert encode_packet(1, 0) == bytes.fromhex("FFFF010200FC")
+    assert encode_packet(1, Instruction.READ, [0x38, 2]) == bytes.fromhex("FFFF0104023802BE")
+    assert encode_packet(1, 0, [0x00, 0x08]) == bytes.fromhex("FFFF0104000008F2")
+    sync = encode_packet(0xFE, Instruction.SYNC_READ, [0x38, 2, 1, 2, 3, 4, 5, 6])
+    assert sync == bytes.fromhex("FFFFFE0A82380201020304050626")
+    assert checksum([1, 4, 3, 0x28, 0x80]) == 0x4F
+
+
+def test_parser_round_trips_resyncs_and_drops_bad_checksums():
+    packets = [encode_packet(i, Instruction.WRITE, [42, i, 0]) for i in range(1, 4)]
+    corrupt = bytearray(encode_packet(9, Instruction.PING))
+    corrupt[-1] ^= 0xFF
+    stream = b"\x00\x13\xff" + packets[0] + bytes(corrupt) + packets[1] + b"\xff" + packets[2]
+    parser = PacketParser()
+    parsed = []
+    for i in range(0, len(stream), 3):  # bytes arrive in small chunks, as from a serial port
+        parsed += parser.feed(stream[i : i + 3])
+    assert parsed == [Packet(i, Instruction.WRITE, bytes([42, i, 0])) for i in range(1, 4)]
+    assert parser.bad_checksums == 1
+
+
+def test_sign_magnitude_matches_the_sdk_and_lerobots_example():
+    assert encode_sign_magnitude(-100, 11) == 2148  # LeRobot's Homing_Offset -100
+    for value in (-2047, -1, 0, 1, 2047):
+        raw = encode_sign_magnitude(value, 11)
+        assert raw == scs.SCS_TOSCS(value, 11)
+        assert decode_sign_magnitude(raw, 11) == value == scs.SCS_TOHOST(raw, 11)
+    assert decode_sign_magnitude(encode_sign_magnitude(-4000, 15), 15) == -4000
+    with pytest.raises(ValueError):
+        encode_sign_magnitude(2048, 11)
+
+
+# ----- register file -----
+def test_homing_offset_limits_torque_and_read_only_registers():
+    servo = ServoRegisters(1, actual=2500)
+    assert servo.get("Model_Number") == 777 and servo.present_position() == 2500
+    servo.write(31, encode_sign_magnitude(-100, 11).to_bytes(2, "little"))  # Homing_Offset -100 on the wire
+    assert servo.get("Homing_Offset") == -100 and servo.present_position() == 2600
+    servo.set("Min_Position_Limit", 1000)
+    servo.set("Max_Position_Limit", 3000)
+    servo.write(42, (3900).to_bytes(2, "little"))
+    assert servo.get("Goal_Position") == 3000  # clipped in the offset frame
+    assert servo.goal_actual() == 2900
+    servo.write(56, b"\x00\x00")  # Present_Position is read-only
+    assert servo.read(56, 2) == (2600).to_bytes(2, "little")
+    servo.write(40, b"\x01")  # torque on holds the present position rather than a stale goal
+    assert servo.torque_enabled and servo.get("Goal_Position") == 2600
+    servo.write(40, bytes([128]))  # Feetech's "set current position as 2048"
+    assert servo.present_position() == 2048 and not servo.torque_enabled
+    servo.error_bits = ErrorBit.OVERLOAD | ErrorBit.OVERHEAT
+    assert servo.read(65, 1) == bytes([36])
+
+
+def test_bus_instructions_without_a_port():
+    bus = SimulatedBus(ids=[1, 2])
+    assert bus.handle(Packet(0xFE, Instruction.PING, b"")) == encode_packet(1, 0) + encode_packet(2, 0)
+    assert bus.handle(Packet(0xFE, Instruction.WRITE, bytes([7, 0]))) == b""  # broadcast: no reply
+    assert [s.get("Return_Delay_Time") for s in bus.servos] == [0, 0]
+    bus.handle(Packet(0xFE, Instruction.SYNC_WRITE, bytes([46, 2, 1, 10, 0, 2, 20, 0])))
+    assert [s.get("Goal_Velocity") for s in bus.servos] == [10, 20]
+    assert bus.handle(Packet(2, Instruction.REG_WRITE, bytes([48, 100, 0]))) == encode_packet(2, 0)
+    assert bus.servo(2).get("Torque_Limit") == 1000  # buffered until ACTION
+    bus.handle(Packet(0xFE, Instruction.ACTION, b""))
+    assert bus.servo(2).get("Torque_Limit") == 100
+    reply = bus.handle(Packet(0xFE, Instruction.SYNC_READ, bytes([3, 2, 2, 1])))
+    assert reply == encode_packet(2, 0, (777).to_bytes(2, "little")) + encode_packet(1, 0, b"\x09\x03")
+    bus.handle(Packet(1, Instruction.WRITE, bytes([8, 0])))  # Response_Status_Level 0: only READ/PING answer
+    assert bus.handle(Packet(1, Instruction.WRITE, bytes([41, 5]))) == b""
+    assert bus.handle(Packet(1, Instruction.WRITE, bytes([5, 9]))) == b""  # new id
+    assert bus.servo(9).get("Acceleration") == 5
+    assert bus.handle(Packet(1, Instruction.PING, b"")) == b""
+
+
+# ----- the unmodified SDK over a pty -----
+@pytest.fixture
+def sdk_bus():
+    with SimulatedBus() as bus:
+        port = scs.PortHandler(bus.port)
+        assert port.openPort()
+        yield bus, port, scs.PacketHandler(0)
+        port.closePort()
+
+
+def test_sdk_ping_read_write(sdk_bus):
+    bus, port, packets = sdk_bus
+    assert packets.ping(port, 1) == (777, scs.COMM_SUCCESS, 0)
+    assert packets.ping(port, 42)[1] == scs.COMM_RX_TIMEOUT
+    assert packets.read1ByteTxRx(port, 3, 0)[0] == 3  # firmware major
+    assert packets.write1ByteTxRx(port, 3, 7, 0) == (scs.COMM_SUCCESS, 0)
+    assert bus.servo(3).get("Return_Delay_Time") == 0
+    assert packets.write2ByteTxRx(port, 3, 31, encode_sign_magnitude(-48, 11)) == (scs.COMM_SUCCESS, 0)
+    assert packets.read2ByteTxRx(port, 3, 56)[0] == 2048 + 48
+
+
+def test_sdk_sync_write_moves_servos_only_with_torque(sdk_bus):
+    bus, port, packets = sdk_bus
+    writer = scs.GroupSyncWrite(port, packets, 42, 2)
+    goals = {i: 2048 + 150 * i for i in MOTORS.values()}
+    for servo_id, goal in goals.items():
+        writer.addParam(servo_id, [scs.SCS_LOBYTE(goal), scs.SCS_HIBYTE(goal)])
+    assert writer.txPacket() == scs.COMM_SUCCESS
+    reader = scs.GroupSyncRead(port, packets, 56, 2)
+    for servo_id in goals:
+        reader.addParam(servo_id)
+
+    def present() -> dict[int, int]:
+        assert reader.txRxPacket() == scs.COMM_SUCCESS
+        return {i: reader.getData(i, 56, 2) for i in goals}
+
+    time.sleep(0.1)
+    assert set(present().values()) == {2048}  # torque off: goals stored, shafts passive
+    for servo_id in goals:
+        packets.write1ByteTxRx(port, servo_id, 40, 1)
+    writer.txPacket()  # torque on held the present position; send the goals again
+    assert wait_until(lambda: present() == goals)
+    assert all(packets.read1ByteTxRx(port, i, 40)[0] == 1 for i in goals)
+
+
+def test_sdk_sees_injected_faults(sdk_bus):
+    bus, port, packets = sdk_bus
+    bus.inject_fault(2, "overload")
+    bus.inject_fault(4, "overheat")
+    bus.inject_fault(5, "corrupt")
+    bus.inject_fault(6, "silent")
+    _, comm, error = packets.ping(port, 2)
+    assert comm == scs.COMM_SUCCESS and error == ErrorBit.OVERLOAD
+    assert "Overload" in packets.getRxPacketError(error)
+    assert packets.read1ByteTxRx(port, 4, 65)[0] == ErrorBit.OVERHEAT  # Status register mirrors the bits
+    assert packets.read1ByteTxRx(port, 4, 63)[0] > 70  # and it is hot
+    assert packets.ping(port, 5)[1] == scs.COMM_RX_CORRUPT
+    assert packets.ping(port, 6)[1] == scs.COMM_RX_TIMEOUT
+    bus.clear_faults()
+    assert [packets.ping(port, i)[1:] for i in (2, 4, 5, 6)] == [(scs.COMM_SUCCESS, 0)] * 4
+
+
+# ----- hilserl servo-sim -----
+def test_servo_sim_command_writes_a_matching_calibration(tmp_path, capsys):
+    assert servo_sim_main(["--calibrate", str(tmp_path), "--seconds", "0.2", "--fault", "3:overload"]) == 0
+    out = capsys.readouterr().out
+    assert "/dev/pts/" in out and str(tmp_path / "follower.json") in out
+    assert json.loads((tmp_path / "follower.json").read_text()) == sim_calibration()
+    assert servo_sim_main(["--calibrate", str(tmp_path), "--seconds", "0"]) == 0  # same file: reused
+
+    (tmp_path / "leader.json").write_text("{}")
+    assert servo_sim_main(["--calibrate", str(tmp_path), "--id", "leader", "--seconds", "0"]) == 2
+    assert (tmp_path / "leader.json").read_text() == "{}"  # never overwritten
+    assert servo_sim_main(["--fault", "9:melt", "--seconds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "already exists" in err and "bad --fault" in err
