@@ -130,10 +130,10 @@ class ResNet10(nn.Module):
 
 
 @functools.lru_cache(maxsize=32)
-def feature_map_size(image_size: int) -> tuple[int, int]:
-    """(h, w) of the feature map for a square input, from a dry run on the meta device (no compute)."""
+def feature_map_size(image_size: int, width: int | None = None) -> tuple[int, int]:
+    """(h, w) of the feature map for an image_size (x width) input, from a dry run on the meta device."""
     with torch.device("meta"):
-        out = ResNet10()(torch.empty(1, 3, image_size, image_size))
+        out = ResNet10()(torch.empty(1, 3, image_size, width or image_size))
     return int(out.shape[-2]), int(out.shape[-1])
 
 

@@ -1,0 +1,187 @@
+"""Reward classifier checkpoints: one directory, LeRobot's pretrained-model layout, no pickle.
+
+pretrained_model/
+  config.json         type reward_classifier, every policy field, input_features,
+                      "preprocessing" (what preprocess_images does) and calibrated "thresholds"
+  model.safetensors   every weight, the frozen backbone included (no network needed to load)
+  metrics.json        validation metrics, confusion matrix, thresholds, dataset fingerprint
+  train_config.json   the full training config
+
+save_checkpoint(dir, model, thresholds=..., metrics=..., train_config=...)
+model, info = load_checkpoint(dir)             # also reads a LeRobot 0.4.4 save_pretrained folder
+verify_against_features(info, dataset_features) # cameras and image size must match the data
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from configs.errors import UserError
+from configs.parsing import config_to_dict, decode_config
+from configs.reward import RewardClassifierConfig
+from reward.model import RewardClassifier, build_classifier, camera_keys, input_hw
+from reward.preprocess import preprocessing_spec
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+# Keys our config.json adds next to the policy fields.
+EXTRA_KEYS = ("preprocessing", "thresholds", "feature_map", "weights_sha256", "format")
+FORMAT = "hilserl_ray.reward_classifier/1"
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint says about itself besides its weights."""
+
+    path: Path
+    config: RewardClassifierConfig
+    preprocessing: dict = field(default_factory=dict)
+    thresholds: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    weights_sha256: str | None = None
+    source: str = "hilserl_ray"
+
+    @property
+    def success_threshold(self) -> float:
+        """Calibrated default for run time: the best-F1 threshold, else 0.5."""
+        return float(self.thresholds.get("best_f1", 0.5))
+
+
+def _json_dump(data: Any, path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: RewardClassifier,
+    thresholds: dict | None = None,
+    metrics: dict | None = None,
+    train_config: Any = None,
+) -> Path:
+    """Write the checkpoint directory atomically (a temp folder renamed into place)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        sha = hashlib.sha256((tmp / WEIGHTS_FILE).read_bytes()).hexdigest()
+        config = config_to_dict(model.config)
+        config["preprocessing"] = preprocessing_spec(model.config.image_size)
+        config["thresholds"] = thresholds or {"default": 0.5}
+        config["feature_map"] = list(model.feature_hw) if model.feature_hw else None
+        config["weights_sha256"] = sha
+        config["format"] = FORMAT
+        _json_dump(config, tmp / CONFIG_FILE)
+        _json_dump(metrics or {}, tmp / METRICS_FILE)
+        if train_config is not None:
+            data = train_config if isinstance(train_config, dict) else config_to_dict(train_config)
+            _json_dump(data, tmp / TRAIN_CONFIG_FILE)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
+    """Read and check config.json (and metrics.json) without building the model."""
+    directory = Path(directory).expanduser()
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file() or not (directory / WEIGHTS_FILE).is_file():
+        raise UserError(
+            f"{directory} is not a reward classifier checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
+            "pass the pretrained_model folder that hilserl train-reward printed"
+        )
+    raw = json.loads(config_path.read_text())
+    if raw.get("type") != "reward_classifier":
+        raise UserError(
+            f"{config_path} has type '{raw.get('type')}', not 'reward_classifier'; pass a classifier checkpoint"
+        )
+    extras = {k: raw.pop(k) for k in EXTRA_KEYS if k in raw}
+    known = {f.name for f in dataclasses.fields(RewardClassifierConfig)}
+    ignored = sorted(set(raw) - known)
+    for key in ignored:  # LeRobot writes a few fields we have no use for (e.g. use_amp in newer versions)
+        raw.pop(key)
+    config = decode_config(RewardClassifierConfig, raw, str(config_path))
+    metrics_path = directory / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    source = "hilserl_ray" if extras.get("format") == FORMAT else "lerobot"
+    return CheckpointInfo(
+        path=directory,
+        config=config,
+        preprocessing=extras.get("preprocessing") or {},
+        thresholds=extras.get("thresholds") or metrics.get("thresholds") or {},
+        metrics=metrics,
+        weights_sha256=extras.get("weights_sha256"),
+        source=source,
+    )
+
+
+def load_checkpoint(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[RewardClassifier, CheckpointInfo]:
+    """Build the classifier and load its weights (strict: every key and shape must match)."""
+    info = read_checkpoint_info(directory)
+    state = load_file(str(info.path / WEIGHTS_FILE))
+    if info.source == "lerobot":
+        from reward.interop import convert_lerobot_state_dict
+
+        state = convert_lerobot_state_dict(state, info.config)
+    model = build_classifier(info.config, load_weights=False)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"lacks {missing[0]}" if missing else f"has an unexpected weight {unexpected[0]}"
+        raise UserError(
+            f"{info.path / WEIGHTS_FILE} {what}; it does not match its config.json (re-export the checkpoint)"
+        )
+    for key, value in expected.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise UserError(
+                f"{info.path / WEIGHTS_FILE}: {key} has shape {tuple(state[key].shape)}, config.json implies "
+                f"{tuple(value.shape)}; re-export the checkpoint"
+            )
+    model.load_state_dict(state, strict=True)
+    model.to(device).eval()
+    return model, info
+
+
+def verify_against_features(info: CheckpointInfo, dataset_features: dict[str, dict]) -> None:
+    """The data must have the checkpoint's cameras at the image size it was trained on."""
+    keys = camera_keys(info.config)
+    cameras = {k: ft for k, ft in dataset_features.items() if ft.get("dtype") in ("video", "image")}
+    missing = [k for k in keys if k not in cameras]
+    if missing:
+        raise UserError(
+            f"the checkpoint uses camera '{missing[0]}' but the data has {', '.join(cameras) or 'no cameras'}; "
+            "evaluate on data recorded with the same cameras or retrain the classifier"
+        )
+    for key in keys:
+        spec = info.config.input_features[key]
+        want = list(spec.shape)[1:]
+        shape = list(cameras[key]["shape"])
+        names = list(cameras[key].get("names") or [])
+        have = shape[1:] if names[:1] == ["channels"] else shape[:2]
+        if want and want != have:
+            raise UserError(
+                f"camera '{key}' is {have[0]}x{have[1]} in the data but the checkpoint was trained on "
+                f"{want[0]}x{want[1]} images; use data at that size or retrain the classifier on this data"
+            )
+    input_hw(info.config)  # consistent sizes

@@ -1,0 +1,198 @@
+"""`hilserl train-reward`: train the reward classifier as a Ray Train job and export ``pretrained_model``.
+
+    hilserl train-reward --config_path cfg.json [--steps=500 --dataset.root=/abs/path ...]
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- hilserl train-reward --config_path cfg.json
+
+The training loop is ``reward.train.run`` (pure torch); here it runs inside a ``TorchTrainer``
+(workers, CPUs and GPUs from ``cfg.scaling``) under a unique run name per launch, because Ray
+Train V2 silently resumes a run whose name it has seen. Under ``ray job submit`` the job
+supervisor sets ``RAY_ADDRESS`` and we attach to that cluster; without it we start a private local
+Ray for the run and stop it afterwards. ``--use_ray=false`` runs the same loop in this process.
+
+The best checkpoint (reported to Ray under ``<storage_path>/<run_name>/``) is exported to
+``<output_dir>/pretrained_model`` and its path is the last line printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from configs.errors import UserError
+from configs.parsing import config_to_dict, decode_config, parse_config
+from configs.reward import RewardTrainConfig
+from reward.data import preflight
+from reward.model import build_backbone
+from reward.train import TrainHooks, make_run_name, run
+
+logger = logging.getLogger(__name__)
+UNDER_RAY_JOB = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint
+
+
+def absolute_paths(cfg: RewardTrainConfig) -> RewardTrainConfig:
+    """Make dataset, output and storage paths absolute (workers may run in another directory).
+
+    Under ``ray job submit`` the working directory is Ray's temporary copy of the package, so a
+    relative path would point inside it: refuse it instead of writing there.
+    """
+    under_job = UNDER_RAY_JOB in os.environ
+    paths = {"dataset.root": cfg.dataset.root, "output_dir": cfg.output_dir, "storage_path": cfg.storage_path}
+    for name, value in paths.items():
+        if value and under_job and not Path(value).expanduser().is_absolute():
+            raise UserError(
+                f"{name} '{value}' is relative, but under ray job submit the working directory is Ray's temporary "
+                f"copy of the package; pass an absolute path (--{name}=/abs/path)"
+            )
+    dataset = cfg.dataset
+    if dataset.root:
+        dataset = dataclasses.replace(dataset, root=str(Path(dataset.root).expanduser().resolve()))
+    output_dir = Path(cfg.output_dir).expanduser().resolve()
+    storage = Path(cfg.storage_path).expanduser().resolve() if cfg.storage_path else output_dir / "ray"
+    policy = cfg.policy
+    if Path(policy.model_name).expanduser().exists():
+        policy = dataclasses.replace(policy, model_name=str(Path(policy.model_name).expanduser().resolve()))
+    return dataclasses.replace(
+        cfg, dataset=dataset, output_dir=str(output_dir), storage_path=str(storage), policy=policy
+    )
+
+
+def check_inputs(cfg: RewardTrainConfig) -> None:
+    """Every user error we can find before starting Ray or writing anything."""
+    preflight(cfg.dataset, cfg.policy, cfg.reward_key)
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.eval_freq < 1 or cfg.log_freq < 1:
+        raise UserError("steps, batch_size, eval_freq and log_freq must be positive; fix the config")
+    if not 0 <= cfg.val_fraction < 1:
+        raise UserError(f"val_fraction is {cfg.val_fraction}; use a value in [0, 1), e.g. 0.2")
+    if cfg.scaling.num_workers < 1:
+        raise UserError("scaling.num_workers must be at least 1 (use --use_ray=false for a plain process)")
+    build_backbone(cfg.policy, load_weights=True, allow_random=cfg.allow_random_backbone)
+
+
+def export_checkpoint(source: Path, output_dir: Path) -> Path:
+    """Copy a checkpoint to ``<output_dir>/pretrained_model`` atomically (replacing an older export)."""
+    target = output_dir / "pretrained_model"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".pretrained_model.", dir=output_dir))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _train_loop_per_worker(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+    from ray.train import Checkpoint
+
+    cfg = decode_config(RewardTrainConfig, config["cfg"])
+    context = ray.train.get_context()
+    world_size = context.get_world_size()
+
+    def report(metrics: dict, checkpoint_dir: Path | None) -> None:
+        # A barrier: every rank reports at every evaluation; only rank 0 ever has a checkpoint.
+        checkpoint = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    hooks = TrainHooks(
+        rank=context.get_world_rank(),
+        world_size=world_size,
+        device=ray.train.torch.get_device(),
+        wrap_model=(lambda m: ray.train.torch.prepare_model(m)) if world_size > 1 else (lambda m: m),
+        report=report,
+    )
+    run(cfg, run_name=config["run_name"], hooks=hooks)
+
+
+def start_ray(cfg: RewardTrainConfig, quiet: bool = False) -> bool:
+    """Attach to the job's cluster (RAY_ADDRESS) or start a private local Ray. True if we started one."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=not quiet)
+        return False
+    needed = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
+    ray.init(
+        address="local",
+        num_cpus=max(2, math.ceil(needed)),
+        num_gpus=cfg.scaling.num_workers if cfg.scaling.use_gpu else 0,
+        include_dashboard=False,
+        object_store_memory=100 * 2**20,  # only small metrics travel through it
+        log_to_driver=not quiet,
+    )
+    return True
+
+
+def fit_with_ray(cfg: RewardTrainConfig, run_name: str, quiet: bool = False) -> Path:
+    """Run the TorchTrainer; return the local path of the best reported checkpoint."""
+    import ray
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    started = start_ray(cfg, quiet=quiet)
+    try:
+        resources = {"CPU": cfg.scaling.cpus_per_worker}
+        if cfg.scaling.use_gpu:
+            resources["GPU"] = 1
+        trainer = TorchTrainer(
+            _train_loop_per_worker,
+            train_loop_config={"cfg": config_to_dict(cfg), "run_name": run_name},
+            scaling_config=ScalingConfig(
+                num_workers=cfg.scaling.num_workers,
+                use_gpu=cfg.scaling.use_gpu,
+                resources_per_worker=resources,
+            ),
+            run_config=RunConfig(
+                name=run_name,
+                storage_path=cfg.storage_path,
+                # Only improved evaluations carry a checkpoint, so the latest is the best.
+                checkpoint_config=CheckpointConfig(num_to_keep=2),
+            ),
+        )
+        result = trainer.fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"Ray Train run {run_name} finished without a checkpoint")
+        logger.info("Ray Train run %s stored at %s", run_name, result.path)
+        return Path(result.checkpoint.path)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def train_and_export(cfg: RewardTrainConfig, quiet: bool = False) -> Path:
+    """The whole command: checks, training (Ray Train or in-process), export. Returns pretrained_model."""
+    cfg = absolute_paths(cfg)
+    check_inputs(cfg)
+    run_name = make_run_name(cfg.job_name)
+    logger.info("run %s: dataset %s -> %s", run_name, cfg.dataset.root, cfg.output_dir)
+    if cfg.use_ray:
+        best = fit_with_ray(cfg, run_name, quiet=quiet)
+    else:
+        best = run(cfg, run_name=run_name).best_checkpoint
+        if best is None:
+            raise RuntimeError("training finished without an evaluation; check eval_freq and steps")
+    return export_checkpoint(best, Path(cfg.output_dir))
+
+
+def main(argv: list[str]) -> int:
+    try:
+        cfg = parse_config(RewardTrainConfig, argv, prog="hilserl train-reward")
+        path = train_and_export(cfg)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"pretrained_model: {path}")
+    return 0

@@ -1,0 +1,173 @@
+"""Reward classifier training: real LeRobot datasets, tiny shapes, the plain torch loop (no Ray)."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from configs.parsing import save_config
+from reward import job
+from reward.checkpoint import load_checkpoint, save_checkpoint
+from reward.model import build_classifier, module_key
+from reward.train import run
+from tests.reward_helpers import labeled_dataset, train_config, write_backbone
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    return write_backbone(tmp_path_factory.mktemp("weights") / "resnet10")
+
+
+@pytest.fixture(scope="module")
+def data32(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "two_cams_32"
+    labeled_dataset(root, image_size=32)
+    return root
+
+
+@pytest.mark.parametrize("size,feature_hw", [(84, (3, 3)), (128, (4, 4))])
+def test_trains_two_steps_backbone_frozen_embedding_learns(tmp_path, backbone, size, feature_hw):
+    root = tmp_path / "ds"
+    labeled_dataset(root, image_size=size, cameras=("front",), episodes=(4, 4))
+    cfg = train_config(root, backbone, tmp_path / "out", cameras=1, val_fraction=0.5)
+    result = run(cfg)
+
+    model, info = load_checkpoint(result.best_checkpoint)
+    assert model.feature_hw == feature_hw
+    assert info.config.input_features["observation.images.front"].shape == [3, size, size]
+    # The frozen backbone is bitwise the source weights after training.
+    source = load_file(str(backbone / "model.safetensors"))
+    backbone_state = model.backbone.state_dict()
+    assert set(source) == set(backbone_state)
+    assert all(torch.equal(backbone_state[k], v) for k, v in source.items())
+    # Everything after it trained: same seed rebuilds the initial weights, which must differ now.
+    torch.manual_seed(cfg.seed)
+    initial = build_classifier(info.config)
+    key = module_key("observation.images.front")
+    assert not torch.equal(
+        initial.camera_encoders[key].spatial.kernel, model.camera_encoders[key].spatial.kernel
+    )
+    assert not torch.equal(
+        initial.camera_encoders[key].projection.weight, model.camera_encoders[key].projection.weight
+    )
+    assert not torch.equal(initial.head[0].weight, model.head[0].weight)
+    assert torch.equal(initial.backbone.embedder[0].weight, model.backbone.embedder[0].weight)
+
+    metrics = json.loads((result.best_checkpoint / "metrics.json").read_text())
+    assert metrics["step"] == 2
+    assert metrics["dataset"]["frames"] == 8 and len(metrics["dataset"]["label_hash"]) == 16
+    assert metrics["split"]["val_episodes"] and metrics["split"]["train_episodes"]
+    assert set(metrics["split"]["val_episodes"]).isdisjoint(metrics["split"]["train_episodes"])
+    assert {"best_f1", "precision_0.99"} <= set(metrics["thresholds"])
+    assert len(metrics["confusion_matrix"]) == 2
+    assert list((result.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((result.run_dir / "samples").glob("*.png"))
+
+
+def test_checkpoint_round_trip_is_bitwise(tmp_path, backbone, data32):
+    cfg = train_config(data32, backbone, tmp_path / "out")
+    from reward.data import load_labeled_frames, replace_features
+
+    frames, features = load_labeled_frames(cfg.dataset, cfg.policy)
+    torch.manual_seed(3)
+    model = build_classifier(replace_features(cfg.policy, features)).eval()
+    with torch.no_grad():  # make the head non-trivial so equality is meaningful
+        for p in model.head.parameters():
+            p.add_(torch.randn_like(p))
+    images = {k: frames.images[k] for k in model.camera_keys}
+    before = model.predict_proba(images)
+    save_checkpoint(tmp_path / "ckpt", model, thresholds={"best_f1": 0.4}, metrics={"x": 1}, train_config=cfg)
+    loaded, info = load_checkpoint(tmp_path / "ckpt")
+    after = loaded.predict_proba(images)
+    assert torch.equal(before, after)
+    assert info.success_threshold == 0.4
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["type"] == "reward_classifier"
+    assert config["preprocessing"]["normalize"]["mean"] == [0.485, 0.456, 0.406]
+    assert set(config["input_features"]) == {"observation.images.front", "observation.images.side"}
+    assert json.loads((tmp_path / "ckpt" / "train_config.json").read_text())["steps"] == cfg.steps
+    assert not list((tmp_path / "ckpt").glob("*.bin")) and not list((tmp_path / "ckpt").glob("*.pt"))
+
+
+def test_augmentation_turns_feature_cache_off_and_trains(tmp_path, backbone, data32, caplog):
+    cfg = train_config(data32, backbone, tmp_path / "out", augment=True, steps=1, eval_freq=1)
+    with caplog.at_level("INFO"):
+        result = run(cfg)
+    assert "feature caching is off" in caplog.text
+    assert result.best_checkpoint.is_dir()
+
+
+def test_transformer_backbone_from_local_path(tmp_path, data32):
+    from transformers import ViTConfig, ViTModel
+
+    vit = tmp_path / "vit"
+    ViTModel(
+        ViTConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        ),
+        add_pooling_layer=False,
+    ).save_pretrained(vit)
+    cfg = train_config(data32, vit, tmp_path / "out")
+    cfg = dataclasses.replace(
+        cfg, policy=dataclasses.replace(cfg.policy, model_type="transformer", image_size=32)
+    )
+    result = run(cfg)
+    model, _ = load_checkpoint(result.best_checkpoint)
+    assert not model.is_cnn and model.feature_hw is None
+
+
+def _bad_input(tmp_path, cfg, capsys):
+    path = tmp_path / "cfg.json"
+    save_config(cfg, path)
+    capsys.readouterr()  # drop the dataset writer's progress bars
+    code = job.main(["--config_path", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert not (tmp_path / "out").exists()
+    return err
+
+
+def test_bad_num_cameras(tmp_path, backbone, data32, capsys):
+    err = _bad_input(tmp_path, train_config(data32, backbone, tmp_path / "out", cameras=1), capsys)
+    assert "num_cameras is 1" in err and "--policy.num_cameras=2" in err
+
+
+def test_bad_image_key(tmp_path, backbone, data32, capsys):
+    from configs.common import FeatureSpec
+
+    cfg = train_config(data32, backbone, tmp_path / "out", cameras=1)
+    cfg.policy.input_features = {"observation.images.wrist": FeatureSpec("VISUAL", [3, 32, 32])}
+    err = _bad_input(tmp_path, cfg, capsys)
+    assert "observation.images.wrist" in err and "not in the dataset" in err
+
+
+def test_no_reward_column(tmp_path, backbone, capsys):
+    root = tmp_path / "unlabeled"
+    labeled_dataset(root, episodes=(3, 3), with_reward=False, reward_fn=None)
+    err = _bad_input(tmp_path, train_config(root, backbone, tmp_path / "out"), capsys)
+    assert "no 'next.reward' column" in err
+
+
+def test_only_one_class(tmp_path, backbone, capsys):
+    root = tmp_path / "all_failures"
+    labeled_dataset(root, episodes=(3, 3), reward_fn=lambda e, i: 0.0)
+    err = _bad_input(tmp_path, train_config(root, backbone, tmp_path / "out"), capsys)
+    assert "only one class" in err
+
+
+def test_missing_backbone_weights(tmp_path, data32, capsys, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    cfg = train_config(data32, tmp_path / "none", tmp_path / "out")
+    cfg.policy.model_name = "helper2424/resnet10"
+    err = _bad_input(tmp_path, cfg, capsys)
+    assert "neither a local folder nor in the Hugging Face cache" in err
