@@ -12,6 +12,8 @@ Observation (dict, LeRobot keys):
         [15:18] end-effector velocity, m/s, the position difference over one control period
                 (what the real backend can compute the same way)
 
+With ``render=False`` there are no cameras and the observation holds only the state.
+
 Action: float32 (4,) = [dx, dy, dz, gripper]. dx, dy, dz in [-1, 1] are scaled by
 ``robot.end_effector_step_sizes`` (default 2 cm per step) and move a latched end-effector target,
 clipped to ``robot.end_effector_bounds``; IK turns the target into joint goals. The last slot is
@@ -23,6 +25,9 @@ Tasks: ``pick_lift`` succeeds when the cube is held between both fingers and lif
 fingers hold the cube. Reward is the ground truth, 1.0 on success else 0.0 (also
 ``info["is_success"]``). ``terminated`` on success when ``processor.reset.terminate_on_success``
 (or when the cube falls off the table); ``truncated`` after ``control_time_s * fps`` steps.
+
+Joint-level access for the servo-bus simulator: ``joint_positions()``, ``joint_velocities()``,
+``actuator_torques()``, ``set_joint_targets(degrees)``, ``step_physics(seconds)``, ``observation()``.
 
 Run it::
 
