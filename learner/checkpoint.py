@@ -1,0 +1,146 @@
+"""Learner checkpoints that resume bit for bit.
+
+A checkpoint is a folder ``<root>/<step:09d>/``:
+
+    model.safetensors   every network (encoder heads, actor, critics, targets, grasp critic + target)
+                        and log_alpha (the temperature LeRobot lost on resume, #1373)
+    optimizers.pt       the Adam states (nested dicts; torch.save, loaded with weights_only=True)
+    rng.safetensors     torch CPU and CUDA generator states
+    state.json          counters, numpy and python RNG states, the frozen backbone's hash
+
+It is written to a temporary folder and renamed into place, then ``<root>/latest`` is replaced
+atomically, so a crash leaves the previous checkpoint usable. The frozen backbone is not saved
+(it is loaded from the configured weights); its hash is checked on load. Replay buffers are saved
+separately (``MixedReplay.save``) and carry their own sampler state.
+
+    path = save_checkpoint(agent, "run/checkpoints")
+    load_checkpoint(agent, "run/checkpoints")        # latest, or a step folder
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from configs.errors import UserError
+from learner.sac import SACAgent
+
+CHECKPOINT_FORMAT = 1
+
+
+def backbone_hash(agent: SACAgent) -> str | None:
+    backbone = agent.policy.backbone
+    if backbone is None:
+        return None
+    digest = hashlib.sha256()
+    for key, value in sorted(backbone.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _network_tensors(agent: SACAgent) -> dict[str, torch.Tensor]:
+    tensors = {
+        f"{name}.{key}": value.detach().cpu().contiguous()
+        for name, module in agent.modules().items()
+        for key, value in module.state_dict().items()
+    }
+    tensors["log_alpha"] = agent.log_alpha.detach().cpu().reshape(1)
+    return tensors
+
+
+def _python_state_to_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def save_checkpoint(agent: SACAgent, root: str | Path, extra: dict | None = None) -> Path:
+    """Write ``<root>/<update_step>/`` atomically and point ``<root>/latest`` at it."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{agent.update_step:09d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        save_file(_network_tensors(agent), str(tmp / "model.safetensors"))
+        torch.save(
+            {name: opt.state_dict() for name, opt in agent.optimizers().items()}, tmp / "optimizers.pt"
+        )
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng |= {f"cuda{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())}
+        save_file(rng, str(tmp / "rng.safetensors"))
+        np_state = np.random.get_state()
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "update_step": agent.update_step,
+            "critic_step": agent.critic_step,
+            "temperature": agent.temperature.item(),
+            "backbone_sha256": backbone_hash(agent),
+            "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "python_rng": _python_state_to_json(random.getstate()),
+            "extra": extra or {},
+        }
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    latest_tmp = root / ".latest.tmp"
+    latest_tmp.write_text(final.name)
+    os.replace(latest_tmp, root / "latest")
+    return final
+
+
+def resolve(path: str | Path) -> Path:
+    path = Path(path)
+    if (path / "latest").is_file():
+        path = path / (path / "latest").read_text().strip()
+    if not (path / "state.json").is_file():
+        raise UserError(f"no learner checkpoint at {path}; pass a checkpoint root or one of its step folders")
+    return path
+
+
+def load_checkpoint(agent: SACAgent, path: str | Path, restore_rng: bool = True) -> dict:
+    """Restore networks, optimizers, temperature, counters (and RNG states); returns ``state.json``."""
+    folder = resolve(path)
+    state = json.loads((folder / "state.json").read_text())
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{folder} has checkpoint format {state.get('format')}, expected {CHECKPOINT_FORMAT}")
+    if state["backbone_sha256"] != backbone_hash(agent):
+        raise UserError(
+            f"{folder} was trained with other ResNet-10 weights than vision_model_name="
+            f"'{agent.cfg.vision_model_name}'; point it at the weights the run started with"
+        )
+    tensors = load_file(str(folder / "model.safetensors"), device=str(agent.device))
+    for name, module in agent.modules().items():
+        prefix = f"{name}."
+        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    with torch.no_grad():
+        agent.log_alpha.copy_(tensors["log_alpha"].reshape(()))
+    optimizer_states = torch.load(folder / "optimizers.pt", map_location=agent.device, weights_only=True)
+    for name, optimizer in agent.optimizers().items():
+        optimizer.load_state_dict(optimizer_states[name])
+    agent.update_step = int(state["update_step"])
+    agent.critic_step = int(state["critic_step"])
+    if restore_rng:
+        rng = load_file(str(folder / "rng.safetensors"))
+        torch.set_rng_state(rng["torch"])
+        cuda_states = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states)
+        kind, keys, *rest = state["numpy_rng"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+        version, internal, gauss = state["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+    return state

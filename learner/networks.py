@@ -1,0 +1,231 @@
+"""Networks of the HIL-SERL SAC agent.
+
+    uint8 images ──DrQ shift──▶ FrozenBackbone (ResNet-10, no grad, once per batch)
+                                     │ (B, 512, h, w) per camera
+    state ──────────────────────▶ ObservationEncoder: per-camera SpatialLearnedEmbeddings ->
+                                     Dropout -> Linear -> LayerNorm -> tanh, state Linear -> LayerNorm -> tanh
+                                     │ embedding (B, D), shared
+              ┌──────────────────────┼───────────────────────┐
+           Actor (tanh-Gaussian)   CriticEnsemble (E heads)   GraspCritic (3 gripper actions)
+
+The backbone and the spatial embeddings come from ``reward.resnet10`` (the classifier's code), and
+images go through ``reward.preprocess.preprocess_images``, so both use one preprocessing.
+``Policy`` is what an actor process needs to act: backbone + encoder + actor + grasp critic.
+Only its non-backbone weights are trainable, and only those are exported.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from configs.learner import LearnerConfig
+from reward.preprocess import preprocess_images
+from reward.resnet10 import ResNet10, SpatialLearnedEmbeddings, feature_map_size, load_resnet10
+
+GRASP_ACTIONS = 3  # close, stay, open: gripper commands -1, 0, +1
+
+
+def mlp(in_dim: int, hidden_dims: list[int], out_dim: int | None = None) -> nn.Sequential:
+    """Linear -> LayerNorm -> tanh per hidden layer (HIL-SERL's MLP), then an optional output Linear."""
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        layers += [nn.Linear(in_dim, width), nn.LayerNorm(width), nn.Tanh()]
+        in_dim = width
+    if out_dim is not None:
+        layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class FrozenBackbone(nn.Module):
+    """The pretrained ResNet-10, frozen and always in eval mode: uint8 images -> feature maps."""
+
+    def __init__(self, backbone: ResNet10, image_size: int):
+        super().__init__()
+        self.net = backbone.eval().requires_grad_(False)
+        self.image_size = image_size
+
+    @classmethod
+    def from_config(cls, cfg: LearnerConfig) -> FrozenBackbone:
+        net = load_resnet10(cfg.vision_model_name, allow_random=cfg.allow_random_vision_weights)
+        return cls(net, cfg.image_size)
+
+    def train(self, mode: bool = True) -> FrozenBackbone:
+        # Frozen means frozen: GroupNorm has no running stats, but keep eval for any future layer.
+        return super().train(False)
+
+    def map_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of the feature map, from a one-image dry run.
+
+        A real run, not ``reward.resnet10.feature_map_size``: that one traces on the meta device,
+        which costs tens of seconds on first use in a fresh process on this machine.
+        """
+        device = next(self.net.parameters()).device
+        probe = torch.zeros(1, 3, self.image_size, self.image_size, dtype=torch.uint8, device=device)
+        return tuple(self(probe).shape[1:])
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) uint8 -> (N, 512, h, w) float32."""
+        return self.net(preprocess_images(images, self.image_size))
+
+
+class ObservationEncoder(nn.Module):
+    """Trainable heads on the backbone's maps and the state: (features, state) -> (B, D) embedding."""
+
+    def __init__(self, cfg: LearnerConfig, map_shape: tuple[int, int, int] | None = None):
+        super().__init__()
+        self.image_keys = list(cfg.image_keys)
+        self.pools = nn.ModuleDict()
+        self.projections = nn.ModuleDict()
+        if self.image_keys:
+            # Sized from the real feature map (no hard-coded 4x4 trap).
+            channels, height, width = map_shape or (ResNet10.out_channels, *feature_map_size(cfg.image_size))
+            for key in self.image_keys:
+                name = _module_name(key)
+                self.pools[name] = SpatialLearnedEmbeddings(
+                    channels, height, width, cfg.image_embedding_pooling_dim
+                )
+                self.projections[name] = nn.Sequential(
+                    nn.Dropout(cfg.dropout),
+                    nn.Linear(channels * cfg.image_embedding_pooling_dim, cfg.latent_dim),
+                    nn.LayerNorm(cfg.latent_dim),
+                    nn.Tanh(),
+                )
+        self.state = nn.Sequential(
+            nn.Linear(cfg.state_dim, cfg.state_latent_dim), nn.LayerNorm(cfg.state_latent_dim), nn.Tanh()
+        )
+        self.output_dim = len(self.image_keys) * cfg.latent_dim + cfg.state_latent_dim
+
+    def forward(self, features: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
+        parts = [
+            self.projections[_module_name(k)](self.pools[_module_name(k)](features[k]))
+            for k in self.image_keys
+        ]
+        parts.append(self.state(state))
+        return torch.cat(parts, dim=-1)
+
+
+class CriticEnsemble(nn.Module):
+    """E independent Q heads (each its own MLP and output layer): (embedding, action) -> (E, B)."""
+
+    def __init__(self, embedding_dim: int, action_dim: int, hidden_dims: list[int], num_critics: int):
+        super().__init__()
+        self.heads = nn.ModuleList(
+            mlp(embedding_dim + action_dim, hidden_dims, 1) for _ in range(num_critics)
+        )
+
+    def forward(self, embedding: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        inputs = torch.cat([embedding, action], dim=-1)
+        return torch.stack([head(inputs).squeeze(-1) for head in self.heads], dim=0)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed diagonal Gaussian policy over the continuous action dimensions."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        action_dim: int,
+        hidden_dims: list[int],
+        log_std_min: float,
+        log_std_max: float,
+    ):
+        super().__init__()
+        self.body = mlp(embedding_dim, hidden_dims)
+        self.mean = nn.Linear(hidden_dims[-1], action_dim)
+        self.log_std = nn.Linear(hidden_dims[-1], action_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def distribution(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.body(embedding)
+        log_std = self.log_std(hidden).clamp(self.log_std_min, self.log_std_max)
+        return self.mean(hidden), log_std
+
+    def forward(
+        self, embedding: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (action in (-1, 1), log-probability (B,)); reparameterised so gradients reach the actor."""
+        mean, log_std = self.distribution(embedding)
+        if deterministic:
+            pre_tanh = mean
+        else:
+            pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+        action = torch.tanh(pre_tanh)
+        gaussian = -0.5 * (((pre_tanh - mean) / log_std.exp()) ** 2 + 2 * log_std + math.log(2 * math.pi))
+        # log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), the numerically stable form.
+        squash = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+        return action, (gaussian - squash).sum(dim=-1)
+
+
+class GraspCritic(nn.Module):
+    """HIL-SERL's discrete gripper critic: embedding -> Q for (close, stay, open)."""
+
+    def __init__(self, embedding_dim: int, hidden_dims: list[int]):
+        super().__init__()
+        self.net = mlp(embedding_dim, hidden_dims, GRASP_ACTIONS)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.net(embedding)
+
+
+def gripper_index(command: torch.Tensor) -> torch.Tensor:
+    """Gripper command in {-1, 0, +1} -> Q index {0, 1, 2} (round first: 0.95 is +1, not 'stay')."""
+    return (command.round().long() + 1).clamp_(0, GRASP_ACTIONS - 1)
+
+
+class Policy(nn.Module):
+    """What acting needs: the frozen backbone and the trainable encoder, actor and grasp critic."""
+
+    def __init__(self, cfg: LearnerConfig, backbone: FrozenBackbone | None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        self.encoder = ObservationEncoder(cfg, backbone.map_shape() if backbone is not None else None)
+        self.actor = Actor(
+            self.encoder.output_dim,
+            cfg.continuous_action_dim,
+            cfg.hidden_dims,
+            cfg.log_std_min,
+            cfg.log_std_max,
+        )
+        self.grasp_critic = (
+            GraspCritic(self.encoder.output_dim, cfg.hidden_dims) if cfg.grasp_critic else None
+        )
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every weight except the frozen backbone's."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+    def features(self, observation: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Backbone maps of every camera in ONE forward pass: {key: (B, 512, h, w)}."""
+        keys = self.cfg.image_keys
+        if not keys:
+            return {}
+        maps = self.backbone(torch.cat([observation[k] for k in keys], dim=0))
+        return dict(zip(keys, maps.chunk(len(keys), dim=0), strict=True))
+
+    @torch.no_grad()
+    def act(self, observation: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
+        """Batched observations (images (B, 3, H, W) uint8, state (B, S)) -> actions (B, A) in the stored layout."""
+        was_training = self.training
+        self.eval()
+        try:
+            device = next(self.encoder.parameters()).device
+            observation = {k: v.to(device) for k, v in observation.items()}
+            embedding = self.encoder(self.features(observation), observation[self.cfg.state_key])
+            action, _ = self.actor(embedding, deterministic=deterministic)
+            if self.grasp_critic is not None:
+                # Greedy gripper, as in HIL-SERL: exploration comes from demos and interventions.
+                gripper = self.grasp_critic(embedding).argmax(dim=-1, keepdim=True).float() - 1.0
+                action = torch.cat([action, gripper], dim=-1)
+            return action
+        finally:
+            self.train(was_training)
+
+
+def _module_name(key: str) -> str:
+    return key.replace(".", "_")

@@ -1,0 +1,68 @@
+"""Tiny learner configs and filled replay buffers shared by the learner tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from configs.learner import LearnerConfig
+from learner.replay import MixedReplay
+from learner.types import Transition
+
+CAMERAS = ["observation.images.front", "observation.images.wrist"]
+
+
+def tiny_config(**overrides) -> LearnerConfig:
+    values = dict(
+        image_keys=list(CAMERAS),
+        image_size=32,
+        state_dim=3,
+        action_dim=3,
+        batch_size=8,
+        hidden_dims=[16, 16],
+        latent_dim=8,
+        state_latent_dim=8,
+        image_embedding_pooling_dim=2,
+        vision_model_name="/nonexistent/resnet10",
+        allow_random_vision_weights=True,
+        online_capacity=64,
+        demo_capacity=64,
+    )
+    values.update(overrides)
+    return LearnerConfig(**values)
+
+
+def fill(cfg: LearnerConfig, episodes: int = 3, length: int = 6, seed: int = 0) -> MixedReplay:
+    """A replay with random transitions; every third step is a human intervention."""
+    rng = np.random.default_rng(seed)
+    replay = MixedReplay.from_config(cfg)
+
+    def observation():
+        obs = {
+            k: rng.integers(0, 256, (3, cfg.image_size, cfg.image_size), dtype=np.uint8)
+            for k in cfg.image_keys
+        }
+        obs[cfg.state_key] = rng.standard_normal(cfg.state_dim).astype(np.float32)
+        return obs
+
+    for _ in range(episodes):
+        current = observation()
+        for step in range(length):
+            following = observation()
+            action = rng.uniform(-1, 1, cfg.action_dim).astype(np.float32)
+            if cfg.grasp_critic:
+                action[-1] = rng.integers(-1, 2)
+            replay.add(
+                Transition(
+                    observation=current,
+                    action=action,
+                    reward=float(rng.random() < 0.3),
+                    next_observation=following,
+                    terminated=step == length - 1 and bool(rng.random() < 0.5),
+                    truncated=False,
+                    is_intervention=step % 3 == 0,
+                    complementary_info={"grasp_penalty": -0.02 * float(action[-1] != 0)},
+                )
+            )
+            current = following
+        replay.online.truncated[replay.online._newest() - 1] = True  # mark the episode end for realism
+    return replay

@@ -1,0 +1,166 @@
+"""SAC agent contracts with tiny shapes: UTD pulls, frozen backbone, tau, targets, grasp critic, export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from configs.errors import ConfigError
+from learner.export import export_from_bytes, export_policy, export_to_bytes, load_policy
+from learner.networks import gripper_index
+from learner.sac import SACAgent
+from tests.learner_fixtures import fill, tiny_config
+
+
+class CountingIterator:
+    def __init__(self, inner):
+        self.inner, self.pulled = inner, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.pulled += 1
+        return next(self.inner)
+
+
+@pytest.fixture(scope="module")
+def replay():
+    return fill(tiny_config())
+
+
+def make_agent(seed: int = 0, **overrides) -> SACAgent:
+    torch.manual_seed(seed)
+    return SACAgent(tiny_config(**overrides))
+
+
+def test_update_pulls_exactly_utd_batches_and_runs_the_backbone_once_per_batch(replay):
+    agent = make_agent(utd_ratio=3)
+    calls = []
+    original = agent.policy.backbone.net.forward
+    agent.policy.backbone.net.forward = lambda x: calls.append(x.shape[0]) or original(x)
+    batches = CountingIterator(replay.batches(agent.cfg.batch_size))
+    metrics = agent.update(batches)
+    assert batches.pulled == 3
+    assert agent.critic_step == 3 and agent.update_step == 1
+    # One backbone pass per batch: 2 cameras x (obs + next obs) x batch 8 images.
+    assert calls == [2 * 2 * 8] * 3
+    for key in ("critic_loss", "grasp_critic_loss", "actor_loss", "temperature", "entropy"):
+        assert key in metrics and metrics[key] == metrics[key], key  # present and not NaN
+
+
+def test_frozen_backbone_is_bitwise_unchanged_while_heads_train(replay):
+    agent = make_agent()
+    backbone = {k: v.clone() for k, v in agent.policy.backbone.state_dict().items()}
+    heads = {k: v.clone() for k, v in agent.policy.encoder.state_dict().items()}
+    batches = replay.batches(agent.cfg.batch_size)
+    for _ in range(2):
+        agent.update(batches)
+    for key, value in agent.policy.backbone.state_dict().items():
+        assert torch.equal(value, backbone[key]), key
+    assert all(p.grad is None and not p.requires_grad for p in agent.policy.backbone.parameters())
+    changed = [k for k, v in agent.policy.encoder.state_dict().items() if not torch.equal(v, heads[k])]
+    assert any("pools" in k for k in changed) and any("projections" in k for k in changed)
+
+
+def test_target_networks_move_by_exactly_tau(replay):
+    agent = make_agent(utd_ratio=1)
+    before = [p.clone() for p in agent.critic_target.parameters()]
+    grasp_before = [p.clone() for p in agent.grasp_target.parameters()]
+    agent.update(replay.batches(agent.cfg.batch_size))
+    tau = agent.cfg.tau
+    for old, new, online in zip(
+        before, agent.critic_target.parameters(), agent.critic.parameters(), strict=True
+    ):
+        torch.testing.assert_close(new, old + tau * (online - old), rtol=0, atol=1e-7)
+    for old, new, online in zip(
+        grasp_before, agent.grasp_target.parameters(), agent.policy.grasp_critic.parameters(), strict=True
+    ):
+        torch.testing.assert_close(new, old + tau * (online - old), rtol=0, atol=1e-7)
+    moved = [not torch.equal(a, b) for a, b in zip(before, agent.critic_target.parameters(), strict=True)]
+    assert any(moved)
+
+
+def test_td_target_masks_termination_but_bootstraps_truncation(replay):
+    agent = make_agent()
+    batch = replay.sample(8).to(agent.device)
+    _, next_embedding = agent.encode(batch)
+    batch.terminated = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0], dtype=torch.float32)
+    batch.truncated = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1], dtype=torch.bool)
+    torch.manual_seed(1)
+    target = agent.td_target(batch, next_embedding)
+    torch.manual_seed(1)
+    next_action, _ = agent.policy.actor(next_embedding)
+    next_v = agent.critic_target(next_embedding, next_action).min(dim=0).values
+    assert torch.equal(target[:4], batch.reward[:4])
+    torch.testing.assert_close(target[4:], batch.reward[4:] + agent.cfg.discount * next_v[4:].detach())
+
+
+def test_grasp_target_is_double_q_with_the_penalty(replay):
+    agent = make_agent()
+    with torch.no_grad():
+        for p in agent.grasp_target.parameters():
+            p.add_(torch.randn_like(p))  # make the target differ from the online critic
+    batch = replay.sample(8).to(agent.device)
+    _, next_embedding = agent.encode(batch)
+    target = agent.grasp_td_target(batch, next_embedding)
+    best = agent.policy.grasp_critic(next_embedding).argmax(dim=-1)
+    value = agent.grasp_target(next_embedding)[torch.arange(8), best]
+    reward = batch.reward + batch.complementary_info["grasp_penalty"]
+    torch.testing.assert_close(target, reward + agent.cfg.discount * (1 - batch.terminated) * value.detach())
+    assert gripper_index(torch.tensor([-1.0, -0.05, 0.95, 1.0])).tolist() == [0, 1, 2, 2]
+
+
+def test_exported_policy_holds_no_backbone_and_acts_identically(replay):
+    agent = make_agent()
+    agent.update(replay.batches(agent.cfg.batch_size))
+    export = export_from_bytes(export_to_bytes(export_policy(agent.policy, version=agent.update_step)))
+    assert export["version"] == 1
+    assert not any("backbone" in key or key.startswith("net.") for key in export["state_dict"])
+    trainable = [*agent.policy.encoder.parameters(), *agent.policy.actor.parameters()]
+    trainable += list(agent.policy.grasp_critic.parameters())
+    exported_floats = sum(v.numel() for v in export["state_dict"].values())
+    assert exported_floats == sum(p.numel() for p in trainable)
+    assert all(v.device.type == "cpu" for v in export["state_dict"].values())
+
+    torch.manual_seed(99)  # a fresh policy with other initial weights, the same backbone weights
+    fresh = load_policy(export, agent.cfg, backbone=agent.policy.backbone)
+    observation = replay.sample(5).observation
+    assert torch.equal(fresh.act(observation, deterministic=True), agent.act(observation, deterministic=True))
+    torch.manual_seed(3)
+    sampled = agent.act(observation)
+    torch.manual_seed(3)
+    assert torch.equal(fresh.act(observation), sampled)
+    assert sampled.shape == (5, 3) and set(sampled[:, -1].tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_state_only_agent_learns_without_a_backbone():
+    cfg = tiny_config(image_keys=[], grasp_critic=False, action_dim=2)
+    replay = fill(cfg)
+    agent = SACAgent(cfg)
+    assert agent.policy.backbone is None
+    metrics = agent.update(replay.batches(cfg.batch_size))
+    assert "grasp_critic_loss" not in metrics and metrics["critic_loss"] == metrics["critic_loss"]
+
+
+def test_ensemble_of_ten_with_subsample_two(replay):
+    agent = make_agent(num_critics=10, num_subsample_critics=2)
+    assert len(agent.critic.heads) == 10
+    agent.update(replay.batches(agent.cfg.batch_size))
+    with pytest.raises(ConfigError, match="num_subsample_critics"):
+        tiny_config(num_critics=2, num_subsample_critics=3)
+
+
+def test_defaults_are_hil_serl_values():
+    cfg = tiny_config()
+    agent = SACAgent(cfg)
+    assert agent.temperature.item() == pytest.approx(0.01)
+    assert agent.target_entropy == -cfg.action_dim / 2
+    assert (cfg.discount, cfg.tau, cfg.utd_ratio, cfg.num_critics, cfg.online_ratio, cfg.pad) == (
+        0.97,
+        0.005,
+        2,
+        2,
+        0.5,
+        4,
+    )
