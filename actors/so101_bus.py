@@ -103,7 +103,10 @@ def probe_servos(port: str, option: str) -> None:
     try:
         silent, faulty = [], []
         for motor, motor_id in MOTORS.items():
-            model, comm, error = packets.ping(handler, motor_id)
+            for _ in range(3):  # real buses drop the odd packet (LeRobot retries reads twice too)
+                model, comm, error = packets.ping(handler, motor_id)
+                if comm == scs.COMM_SUCCESS:
+                    break
             if comm != scs.COMM_SUCCESS:
                 silent.append(f"{motor} (id {motor_id})")
             elif error:
@@ -126,14 +129,18 @@ def probe_servos(port: str, option: str) -> None:
 
 def check_registers_match(bus: Any, calibration: dict[str, dict[str, Any]], path: Path, fix: str) -> None:
     """Compare the motors' homing offsets and limits with the file (what LeRobot's is_calibrated checks)."""
-    on_motors = bus.read_calibration()
+    registers = {
+        "homing_offset": "Homing_Offset",
+        "range_min": "Min_Position_Limit",
+        "range_max": "Max_Position_Limit",
+    }
     for motor, entry in calibration.items():
-        got = on_motors[motor]
-        for key in ("homing_offset", "range_min", "range_max"):
-            if getattr(got, key) != entry[key]:
+        for key, register in registers.items():
+            on_motor = bus.read(register, motor, normalize=False, num_retry=2)
+            if on_motor != entry[key]:
                 raise UserError(
                     f"calibration file {path} does not match the arm ({motor} {key}: file {entry[key]}, "
-                    f"motor {getattr(got, key)}); recalibrate with {fix}"
+                    f"motor {on_motor}); recalibrate with {fix}"
                 )
 
 
