@@ -26,7 +26,7 @@ from actors.so101_bus import (
     probe_servos,
     safe_stop,
 )
-from configs.env import TeleopConfig
+from configs.env import EnvConfig, TeleopConfig
 from configs.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -108,3 +108,8 @@ class SO101LeaderArm:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def make_leader(cfg: EnvConfig) -> SO101LeaderArm:
+    """The leader arm named by ``cfg.teleop`` (port, id, calibration_dir)."""
+    return SO101LeaderArm.from_config(cfg.teleop)
