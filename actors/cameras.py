@@ -73,7 +73,7 @@ class OpenCVCameraSource:
 
         where = self.config.index_or_path
         fix = (
-            f"plug it in or set --env.robot.cameras.{self.name}.index_or_path "
+            f"plug it in or set robot.cameras.{self.name}.index_or_path "
             "(list cameras with lerobot-find-cameras opencv)"
         )
         if isinstance(where, str) and not where.isdigit() and not os.path.exists(where):
@@ -133,6 +133,6 @@ def make_camera_sources(cameras: dict[str, CameraConfig]) -> dict[str, CameraSou
     if missing:
         raise UserError(
             f"no '{missing[0]}' camera in robot.cameras; add it, e.g. "
-            f"--env.robot.cameras.{missing[0]}.index_or_path=/dev/video0"
+            f"robot.cameras.{missing[0]}.index_or_path=/dev/video0"
         )
     return {name: OpenCVCameraSource(name, cameras[name]) for name in REQUIRED_CAMERAS}

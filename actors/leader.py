@@ -31,7 +31,7 @@ from configs.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-PORT_OPTION = "--env.teleop.port"
+PORT_OPTION = "teleop.port"
 
 
 def default_leader_calibration_dir() -> Path:

@@ -4,8 +4,8 @@
     hilserl servo-sim --calibrate /tmp/so101_calib --mujoco    # the servos drive the MuJoCo scene
     hilserl servo-sim --id leader --calibrate /tmp/leader_calib  # a second bus for a leader arm
 
-Pass the printed port as ``--env.robot.port`` (or ``--env.teleop.port``) with
-``--env.robot.calibration_dir`` set to the ``--calibrate`` folder; LeRobot's own tools
+Pass the printed port as ``--robot.port`` (or ``--teleop.port``) with
+``--robot.calibration_dir`` set to the ``--calibrate`` folder; LeRobot's own tools
 (``lerobot-calibrate``, ``lerobot-teleoperate``) accept the port too. Runs until Ctrl-C (or
 ``--seconds``). ``--calibrate DIR`` writes ``DIR/<id>.json``, a LeRobot calibration matching the
 simulated servos' registers, so the follower connects without the interactive calibration; an
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"calibration: {calibration_path}", flush=True)
             role = "robot" if args.id != "leader" else "teleop"
             print(
-                f"try: --env.{role}.port={bus.port} --env.{role}.calibration_dir={calibration_path.parent} "
-                f"--env.{role}.id={args.id}",
+                f"try: --{role}.port={bus.port} --{role}.calibration_dir={calibration_path.parent} "
+                f"--{role}.id={args.id}",
                 flush=True,
             )
         print("Ctrl-C to stop", flush=True)

@@ -62,7 +62,7 @@ STATE_LAYOUT = (
 )
 STATE_DIM = 18
 DEFAULT_STEP_SIZES = {"x": 0.02, "y": 0.02, "z": 0.02}
-PORT_OPTION = "--env.robot.port"
+PORT_OPTION = "robot.port"
 
 
 def default_calibration_dir() -> Path:
@@ -134,7 +134,7 @@ class SO101RealEnv(gym.Env):
         self.max_relative_target = robot_cfg.max_relative_target
         if not robot_cfg.use_degrees:
             raise UserError(
-                "robot.use_degrees is false; end-effector control needs degrees, set --env.robot.use_degrees=true"
+                "robot.use_degrees is false; end-effector control needs degrees, set robot.use_degrees to true"
             )
 
         # 1. Everything that needs no hardware: port, calibration file, cameras' config.
