@@ -125,7 +125,7 @@ def start_ray(cfg: RewardTrainConfig, quiet: bool = False) -> bool:
         ray.init(log_to_driver=not quiet)
         return False
     needed = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
-    ray.init(
+    kwargs = dict(
         address="local",
         num_cpus=max(2, math.ceil(needed)),
         num_gpus=cfg.scaling.num_workers if cfg.scaling.use_gpu else 0,
@@ -133,6 +133,15 @@ def start_ray(cfg: RewardTrainConfig, quiet: bool = False) -> bool:
         object_store_memory=100 * 2**20,  # only small metrics travel through it
         log_to_driver=not quiet,
     )
+    try:
+        ray.init(**kwargs)
+    except Exception as err:  # noqa: BLE001
+        # Ray gives its raylet a fixed 30 s to register; a saturated 2-core box can miss that once.
+        if "timed out during startup" not in str(err):
+            raise
+        logger.warning("local Ray did not start in time (%s); retrying once", err)
+        ray.shutdown()
+        ray.init(**kwargs)
     return True
 
 
