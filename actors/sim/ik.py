@@ -64,6 +64,9 @@ class ArmKinematics:
         self.iterations = iterations
         self.tolerance_m = tolerance_m
         self.max_step_rad = max_step_rad
+        self.converged_step_rad = 5e-3
+        self._eye3 = np.eye(3)
+        self._damping_eye = (damping**2) * np.eye(len(IK_JOINTS))
         self._jacp = np.zeros((3, self.model.nv))
         self._jacr = np.zeros((3, self.model.nv))
 
@@ -99,10 +102,10 @@ class ArmKinematics:
                 best_q, best_err = q.copy(), err_norm
             # Fingers point along the gripper body's -z axis.
             fingers = -self.data.xmat[self.gripper_body].reshape(3, 3)[:, 2]
-            rot_err = np.cross(fingers, self.tool_direction)
+            rot_err = _cross(fingers, self.tool_direction)
             mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self.site_id)
             # Only rotations that tilt the fingers matter; a spin about them is the wrist's business.
-            tilt = np.eye(3) - np.outer(fingers, fingers)
+            tilt = self._eye3 - np.outer(fingers, fingers)
             w = self.orientation_weight
             jac = np.vstack([self._jacp[:, self.dof_adr], w * (tilt @ self._jacr[:, self.dof_adr])])
             err = np.concatenate([pos_err, w * rot_err])
@@ -118,7 +121,9 @@ class ArmKinematics:
             if step > self.max_step_rad:  # near a singularity a full step overshoots; stay local
                 dq *= self.max_step_rad / step
             q[self.ik_index] = np.clip(q_ik + dq, self.low, self.high)
-            if err_norm < self.tolerance_m and step < 1e-3:
+            # Orientation converges slowly at its low weight; a controller calling every step
+            # warm-starts from here, so stop once the position is reached and steps are small.
+            if err_norm < self.tolerance_m and step < self.converged_step_rad:
                 return self._result(seed_deg, q)
         self._set(q)
         if np.linalg.norm(target - self.data.site_xpos[self.site_id]) <= best_err:
@@ -131,12 +136,17 @@ class ArmKinematics:
         return out
 
     def _dls(self, jac: np.ndarray, err: np.ndarray) -> np.ndarray:
-        lhs = jac @ jac.T + (self.damping**2) * np.eye(jac.shape[0])
-        return jac.T @ np.linalg.solve(lhs, err)
+        # (J^T J + l^2 I)^-1 J^T e, the joint-space form of damped least squares: a 4x4 system.
+        return np.linalg.solve(jac.T @ jac + self._damping_eye, jac.T @ err)
 
     def solve_delta(self, joints_deg, dxyz) -> np.ndarray:
         """Joint angles (6,) in degrees that move the end effector by ``dxyz`` metres from ``joints_deg``."""
         return self.solve_position(joints_deg, self.ee_position(joints_deg) + np.asarray(dxyz, dtype=float))
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # np.cross costs ~10x more than this for 3-vectors, and the IK loop calls it every iteration.
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
 
 
 @functools.lru_cache(maxsize=1)
