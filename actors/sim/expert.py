@@ -65,12 +65,21 @@ class ScriptedExpert:
         grasp_xy = self._grasp_xy(cube, float(info["cube_yaw"]), np.asarray(info["jaw_axis"], dtype=float))
         low, high = self.env.bounds_low, self.env.bounds_high
 
+        # The expert may take over from a policy at any step, so the state can overrule the phase.
+        if info["grasped"] and self.phase != "lift":
+            self._enter("lift")
+        elif self.phase == "descend" and info["gripper_deg"] < self.open_deg - 5.0:
+            self._enter("approach")  # the gripper was closed meanwhile: reopen above the cube
+
         self._phase_steps += 1
         if self.phase == "approach":
-            goal = np.array([*grasp_xy, scene.CUBE_HALF + self.hover_m])
+            hover_z = scene.CUBE_HALF + self.hover_m
+            goal = np.array([*grasp_xy, hover_z])
             gripper = OPEN if info["gripper_deg"] < self.open_deg else STAY
             xy_err = np.linalg.norm(goal[:2] - ref[:2])
-            if xy_err < self.xy_tolerance_m and abs(goal[2] - ref[2]) < 0.02 and gripper == STAY:
+            if xy_err > 2 * self.xy_tolerance_m and ref[2] < hover_z - 0.02:
+                goal[:2] = ref[:2]  # rise clear of the cube before moving sideways
+            elif xy_err < self.xy_tolerance_m and abs(goal[2] - ref[2]) < 0.02 and gripper == STAY:
                 self._enter("descend")
         elif self.phase == "descend":
             goal = np.array([*grasp_xy, scene.CUBE_HALF])
