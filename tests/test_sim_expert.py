@@ -62,3 +62,20 @@ def test_expert_restarts_with_each_episode_and_with_rendering():
         assert expert.phase == "approach"
     finally:
         env.close()
+
+
+def test_expert_takes_over_after_a_random_policy_moved_the_arm():
+    env = SO101SimEnv(task="pick_lift", render=False)
+    expert = ScriptedExpert(env)
+    rng = np.random.default_rng(0)
+    successes = 0
+    for seed in range(10):
+        obs, info = env.reset(seed=seed)
+        expert.act(obs, info)  # the expert sees the reset, then the policy drives for a while
+        for _ in range(10):
+            random_action = np.array([*rng.uniform(-1, 1, 3), rng.integers(0, 3)], dtype=np.float32)
+            obs, _, terminated, truncated, info = env.step(random_action)
+        while not (terminated or truncated):
+            obs, _, terminated, truncated, info = env.step(expert.act(obs, info))
+        successes += info["is_success"]
+    assert successes >= 9, successes
