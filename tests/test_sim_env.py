@@ -7,8 +7,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from actors.sim import ik, scene
-from actors.sim.env import FRONT, STATE, WRIST, SO101SimEnv
-from configs.env import EnvConfig, ProcessorConfig, ResetConfig
+from actors.sim.env import FRONT, GRIPPER_STEP_DEG, STATE, WRIST, SO101SimEnv
+from configs.env import EnvConfig, GripperConfig, ProcessorConfig, ResetConfig
 from configs.errors import UserError
 
 
@@ -127,6 +127,28 @@ def test_time_limit_truncates_without_terminating():
     ends = [env.step(np.array([0, 0, 0, 1], dtype=np.float32))[2:4] for _ in range(5)]
     assert ends[:4] == [(False, False)] * 4
     assert ends[4] == (False, True)
+
+
+def test_gripper_commands_move_the_gripper_and_changes_carry_the_penalty():
+    cfg = _cfg()
+    cfg.processor.gripper = GripperConfig(gripper_penalty=-0.05)
+    env = SO101SimEnv(cfg, render=False)
+    env.reset(seed=0, options={"cube_xy": (0.27, 0.1)})  # out of the way
+    goals, penalties, angles = [env.joint_targets()[5]], [], [env.joint_positions()[5]]
+    for command in (0, 0.4, 1, 1.6, 2):  # close, close (rounded), stay, open (rounded), open
+        _, _, _, _, info = env.step(np.array([0, 0, 0, command], dtype=np.float32))
+        goals.append(env.joint_targets()[5])
+        penalties.append(info["discrete_penalty"])
+        angles.append(info["gripper_deg"])
+    assert np.diff(goals).tolist() == [
+        -GRIPPER_STEP_DEG,
+        -GRIPPER_STEP_DEG,
+        0,
+        GRIPPER_STEP_DEG,
+        GRIPPER_STEP_DEG,
+    ]
+    assert penalties == [-0.05, 0.0, 0.0, -0.05, 0.0]
+    assert angles[2] < angles[0] - 10 and angles[5] > angles[3] + 10  # the jaw follows
 
 
 def test_bad_input_gives_one_line_user_errors(env):
