@@ -205,3 +205,14 @@ def test_bench_env_prints_the_json_keys(capsys):
     assert {"ours_steps_per_s", "gym_hil_steps_per_s", "ratio", "machine"} <= set(result)
     assert result["ours_steps_per_s"] > 0
     assert bench.main(["--windows", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_bench_env_times_gym_hil_side_by_side(capsys):
+    from benchmarks import env as bench
+
+    args = ["--json", "--windows", "1", "--ours-steps", "2", "--gym-hil-steps", "1", "--warmup", "0"]
+    assert bench.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["gym_hil_steps_per_s"] > 0 and result["ratio"] > 0
+    assert result["gym_hil"]["env"] == "gym_hil/PandaPickCubeBase-v0"
