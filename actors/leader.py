@@ -22,6 +22,7 @@ from actors.so101_bus import (
     calibrate_command,
     check_port,
     check_registers_match,
+    configure_with_retries,
     load_calibration,
     probe_servos,
     safe_stop,
@@ -59,7 +60,7 @@ class SO101LeaderArm:
             self.device.bus.connect()
             fix = calibrate_command("leader", self.port, leader_id, directory)
             check_registers_match(self.device.bus, self.calibration, self.calibration_path, fix)
-            self.device.configure()  # torque off, position mode
+            configure_with_retries(self.device)  # torque off, position mode
         except UserError:
             self.close()
             raise

@@ -176,3 +176,17 @@ def read_status_bits(bus: Any) -> dict[str, int]:
     """Status register (65) of every servo: the same bits as the status packets' error byte."""
     values = bus.sync_read("Status", normalize=False, num_retry=2)
     return {motor: int(v) for motor, v in values.items() if int(v)}
+
+
+def configure_with_retries(device: Any, attempts: int = 3) -> None:
+    """LeRobot's ``configure()`` (idempotent register writes, none retried) with whole-call retries:
+    serial buses drop the odd status packet, and one lost reply should not abort a connect."""
+    for attempt in range(attempts):
+        try:
+            device.configure()
+            return
+        except ConnectionError as err:
+            if attempt == attempts - 1:
+                raise
+            logger.warning("configuring %s failed (%s); retrying", device, err)
+            device.bus.port_handler.is_using = False

@@ -42,6 +42,7 @@ from actors.so101_bus import (
     calibrate_command,
     check_port,
     check_registers_match,
+    configure_with_retries,
     describe_error_bits,
     load_calibration,
     probe_servos,
@@ -184,9 +185,9 @@ class SO101RealEnv(gym.Env):
                 port=self.port,
                 id=robot_cfg.id,
                 calibration_dir=calibration_dir,
-                max_relative_target=None
-                if self.max_relative_target is None
-                else float(self.max_relative_target),
+                # The per-step bound is applied here (``_bound``), relative to the last observed position
+                # read with retries; LeRobot's own clamp would add a sync read without retries per step.
+                max_relative_target=None,
                 use_degrees=True,
                 disable_torque_on_disconnect=robot_cfg.disable_torque_on_disconnect,
             )
@@ -203,7 +204,7 @@ class SO101RealEnv(gym.Env):
         bus.connect()
         fix = calibrate_command("follower", self.port, self.cfg.robot.id, self.calibration_path.parent)
         check_registers_match(bus, self.calibration, self.calibration_path, fix)
-        self.robot.configure()  # LeRobot's gains and limits, with torque re-enabled at the end
+        configure_with_retries(self.robot)  # LeRobot's gains and limits, torque re-enabled at the end
         for camera in self.cameras.values():
             camera.connect()
         self._read_state()

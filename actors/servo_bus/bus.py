@@ -13,6 +13,7 @@ The thread answers within a fraction of a millisecond, well inside the SDK's ~34
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import select
@@ -188,6 +189,11 @@ class SimulatedBus:
     # ----- pty serving -----
     def start(self) -> str:
         """Open the pty and start answering; returns the port path for the SDK."""
+        # The simulated servos share this interpreter's GIL and garbage collector with the client.
+        # A full collection of a large heap (torch, LeRobot: ~1 s here) stalls both, and the client's
+        # packet timeout expires before the servo could answer - something real servos, which are
+        # separate hardware, never cause. Freezing the heap that exists now keeps collections short.
+        gc.freeze()
         self._master, self._slave = os.openpty()
         # Raw mode before any client opens it: no echo (the SDK would parse an echo as a reply).
         tty.setraw(self._slave)

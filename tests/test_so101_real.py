@@ -1,0 +1,269 @@
+"""The real-robot path without an arm: LeRobot's FeetechMotorsBus / SO101Follower / SO101Leader and our
+SO101RealEnv, through the unmodified Feetech SDK, a pty and the simulated STS3215 bus.
+
+Slow: importing LeRobot's robot classes pulls in torch, datasets and transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actors.servo_bus import SimulatedBus
+from actors.servo_bus.arm import MOTORS, apply_calibration, sim_calibration, write_calibration_file
+from configs.env import CameraConfig, EnvConfig, ResetConfig
+from configs.errors import UserError
+
+pytestmark = pytest.mark.slow
+NAMES = list(MOTORS)
+
+
+def wait_until(predicate, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def torques(bus: SimulatedBus) -> list[int]:
+    with bus.lock:
+        return [s.get("Torque_Enable") for s in bus.servos]
+
+
+def calibrated_bus(tmp_path: Path, arm_id: str = "follower", plant=None, **kwargs) -> SimulatedBus:
+    """A started bus whose registers match the calibration file the test writes."""
+    write_calibration_file(tmp_path / f"{arm_id}.json", sim_calibration())
+    bus = SimulatedBus(plant=plant, **kwargs)
+    apply_calibration(bus.servos, sim_calibration())
+    bus.start()
+    return bus
+
+
+def env_config(bus: SimulatedBus, tmp_path: Path, **reset) -> EnvConfig:
+    cfg = EnvConfig(type="so101", image_size=32)
+    cfg.robot.type = "so101"
+    cfg.robot.port = bus.port
+    cfg.robot.calibration_dir = str(tmp_path)
+    cfg.robot.camera_source = "test_pattern"
+    cfg.processor.reset = ResetConfig(**reset) if reset else None
+    return cfg
+
+
+@pytest.fixture
+def bus(tmp_path):
+    bus = calibrated_bus(tmp_path)
+    yield bus
+    bus.stop()
+
+
+def test_lerobot_feetech_bus_connects_calibrates_reads_writes(tmp_path):
+    from lerobot.motors import Motor, MotorCalibration, MotorNormMode
+    from lerobot.motors.feetech import FeetechMotorsBus
+
+    with SimulatedBus() as sim:
+        motors = {name: Motor(i, "sts3215", MotorNormMode.DEGREES) for name, i in MOTORS.items()}
+        bus = FeetechMotorsBus(sim.port, motors)
+        bus.connect()  # handshake: ping every id, compare models and firmware
+        calibration = {
+            name: MotorCalibration(id=i, drive_mode=0, homing_offset=-100 * i, range_min=500, range_max=3500)
+            for name, i in MOTORS.items()
+        }
+        with bus.torque_disabled():
+            bus.configure_motors()
+            bus.write_calibration(calibration)
+        assert bus.is_calibrated and bus.read_calibration() == calibration
+        assert sim.servo(3).get("Homing_Offset") == -300  # sign-magnitude on the wire, decoded by the servo
+        assert bus.sync_read("Present_Position", normalize=False) == {
+            n: 2048 + 100 * i for n, i in MOTORS.items()
+        }
+        bus.sync_write("Goal_Position", dict.fromkeys(MOTORS, 20.0))  # degrees
+        assert wait_until(
+            lambda: all(abs(v - 20.0) < 0.5 for v in bus.sync_read("Present_Position").values())
+        )
+        assert torques(sim) == [1] * 6
+        bus.disconnect()
+        assert torques(sim) == [0] * 6
+
+
+def test_follower_connects_moves_and_releases_torque(bus, tmp_path):
+    from lerobot.robots.so_follower import SO101Follower, SO101FollowerConfig
+
+    robot = SO101Follower(SO101FollowerConfig(port=bus.port, id="follower", calibration_dir=tmp_path))
+    robot.connect(calibrate=False)
+    assert robot.is_calibrated and torques(bus) == [1] * 6
+    goal = {"shoulder_pan.pos": 30.0, "elbow_flex.pos": -25.0, "gripper.pos": 60.0}
+    robot.send_action(goal)
+    assert wait_until(lambda: all(abs(robot.get_observation()[k] - v) < 0.5 for k, v in goal.items()))
+    robot.disconnect()
+    assert torques(bus) == [0] * 6
+
+
+def test_real_env_contract_reset_and_end_effector_steps(bus, tmp_path):
+    from actors.so101_real import SO101RealEnv
+
+    home = [-2.9, -21.9, 12.7, 94.0, 90.0, 30.0]  # hand above the table, fingers down
+    cfg = env_config(bus, tmp_path, fixed_reset_joint_positions=home, reset_time_s=0.3)
+    cfg.robot.cameras = {"front": CameraConfig(rotation=180), "wrist": CameraConfig(rotation=0)}
+    with SO101RealEnv(cfg) as env:
+        obs, _ = env.reset()
+        assert env.observation_space.contains(obs)
+        assert wait_until(lambda: np.allclose(env.reset()[0]["observation.state"][:6], home, atol=0.5))
+        front, wrist = obs["observation.images.front"], obs["observation.images.wrist"]
+        assert front.shape == (32, 32, 3) and front.dtype == np.uint8
+        np.testing.assert_array_equal(front, np.rot90(wrist, 2))  # same test frame, front rotated 180
+        z0 = obs["observation.state"][14]
+        for _ in range(5):
+            before = obs["observation.state"][:6]
+            obs, reward, terminated, truncated, info = env.step(np.array([0, 0, 1, 2], np.float32))
+            assert (reward, terminated, truncated) == (0.0, False, False)
+            # max_relative_target: no joint target further than 10 degrees from the observed position
+            assert np.all(np.abs(info["joint_targets"] - before) <= 10.0 + 1e-3)
+            time.sleep(0.05)
+        obs, *_ = env.step(np.array([0, 0, 0, 1], np.float32))
+        assert obs["observation.state"][14] > z0 + 0.02  # end effector went up
+        assert obs["observation.state"][5] > home[5] + 20  # gripper opened
+    assert torques(bus) == [0] * 6  # leaving the context turned torque off
+
+
+def test_leader_reads_the_arm_and_env_reset_releases_it(bus, tmp_path):
+    from actors.leader import SO101LeaderArm
+    from actors.so101_real import SO101RealEnv
+
+    leader_bus = calibrated_bus(tmp_path, arm_id="leader")
+    try:
+        leader = SO101LeaderArm(leader_bus.port, "leader", tmp_path)
+        assert torques(leader_bus) == [0] * 6
+        with leader_bus.lock:
+            leader_bus.servo(1).actual += 4096 * 45 / 360  # a human turns the base by 45 degrees
+        assert leader.read_joint_positions()[0] == pytest.approx(45.0, abs=0.2)
+        leader.enable_torque()
+        assert torques(leader_bus) == [1] * 6
+        cfg = env_config(bus, tmp_path, fixed_reset_joint_positions=[0, 0, 0, 0, 0, 10], reset_time_s=0.1)
+        with SO101RealEnv(cfg, leader=leader) as env:
+            env.reset()
+            assert torques(leader_bus) == [0] * 6  # seed 003, bug 3
+        leader.close()
+    finally:
+        leader_bus.stop()
+
+
+# ----- bad input: one line naming the problem and the fix, the arm left safe -----
+def one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_port_and_missing_calibration(tmp_path):
+    from actors.so101_real import SO101RealEnv
+
+    with SimulatedBus() as sim:
+        cfg = env_config(sim, tmp_path)
+        cfg.robot.port = "/dev/ttyACM99"
+        with pytest.raises(UserError) as err:
+            SO101RealEnv(cfg)
+        assert "/dev/ttyACM99 does not exist" in one_line(err) and "servo-sim" in one_line(err)
+        cfg.robot.port = sim.port
+        with pytest.raises(UserError) as err:
+            SO101RealEnv(cfg)
+        assert f"{tmp_path / 'follower.json'} is missing" in one_line(
+            err
+        ) and "lerobot-calibrate" in one_line(err)
+        assert torques(sim) == [0] * 6
+
+
+def test_mismatched_calibration_file(bus, tmp_path):
+    from actors.so101_real import SO101RealEnv
+
+    calibration = sim_calibration()
+    calibration["elbow_flex"]["range_max"] -= 50
+    (tmp_path / "follower.json").write_text(json.dumps(calibration))
+    with pytest.raises(UserError) as err:
+        SO101RealEnv(env_config(bus, tmp_path))
+    assert "does not match the arm (elbow_flex range_max" in one_line(err) and "recalibrate" in one_line(err)
+    calibration["elbow_flex"]["id"] = 7
+    (tmp_path / "follower.json").write_text(json.dumps(calibration))
+    with pytest.raises(UserError) as err:
+        SO101RealEnv(env_config(bus, tmp_path))
+    assert "'elbow_flex' has id 7, expected 3" in one_line(err)
+    assert torques(bus) == [0] * 6  # torque never came on
+
+
+@pytest.mark.parametrize("fault, expected", [("silent", "no answer"), ("overload", "reports overload")])
+def test_servo_fault_at_connect(bus, tmp_path, fault, expected):
+    from actors.so101_real import SO101RealEnv
+
+    bus.inject_fault(3, fault)
+    with pytest.raises(UserError) as err:
+        SO101RealEnv(env_config(bus, tmp_path))
+    assert f"{expected}" in one_line(err) and "elbow_flex (id 3)" in one_line(err)
+    assert torques(bus) == [0] * 6
+
+
+@pytest.mark.parametrize("fault, expected", [("overheat", "reports overheat"), ("dead", "stopped")])
+def test_servo_fault_while_running_turns_torque_off(bus, tmp_path, fault, expected):
+    from actors.so101_real import SO101RealEnv
+
+    env = SO101RealEnv(env_config(bus, tmp_path))
+    env.reset()
+    assert torques(bus) == [1] * 6
+    bus.inject_fault(4, fault)
+    with pytest.raises(UserError) as err:
+        env.step(np.array([0, 0, 1, 1], np.float32))
+    assert expected in one_line(err) and "torque is off" in one_line(err)
+    live = [t for s, t in zip(bus.servos, torques(bus), strict=True) if s.servo_id != 4]
+    assert live == [0] * 5  # a dead servo hears nothing; every other one is released
+    if fault == "overheat":
+        assert bus.servo(4).get("Torque_Enable") == 0
+    with pytest.raises(UserError, match="was stopped"):
+        env.step(np.array([0, 0, 0, 1], np.float32))
+
+
+def test_missing_camera(bus, tmp_path):
+    from actors.so101_real import SO101RealEnv
+
+    cfg = env_config(bus, tmp_path)
+    cfg.robot.camera_source = "opencv"
+    cfg.robot.cameras = {"front": CameraConfig(index_or_path="/dev/video_missing")}
+    with pytest.raises(UserError) as err:
+        SO101RealEnv(cfg)
+    assert "no 'wrist' camera" in one_line(err) and "robot.cameras.wrist" in one_line(err)
+    cfg.robot.cameras["wrist"] = CameraConfig(index_or_path="/dev/video_missing")
+    with pytest.raises(UserError) as err:
+        SO101RealEnv(cfg)
+    assert "camera 'front' at /dev/video_missing does not exist" in one_line(err)
+    assert torques(bus) == [0] * 6
+
+
+# ----- end to end: SO101Follower -> scservo_sdk -> pty -> simulated bus -> MuJoCo -----
+def test_end_to_end_through_the_mujoco_scene(tmp_path):
+    from actors.servo_bus.mujoco_plant import MujocoPlant, scene_cameras
+    from actors.sim.env import SO101SimEnv
+    from actors.so101_real import SO101RealEnv
+
+    scene = SO101SimEnv(image_size=32)
+    scene.reset(seed=0)
+    start_joints, start_ee = scene.joint_positions(), scene.ee_position()
+    bus = calibrated_bus(tmp_path, plant=MujocoPlant(scene))
+    try:
+        with SO101RealEnv(env_config(bus, tmp_path), cameras=scene_cameras(scene)) as env:
+            obs, _ = env.reset()
+            np.testing.assert_allclose(obs["observation.state"][:5], start_joints[:5], atol=0.5)
+            first_front = obs["observation.images.front"]
+            for _ in range(6):
+                obs, *_ = env.step(np.array([0, 0, 1, 1], np.float32))
+                time.sleep(0.1)
+            assert scene.ee_position()[2] > start_ee[2] + 0.03  # the scene's arm lifted its hand
+            assert np.abs(scene.joint_positions()[:4] - start_joints[:4]).max() > 3.0
+            np.testing.assert_allclose(obs["observation.state"][12:15], scene.ee_position(), atol=0.01)
+            assert not np.array_equal(obs["observation.images.front"], first_front)  # rendered, not canned
+        assert torques(bus) == [0] * 6
+    finally:
+        bus.stop()
+        scene.close()
