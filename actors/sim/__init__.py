@@ -4,11 +4,22 @@
     ik.py      damped least-squares end-effector control on the MuJoCo Jacobian
     env.py     ``SO101SimEnv``, a gymnasium env with LeRobot observation keys and HIL-SERL actions
     expert.py  ``ScriptedExpert``: approach, descend, grasp, lift from privileged sim state
+    views.py   ``python -m actors.sim.views OUT_DIR``: PNGs of both cameras
 
-Headless rendering: ``MUJOCO_GL`` is read when mujoco is imported, so it is defaulted to EGL here
-(``osmesa`` also works, set it in the environment before importing).
+Headless rendering: ``MUJOCO_GL`` is read when mujoco is imported, so unless it is already set,
+importing this package picks EGL, or OSMesa on a machine that has libOSMesa but no libEGL. Import
+``actors.sim`` before anything imports mujoco (or set ``MUJOCO_GL`` in the environment).
 """
 
+import ctypes.util
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+
+def _headless_gl() -> str:
+    if ctypes.util.find_library("EGL") is None and ctypes.util.find_library("OSMesa") is not None:
+        return "osmesa"
+    return "egl"
+
+
+if "MUJOCO_GL" not in os.environ:
+    os.environ["MUJOCO_GL"] = _headless_gl()
