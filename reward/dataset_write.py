@@ -91,17 +91,31 @@ def _write(source, root, plans, reward_key, flip_keys, repo_id, progress) -> Non
         video_backend="pyav",
     )
     total = sum(plan.keep for plan in plans)
-    with tqdm(total=total, desc="writing frames", unit="frame", disable=not progress, leave=False) as bar:
-        for plan in plans:
-            if plan.keep == 0:
-                continue
-            for i, frame in enumerate(source.frames(plan.episode, plan.keep, flip_keys)):
-                if plan.rewards is not None:
-                    frame[reward_key] = np.asarray([plan.rewards[i]], dtype=np.float32)
-                dataset.add_frame(frame)
-                bar.update(1)
-            dataset.save_episode()
-    dataset.finalize()
+    try:
+        with tqdm(total=total, desc="writing frames", unit="frame", disable=not progress, leave=False) as bar:
+            for plan in plans:
+                if plan.keep == 0:
+                    continue
+                for i, frame in enumerate(source.frames(plan.episode, plan.keep, flip_keys)):
+                    if plan.rewards is not None:
+                        frame[reward_key] = np.asarray([plan.rewards[i]], dtype=np.float32)
+                    dataset.add_frame(frame)
+                    bar.update(1)
+                dataset.save_episode()
+        dataset.finalize()
+    except BaseException:
+        _abandon(dataset)
+        raise
+
+
+def _abandon(dataset) -> None:
+    """Close LeRobot's writers now: left to ``__del__`` they would flush files into the output folder
+    after the caller has removed it (an interrupted run must leave nothing behind)."""
+    dataset.meta.metadata_buffer.clear()
+    try:
+        dataset.finalize()
+    except Exception:  # the write already failed; its error is the one to report
+        logger.debug("closing the abandoned writer failed", exc_info=True)
 
 
 def _quiet_third_party_output() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from configs.errors import UserError
 from reward.dataset import REWARD_KEY, V21, check_destination, read_info, safe_output
@@ -114,7 +115,14 @@ def run(args: argparse.Namespace) -> int:
         )
     plans = [EpisodePlan(episode, length) for episode, length in source.lengths.items()]
     with safe_output(args.out, [source.root], args.overwrite) as tmp:
-        write_dataset(source, tmp, plans, reward_key=args.reward_key, progress=not args.no_progress)
+        write_dataset(
+            source,
+            tmp,
+            plans,
+            reward_key=args.reward_key,
+            repo_id=f"local/{Path(args.out).name}",
+            progress=not args.no_progress,
+        )
     repaired = SourceDataset(args.out)
     remaining = check_dataset(repaired, args.reward_key)
     print(f"wrote a repaired copy: {repaired.describe()}")

@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> LabelSummary:
             plans,
             reward_key=args.reward_key,
             flip_keys=flip_keys,
-            repo_id=args.repo_id,
+            repo_id=args.repo_id or f"local/{Path(args.out).name}",
             progress=not args.no_progress,
         )
         _check_written(tmp, labels)

@@ -1,0 +1,179 @@
+"""reward.dataset: layout detection, local-only opening, camera keys, fingerprints and safe output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from configs.errors import UserError
+from reward.dataset import (
+    V21,
+    V30,
+    camera_keys,
+    check_destination,
+    dataset_fingerprint,
+    detect_layout,
+    open_lerobot_dataset,
+    read_info,
+    require_camera_keys,
+    safe_output,
+)
+from tests.lerobot_data import make_dataset, tree_hash
+from tests.v21_data import make_v21_dataset
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("io") / "images"
+    make_dataset(
+        root,
+        episode_lengths=(6, 4),
+        cameras=("front", "wrist"),
+        use_videos=False,
+        reward_fn=lambda e, i: float(i >= 3),
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def video_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("io") / "video"
+    make_dataset(root, episode_lengths=(5, 5), use_videos=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def v21_root(tmp_path_factory):
+    return make_v21_dataset(tmp_path_factory.mktemp("io") / "v21", episode_lengths=(4, 3))
+
+
+def test_layouts_are_detected(image_root, v21_root, tmp_path):
+    assert detect_layout(image_root) == V30
+    assert detect_layout(v21_root) == V21
+    root = tmp_path / "old"
+    (root / "meta").mkdir(parents=True)
+    (root / "meta/info.json").write_text(json.dumps({"codebase_version": "v1.6", "fps": 10, "features": {}}))
+    with pytest.raises(UserError, match="v1.6"):
+        detect_layout(root)
+
+
+def test_missing_or_corrupt_info_is_a_one_line_user_error(image_root, tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        read_info(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="meta/info.json is missing"):
+        read_info(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(image_root, broken)
+    (broken / "meta/info.json").write_text('{"fps": 10, "features": {')
+    with pytest.raises(UserError, match="corrupt") as err:
+        read_info(broken)
+    assert "\n" not in str(err.value)
+
+
+def test_camera_keys_and_missing_key_error(image_root):
+    assert camera_keys(image_root) == ["observation.images.front", "observation.images.wrist"]
+    assert require_camera_keys(image_root, ["wrist", "observation.images.front"]) == [
+        "observation.images.wrist",
+        "observation.images.front",
+    ]
+    with pytest.raises(
+        UserError, match="no image key 'top'.*observation.images.front, observation.images.wrist"
+    ):
+        require_camera_keys(image_root, ["top"])
+
+
+def test_open_lerobot_dataset_is_local_only(image_root, video_root, v21_root, tmp_path):
+    dataset = open_lerobot_dataset(image_root)
+    assert dataset.meta.total_frames == 10 and dataset.video_backend == "pyav"
+    with pytest.raises(UserError, match="v2.1 layout.*hilserl doctor"):
+        open_lerobot_dataset(v21_root)
+    # A missing video would make LeRobot download the dataset from the hub into the root: refused first.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(video_root, damaged)
+    next(damaged.glob("videos/**/*.mp4")).unlink()
+    before = tree_hash(damaged)
+    with pytest.raises(UserError, match="is missing"):
+        open_lerobot_dataset(damaged)
+    assert tree_hash(damaged) == before
+
+
+def test_fingerprint_tracks_labels(image_root, tmp_path):
+    first = dataset_fingerprint(image_root)
+    assert first == dataset_fingerprint(image_root)
+    assert (first["episodes"], first["frames"], first["reward_key"]) == (2, 10, "next.reward")
+    relabeled = tmp_path / "relabeled"
+    shutil.copytree(image_root, relabeled)
+    path = next(relabeled.glob("data/*/*.parquet"))
+    table = pq.read_table(path)
+    rewards = table.column("next.reward").to_numpy().copy()
+    rewards[0] = 1.0
+    table = table.set_column(table.schema.get_field_index("next.reward"), "next.reward", pa.array(rewards))
+    pq.write_table(table, path)
+    assert dataset_fingerprint(relabeled)["reward_sha256"] != first["reward_sha256"]
+    with pytest.raises(UserError, match="no 'success' column"):
+        dataset_fingerprint(image_root, reward_key="success")
+
+
+def test_check_destination_refuses_unsafe_places(image_root, tmp_path):
+    for inside in (image_root, image_root / "labeled", image_root / "meta"):
+        with pytest.raises(UserError, match="inside the source"):
+            check_destination(inside, [image_root])
+    with pytest.raises(UserError, match="contains the source"):
+        check_destination(image_root.parent, [image_root], overwrite=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not a folder"):
+        check_destination(tmp_path / "file", [image_root])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full/keep.txt").write_text("x")
+    with pytest.raises(UserError, match="--overwrite"):
+        check_destination(tmp_path / "full", [image_root])
+    assert check_destination(tmp_path / "full", [image_root], overwrite=True) == (tmp_path / "full").resolve()
+    (tmp_path / "empty").mkdir()
+    assert check_destination(tmp_path / "empty", [image_root]) == (tmp_path / "empty").resolve()
+
+
+def _siblings(path):
+    return sorted(p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}."))
+
+
+def test_safe_output_renames_only_when_complete(tmp_path):
+    dest = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with safe_output(dest) as tmp:
+            tmp.mkdir()
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("interrupted")
+    assert not dest.exists() and _siblings(dest) == []
+
+    with safe_output(dest) as tmp:
+        assert not tmp.exists() and tmp.parent == dest.parent
+        tmp.mkdir()
+        (tmp / "data.txt").write_text("new")
+    assert (dest / "data.txt").read_text() == "new" and _siblings(dest) == []
+
+
+def test_safe_output_overwrite_keeps_the_old_root_until_the_new_one_is_complete(tmp_path):
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with safe_output(dest, overwrite=True) as tmp:
+            tmp.mkdir()
+            raise KeyboardInterrupt
+    assert (dest / "old.txt").read_text() == "old" and _siblings(dest) == []
+
+    with safe_output(dest, overwrite=True) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in dest.iterdir()) == ["new.txt"] and _siblings(dest) == []
+
+
+def test_fingerprint_of_v21_reads_its_episode_files(v21_root):
+    fingerprint = dataset_fingerprint(v21_root)
+    assert (fingerprint["codebase_version"], fingerprint["episodes"], fingerprint["frames"]) == (V21, 2, 7)
+    assert np.isclose(len(fingerprint["reward_sha256"]), 64)
