@@ -20,10 +20,9 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
-
-from benchmarks import machine_info  # noqa: E402
-from configs.errors import UserError  # noqa: E402
+import actors.sim  # noqa: F401  (chooses the headless GL backend before anything imports mujoco)
+from benchmarks import machine_info
+from configs.errors import UserError
 
 GYM_HIL_ID = "gym_hil/PandaPickCubeBase-v0"
 
