@@ -9,8 +9,8 @@ Observation (dict, LeRobot keys):
                 wrist_flex, wrist_roll, gripper); zero at mid-range as with ``use_degrees``
         [6:12]  joint velocities, degrees/s
         [12:15] end-effector (``gripperframe``) position, metres, arm base frame
-        [15:18] end-effector velocity, m/s, the position difference over one control period
-                (what the real backend can compute the same way)
+        [15:18] end-effector velocity, m/s: the position change over the last control period
+                (or ``step_physics`` call), which the real backend computes the same way
 
 With ``render=False`` there are no cameras and the observation holds only the state.
 
@@ -142,6 +142,7 @@ class SO101SimEnv(gym.Env):
         self._joint_targets = np.array(self.reset_joints_deg)
         self._ee_target = np.zeros(3)
         self._prev_ee = np.zeros(3)
+        self._prev_dt = 1.0 / self.fps
         self._steps = 0
         self._gripper_closed = False
 
@@ -232,7 +233,7 @@ class SO101SimEnv(gym.Env):
             joints[5] = np.clip(gripper, self._joint_low[5], max(GRIPPER_OPEN_DEG, self._joint_targets[5]))
             self._apply_targets(joints)
 
-            self._prev_ee = measured
+            self._prev_ee, self._prev_dt = measured, self.substeps * self.model.opt.timestep
             mujoco.mj_step(self.model, self.data, nstep=self.substeps)
             self._steps += 1
 
@@ -299,6 +300,7 @@ class SO101SimEnv(gym.Env):
         """Advance the physics by ``seconds`` (default one control period) holding the joint goals."""
         nstep = self.substeps if seconds is None else max(1, round(seconds / self.model.opt.timestep))
         with self._lock:
+            self._prev_ee, self._prev_dt = self.ee_position(), nstep * self.model.opt.timestep
             mujoco.mj_step(self.model, self.data, nstep=nstep)
 
     def observation(self) -> dict[str, np.ndarray]:
@@ -368,7 +370,7 @@ class SO101SimEnv(gym.Env):
     def _observation(self) -> dict[str, np.ndarray]:
         ee = self.ee_position()
         state = np.concatenate(
-            [self.joint_positions(), self.joint_velocities(), ee, (ee - self._prev_ee) * self.fps]
+            [self.joint_positions(), self.joint_velocities(), ee, (ee - self._prev_ee) / self._prev_dt]
         ).astype(np.float32)
         obs = {STATE: state}
         if self._renderer is not None:
