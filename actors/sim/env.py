@@ -94,6 +94,7 @@ class SO101SimEnv(gym.Env):
         if cfg.fps <= 0:
             raise UserError(f"env.fps must be positive, got {cfg.fps}: set --env.fps=10")
         self.fps = int(cfg.fps)
+        self.metadata = {**self.metadata, "render_fps": self.fps}
         self.image_size = int(image_size if image_size is not None else cfg.image_size)
         if self.image_size < 8:
             raise UserError(f"image_size {self.image_size} is too small: use at least 8 (default 128)")
