@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from reward.dataset import DERIVED_KEYS, REWARD_KEY
+from reward.dataset import DERIVED_KEYS, REWARD_KEY, V21, safe_output
 from reward.dataset_source import SourceDataset
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,27 @@ def _abandon(dataset) -> None:
         dataset.finalize()
     except Exception:  # the write already failed; its error is the one to report
         logger.debug("closing the abandoned writer failed", exc_info=True)
+
+
+def rewrite_dataset(
+    source_root: str | Path, dest_root: str | Path, overwrite: bool = False, progress: bool = True
+) -> Path:
+    """Copy every frame of a dataset (v3.0 or v2.1) into a new v3.0 root, recomputing everything derived.
+
+    This is both the v2.1 -> v3.0 conversion and `hilserl doctor --fix`'s repair. The source is only read;
+    the new root appears only once complete (`safe_output`). Returns the new root.
+    """
+    source = SourceDataset(source_root)
+    if source.layout == V21:
+        logger.info(
+            "converting %s from the v2.1 layout into a new v3.0 root %s; the source is left untouched",
+            source.root,
+            dest_root,
+        )
+    plans = [EpisodePlan(episode, length) for episode, length in source.lengths.items()]
+    with safe_output(dest_root, [source.root], overwrite) as tmp:
+        write_dataset(source, tmp, plans, repo_id=f"local/{Path(dest_root).name}", progress=progress)
+    return Path(dest_root).expanduser().resolve()
 
 
 def _quiet_third_party_output() -> None:

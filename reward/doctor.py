@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from configs.errors import UserError
-from reward.dataset import REWARD_KEY, V21, check_destination, read_info, safe_output
+from reward.dataset import REWARD_KEY, check_destination, read_info
 
 logger = logging.getLogger(__name__)
 
@@ -105,24 +104,9 @@ def run(args: argparse.Namespace) -> int:
             "nothing was written (restore the videos, or drop those frames with hilserl label --csv)"
         )
         return 1
-    from reward.dataset_write import EpisodePlan, write_dataset
+    from reward.dataset_write import rewrite_dataset
 
-    if source.layout == V21:
-        logger.info(
-            "converting %s from the v2.1 layout into a new v3.0 root %s; the source is left untouched",
-            source.root,
-            args.out,
-        )
-    plans = [EpisodePlan(episode, length) for episode, length in source.lengths.items()]
-    with safe_output(args.out, [source.root], args.overwrite) as tmp:
-        write_dataset(
-            source,
-            tmp,
-            plans,
-            reward_key=args.reward_key,
-            repo_id=f"local/{Path(args.out).name}",
-            progress=not args.no_progress,
-        )
+    rewrite_dataset(source.root, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     repaired = SourceDataset(args.out)
     remaining = check_dataset(repaired, args.reward_key)
     print(f"wrote a repaired copy: {repaired.describe()}")

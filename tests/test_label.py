@@ -67,6 +67,7 @@ def small_video_source(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # ~6 s: a thousand video frames written twice
 def test_seed002_cutoffs_give_584_success_and_416_failure(seed002_source, tmp_path, capsys):
     before = tree_hash(seed002_source)
     out = tmp_path / "pick_lift_labeled"
