@@ -156,9 +156,11 @@ def make_intervention_source(cfg: EnvConfig, env: Any = None) -> InterventionSou
     if kind == "leader":
         from actors.leader_source import LeaderArmSource
 
-        return LeaderArmSource.from_config(cfg)
+        return LeaderArmSource.from_config(cfg, env)
     if kind == "scripted":
-        if env is None or not hasattr(env.unwrapped, "data"):
+        from actors.sim.env import SO101SimEnv
+
+        if not isinstance(getattr(env, "unwrapped", env), SO101SimEnv):
             raise UserError(
                 "teleop.type 'scripted' (the simulated human) needs the simulator: set robot.type to 'sim' "
                 "or choose teleop.type keyboard, gamepad or leader"

@@ -41,8 +41,6 @@ from configs.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-ARM_JOINTS = 5  # shoulder_pan, shoulder_lift, elbow_flex, wrist_flex, wrist_roll; then the gripper
-
 
 class Leader(Protocol):
     def read_joint_positions(self) -> np.ndarray:
@@ -51,7 +49,7 @@ class Leader(Protocol):
 
 
 ForwardKinematics = Callable[[np.ndarray], np.ndarray]
-"""(5,) arm joint positions in degrees -> (3,) end-effector position in metres."""
+"""(6,) joint positions in degrees (the gripper is ignored) -> (3,) end-effector position in metres."""
 
 
 class LeaderArmSource(InterventionSource):
@@ -84,13 +82,18 @@ class LeaderArmSource(InterventionSource):
         self.reset()
 
     @classmethod
-    def from_config(cls, cfg: EnvConfig) -> LeaderArmSource:
-        from actors.leader import make_leader
-
+    def from_config(cls, cfg: EnvConfig, env: Any) -> LeaderArmSource:
+        """The leader the real env opened (``make_env`` hands it over as ``env.leader``)."""
+        leader = getattr(getattr(env, "unwrapped", env), "leader", None)
+        if leader is None:
+            raise UserError(
+                "teleop.type 'leader' needs the leader arm: set robot.type 'so101' and teleop.port to the "
+                "leader's serial port"
+            )
         teleop = cfg.teleop
         steps = cfg.robot.end_effector_step_sizes or {}
         source = cls(
-            make_leader(cfg),
+            leader,
             fk=default_forward_kinematics(),
             step_sizes=[steps.get(axis, 0.02) for axis in ("x", "y", "z")],
             takeover=teleop.takeover,
@@ -151,9 +154,7 @@ class LeaderArmSource(InterventionSource):
     def _displacement(self, q_from: np.ndarray, q_to: np.ndarray) -> np.ndarray:
         if self.fk is None:
             return np.zeros(3)
-        return np.asarray(self.fk(q_to[:ARM_JOINTS]), dtype=np.float64) - np.asarray(
-            self.fk(q_from[:ARM_JOINTS]), dtype=np.float64
-        )
+        return np.asarray(self.fk(q_to), dtype=np.float64) - np.asarray(self.fk(q_from), dtype=np.float64)
 
     def _gripper(self, position: float) -> float:
         change = position - self._gripper_ref
@@ -166,6 +167,7 @@ class LeaderArmSource(InterventionSource):
         return GRIPPER_STAY
 
     def close(self) -> None:
+        # The real env only releases the leader's torque after resets; disconnecting it is ours.
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
@@ -180,4 +182,4 @@ def default_forward_kinematics() -> ForwardKinematics | None:
     except ImportError:
         logger.warning("no kinematic model (actors/sim/ik.py): leader joint positions are passed through")
         return None
-    return ik.forward_kinematics_deg
+    return ik.ee_position

@@ -1,0 +1,387 @@
+"""Record mode: drive the arm (simulated or real) with a human in the loop and write a NEW LeRobotDataset.
+
+    hilserl record --config_path configs/sim_record.json                      # simulator + scripted human
+    hilserl record --config_path configs/so101_record.json --dataset_root=data/run7
+
+The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` / ``add_frame`` /
+``save_episode``), so LeRobot and every tool in this project load it. Rules:
+
+- The root must not exist: recording never writes into or over an existing dataset (seed 002).
+  Nothing is pushed to the hub unless ``push_to_hub`` is true.
+- A frame is (observation o_t, executed action a_t, ``next.reward`` r_t+1, ``next.done``), LeRobot's
+  dataset convention. The executed action is the human's while intervening, otherwise the policy's
+  (the neutral action [0, 0, 0, stay] in record mode, as in LeRobot: the arm holds still).
+- ``complementary_info.is_intervention`` flags each frame a human drove.
+- Success (the human's success key, or the simulator's ground truth) labels that frame
+  ``next.reward = 1``; with ``terminate_on_success`` the episode then goes on for
+  ``number_of_steps_after_success`` more frames, all labeled 1, and the last one is ``next.done``
+  (the positives a reward classifier needs, seed 000). Failure key or time limit: ``next.done``,
+  reward 0.
+- Images are stored as uint8 video (seed 003, bug 2: float images in [0, 255] were rejected).
+- Reset frames are excluded: frames are added only between the end of ``env.reset()`` and the end
+  of the episode, so the reset motion never enters the dataset (seed 003's "env reset start").
+- Re-record (``r``, gamepad X) discards the current episode and records it again; terminate (esc,
+  gamepad B) discards the unfinished episode and ends the session with what was saved.
+
+The loop holds ``fps`` with a deadline (``actors/rate.py``) and the summary reports the step
+period p50/p99 and overruns. With the simulator and the scripted human it runs free (no wall-clock
+pacing, ``realtime`` to override) and needs no one at the keyboard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from actors.intervention import (
+    ACTION_DIM,
+    Event,
+    InterventionSource,
+    make_intervention_source,
+    neutral_action,
+)
+from actors.rate import RateKeeper, RateStats
+from configs.env import EnvConfig, ResetConfig
+from configs.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+REWARD = "next.reward"
+DONE = "next.done"
+INTERVENTION = "complementary_info.is_intervention"
+PENALTY = "complementary_info.discrete_penalty"
+ACTION = "action"
+ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "gripper"]
+
+Policy = Callable[[dict[str, Any]], np.ndarray]
+
+
+@dataclass
+class RecordSummary:
+    """What a recording session produced."""
+
+    root: str
+    repo_id: str
+    episodes: int = 0
+    frames: int = 0
+    successes: int = 0
+    intervention_frames: int = 0
+    success_frames: int = 0
+    rerecorded: int = 0
+    terminated_early: bool = False
+    episode_lengths: list[int] = field(default_factory=list)
+    rate: RateStats | None = None
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else 0.0
+
+    @property
+    def intervention_rate(self) -> float:
+        return self.intervention_frames / self.frames if self.frames else 0.0
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["success_rate"] = self.success_rate
+        out["intervention_rate"] = self.intervention_rate
+        return out
+
+    def text(self) -> str:
+        lines = [
+            f"recorded {self.episodes} episodes, {self.frames} frames -> {self.root} (repo_id {self.repo_id})",
+            f"success rate {self.success_rate:.0%} ({self.successes}/{self.episodes}), "
+            f"success-labeled frames {self.success_frames}, intervention rate {self.intervention_rate:.0%}, "
+            f"re-recorded {self.rerecorded}",
+        ]
+        if self.rate is not None:
+            lines.append(self.rate.summary())
+        if self.terminated_early:
+            lines.append("stopped early by the terminate key")
+        return "\n".join(lines)
+
+
+def dataset_root(cfg: EnvConfig) -> Path:
+    """Where the dataset goes: ``dataset_root``, else LeRobot's default ``$HF_LEROBOT_HOME/<repo_id>``."""
+    if cfg.dataset_root:
+        return Path(cfg.dataset_root)
+    from lerobot.utils.constants import HF_LEROBOT_HOME
+
+    return Path(HF_LEROBOT_HOME) / cfg.repo_id
+
+
+def check_config(cfg: EnvConfig) -> Path:
+    """Validate the record-mode fields; return the (new) root. Raises UserError before anything is written."""
+    if cfg.mode not in (None, "record"):
+        raise UserError(f"mode is '{cfg.mode}' but `hilserl record` records: set mode to 'record' (or null)")
+    if not cfg.repo_id:
+        raise UserError(
+            "repo_id is not set: pass --repo_id=<user>/<name> (a label; nothing is pushed by default)"
+        )
+    if cfg.num_episodes < 1:
+        raise UserError(f"num_episodes must be at least 1, got {cfg.num_episodes}")
+    if cfg.fps <= 0:
+        raise UserError(f"fps must be positive, got {cfg.fps}")
+    if cfg.number_of_steps_after_success < 0:
+        raise UserError(
+            f"number_of_steps_after_success must be >= 0, got {cfg.number_of_steps_after_success}"
+        )
+    root = dataset_root(cfg)
+    if root.exists():
+        raise UserError(
+            f"dataset root '{root}' already exists: record into a new --dataset_root (nothing was written)"
+        )
+    return root
+
+
+def to_uint8_image(image: Any) -> np.ndarray:
+    """HxWx3 uint8. Float images are clamped: [0, 1] scaled by 255, [0, 255] kept (seed 003, bug 2)."""
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    image = image.astype(np.float32)
+    if image.size and float(image.max()) <= 1.0:
+        image = image * 255.0
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def dataset_features(observation: dict[str, Any], use_gripper: bool = True) -> dict[str, dict]:
+    """LeRobot features for the env's observation plus action, reward, done, intervention flag and
+    (with the gripper) the grasp penalty, as LeRobot's gym_manipulator records it."""
+    features: dict[str, dict] = {}
+    for key, value in observation.items():
+        value = np.asarray(value)
+        if value.ndim == 3:
+            features[key] = {
+                "dtype": "video",
+                "shape": tuple(value.shape),
+                "names": ["height", "width", "channels"],
+            }
+        else:
+            features[key] = {"dtype": "float32", "shape": tuple(value.reshape(-1).shape), "names": None}
+    features[ACTION] = {"dtype": "float32", "shape": (ACTION_DIM,), "names": ACTION_NAMES}
+    features[REWARD] = {"dtype": "float32", "shape": (1,), "names": None}
+    features[DONE] = {"dtype": "bool", "shape": (1,), "names": None}
+    features[INTERVENTION] = {"dtype": "bool", "shape": (1,), "names": None}
+    if use_gripper:
+        features[PENALTY] = {"dtype": "float32", "shape": (1,), "names": None}
+    return features
+
+
+def observation_frame(observation: dict[str, Any], features: dict[str, dict]) -> dict[str, np.ndarray]:
+    frame = {}
+    for key, value in observation.items():
+        if features[key]["dtype"] == "video":
+            frame[key] = to_uint8_image(value)
+        else:
+            frame[key] = np.asarray(value, dtype=np.float32).reshape(-1)
+    return frame
+
+
+def is_realtime(cfg: EnvConfig) -> bool:
+    if cfg.realtime is not None:
+        return cfg.realtime
+    simulated = cfg.type == "sim" or cfg.robot.type == "sim"
+    return not (simulated and cfg.teleop.type in ("scripted", "none"))
+
+
+class Recorder:
+    """One recording session: env + intervention source + LeRobot writer."""
+
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        env: Any,
+        source: InterventionSource,
+        root: Path,
+        policy: Policy | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.env = env
+        self.source = source
+        self.root = root
+        self.policy = policy
+        self.rate = RateKeeper(cfg.fps if is_realtime(cfg) else None)
+        reset_cfg = cfg.processor.reset or ResetConfig()
+        self.terminate_on_success = reset_cfg.terminate_on_success
+        # The recorder enforces the time limit too, so an env that never truncates cannot record forever.
+        self.max_frames = (
+            max(1, round(reset_cfg.control_time_s * cfg.fps)) + cfg.number_of_steps_after_success
+        )
+        self.summary = RecordSummary(root=str(root), repo_id=cfg.repo_id)
+        self.dataset: Any = None
+        self.features: dict[str, dict] = {}
+        self._resets = 0
+
+    def _reset(self) -> tuple[dict, dict]:
+        # Only the first reset is seeded; the env's generator then gives every episode a new cube pose.
+        seed = self.cfg.seed if self._resets == 0 else None
+        self._resets += 1
+        obs, info = self.env.reset(seed=seed)
+        self.source.reset()
+        self.rate.restart()  # the reset motion is not a control step
+        return obs, info
+
+    def _create_dataset(self, observation: dict[str, Any]) -> None:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        gripper = self.cfg.processor.gripper
+        self.features = dataset_features(observation, use_gripper=gripper.use_gripper if gripper else True)
+        self.dataset = LeRobotDataset.create(
+            repo_id=self.cfg.repo_id,
+            fps=self.cfg.fps,
+            features=self.features,
+            root=self.root,
+            robot_type="so101",
+            use_videos=True,
+            image_writer_threads=2,  # PNG writes off the control thread
+        )
+
+    def run(self) -> RecordSummary:
+        obs, info = self._reset()
+        self._create_dataset(obs)
+        self.rate.restart()  # creating the writer (imports, folders) is not a control step either
+        try:
+            while self.summary.episodes < self.cfg.num_episodes:
+                outcome, obs, info = self._episode(obs, info)
+                if outcome == "terminate":
+                    self.summary.terminated_early = True
+                    break
+                if self.summary.episodes < self.cfg.num_episodes:
+                    obs, info = self._reset()
+        except BaseException:
+            self._discard_episode()
+            raise
+        finally:
+            self.dataset.finalize()
+        self.summary.rate = self.rate.stats()
+        if self.cfg.push_to_hub:
+            logger.info("pushing %s to the hub as %s", self.root, self.cfg.repo_id)
+            self.dataset.push_to_hub()
+        return self.summary
+
+    def _discard_episode(self) -> None:
+        if self.dataset is not None and self.dataset.episode_buffer and self.dataset.episode_buffer["size"]:
+            self.dataset.clear_episode_buffer()
+
+    def _episode(self, obs: dict, info: dict) -> tuple[str, dict, dict]:
+        """Record one episode (again, on re-record). Returns ('saved' | 'terminate', obs, info)."""
+        cfg = self.cfg
+        frames: list[tuple[bool, float]] = []  # (intervention, reward) per frame, for the summary
+        success_left: int | None = None  # frames still to record after a success
+        episode_succeeded = False
+        while True:
+            state = self.source.poll(obs, info)
+            if Event.TERMINATE in state.events:
+                self._discard_episode()
+                return "terminate", obs, info
+            if Event.RERECORD in state.events:
+                logger.info("re-recording episode %d", self.summary.episodes)
+                self._discard_episode()
+                self.summary.rerecorded += 1
+                frames, success_left, episode_succeeded = [], None, False
+                obs, info = self._reset()
+                continue
+            if state.is_intervening and state.action is not None:
+                action = state.action
+            elif self.policy is not None:
+                action = self.policy(obs)
+            else:
+                action = neutral_action()
+            action = np.asarray(action, dtype=np.float32).reshape(ACTION_DIM)
+
+            next_obs, _, terminated, truncated, next_info = self.env.step(action)
+
+            succeeded = Event.SUCCESS in state.events or bool(next_info.get("is_success", False))
+            episode_succeeded = episode_succeeded or succeeded
+            if not self.terminate_on_success:
+                reward = float(succeeded)  # label each frame by its own success signal
+            elif success_left is None:
+                success_left = cfg.number_of_steps_after_success if succeeded else None
+                reward = float(succeeded)
+            else:
+                success_left -= 1
+                reward = 1.0
+            done = bool(
+                truncated
+                or len(frames) + 1 >= self.max_frames
+                or Event.FAILURE in state.events
+                or success_left == 0
+                or (terminated and not succeeded)  # the env ended for another reason than success
+            )
+            frame = observation_frame(obs, self.features)
+            frame[ACTION] = action
+            frame[REWARD] = np.array([reward], dtype=np.float32)
+            frame[DONE] = np.array([done], dtype=bool)
+            frame[INTERVENTION] = np.array([state.is_intervening], dtype=bool)
+            if PENALTY in self.features:
+                frame[PENALTY] = np.array([next_info.get("discrete_penalty", 0.0)], dtype=np.float32)
+            frame["task"] = cfg.task_description
+            self.dataset.add_frame(frame)
+            frames.append((state.is_intervening, reward))
+            self.rate.sleep()
+            obs, info = next_obs, next_info
+            if done:
+                break
+
+        self.dataset.save_episode()
+        summary = self.summary
+        summary.episodes += 1
+        summary.frames += len(frames)
+        summary.episode_lengths.append(len(frames))
+        summary.intervention_frames += sum(flag for flag, _ in frames)
+        summary.success_frames += sum(reward > 0 for _, reward in frames)
+        summary.successes += int(episode_succeeded)
+        logger.info(
+            "episode %d saved: %d frames, %s",
+            summary.episodes - 1,
+            len(frames),
+            "success" if episode_succeeded else "no success",
+        )
+        return "saved", obs, info
+
+
+def run(
+    cfg: EnvConfig, env: Any = None, source: InterventionSource | None = None, policy: Policy | None = None
+) -> RecordSummary:
+    """Record ``cfg.num_episodes`` episodes into a new dataset. ``env``/``source`` default from ``cfg``."""
+    root = check_config(cfg)
+    owns_env = env is None
+    if env is None:
+        from actors.envs import make_env
+
+        env = make_env(cfg)
+    try:
+        if source is None:
+            source = make_intervention_source(cfg, env)
+        try:
+            return Recorder(cfg, env, source, root, policy).run()
+        finally:
+            source.close()
+    finally:
+        if owns_env:
+            env.close()
+
+
+def main(argv: list[str]) -> int:
+    """``hilserl record --config_path cfg.json [--dataset_root=...] [--json]``."""
+    from configs.parsing import parse_config
+
+    as_json = "--json" in argv
+    argv = [a for a in argv if a != "--json"]
+    try:
+        cfg = parse_config(EnvConfig, argv, prog="hilserl record")
+        summary = run(cfg)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary.as_dict(), indent=2) if as_json else summary.text())
+    return 0
