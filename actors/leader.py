@@ -23,6 +23,7 @@ from actors.so101_bus import (
     check_port,
     check_registers_match,
     configure_with_retries,
+    drop_stale_replies,
     load_calibration,
     probe_servos,
     safe_stop,
@@ -77,6 +78,7 @@ class SO101LeaderArm:
     def read_joint_positions(self) -> np.ndarray:
         """(6,) float64: shoulder_pan .. wrist_roll in degrees, gripper 0-100."""
         try:
+            drop_stale_replies(self.device.bus)
             values = self.device.bus.sync_read("Present_Position", num_retry=2)
         except (ConnectionError, RuntimeError) as err:
             self.close()

@@ -174,6 +174,7 @@ def safe_stop(bus: Any) -> None:
 
 def read_status_bits(bus: Any) -> dict[str, int]:
     """Status register (65) of every servo: the same bits as the status packets' error byte."""
+    drop_stale_replies(bus)
     values = bus.sync_read("Status", normalize=False, num_retry=2)
     return {motor: int(v) for motor, v in values.items() if int(v)}
 
@@ -190,3 +191,12 @@ def configure_with_retries(device: Any, attempts: int = 3) -> None:
                 raise
             logger.warning("configuring %s failed (%s); retrying", device, err)
             device.bus.port_handler.is_using = False
+
+
+def drop_stale_replies(bus: Any) -> None:
+    """Discard bytes waiting on the port before a request. The SDK never does (its ``clearPort`` only
+    drains output), so a reply that arrived after its timeout would be taken as the answer to the
+    next request with the same servo id - e.g. a late Present_Position byte read as Status bits."""
+    serial_port = getattr(bus.port_handler, "ser", None)
+    if serial_port is not None and bus.port_handler.is_open:
+        serial_port.reset_input_buffer()

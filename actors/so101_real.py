@@ -44,6 +44,7 @@ from actors.so101_bus import (
     check_registers_match,
     configure_with_retries,
     describe_error_bits,
+    drop_stale_replies,
     load_calibration,
     probe_servos,
     read_status_bits,
@@ -345,6 +346,7 @@ class SO101RealEnv(gym.Env):
     # ----- observation -----
     def _read_state(self) -> None:
         bus = self.robot.bus
+        drop_stale_replies(bus)
         positions = bus.sync_read("Present_Position", num_retry=2)
         faults = read_status_bits(bus)
         if faults:

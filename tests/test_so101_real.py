@@ -254,7 +254,9 @@ def test_end_to_end_through_the_mujoco_scene(tmp_path):
     try:
         with SO101RealEnv(env_config(bus, tmp_path), cameras=scene_cameras(scene)) as env:
             obs, _ = env.reset()
-            np.testing.assert_allclose(obs["observation.state"][:5], start_joints[:5], atol=0.5)
+            # Torque was off for a moment while LeRobot configured the servos; the arm may have sagged.
+            np.testing.assert_allclose(obs["observation.state"][:5], start_joints[:5], atol=5.0)
+            np.testing.assert_allclose(obs["observation.state"][:5], scene.joint_positions()[:5], atol=0.5)
             first_front = obs["observation.images.front"]
             for _ in range(6):
                 obs, *_ = env.step(np.array([0, 0, 1, 1], np.float32))

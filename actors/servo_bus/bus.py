@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 import select
+import sys
 import threading
 import time
 import tty
@@ -36,6 +37,7 @@ from actors.servo_bus.registers import ServoRegisters
 logger = logging.getLogger(__name__)
 
 FAULTS = ("silent", "dead", "corrupt", "delay", "overload", "overheat", "voltage")
+SWITCH_INTERVAL_S = 0.0002
 _FAULT_BITS = {"overload": ErrorBit.OVERLOAD, "overheat": ErrorBit.OVERHEAT, "voltage": ErrorBit.VOLTAGE}
 
 
@@ -69,6 +71,9 @@ class SpeedLimitedPlant:
 
 class SimulatedBus:
     """STS3215 servos on a pty. Thread-safe: hold `lock` to inspect or change servos from outside."""
+
+    _serving = 0  # buses serving in this process (they share the interpreter's switch interval)
+    _saved_switch_interval = 0.005
 
     def __init__(
         self,
@@ -194,6 +199,13 @@ class SimulatedBus:
         # packet timeout expires before the servo could answer - something real servos, which are
         # separate hardware, never cause. Freezing the heap that exists now keeps collections short.
         gc.freeze()
+        # The SDK polls the port in a tight loop that only lets go of the GIL for an instant; with the
+        # default 5 ms switch interval the serving thread can queue behind it for tens of milliseconds
+        # on a loaded machine. A short interval while a bus serves keeps replies around a millisecond.
+        SimulatedBus._serving += 1
+        if SimulatedBus._serving == 1:
+            SimulatedBus._saved_switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._master, self._slave = os.openpty()
         # Raw mode before any client opens it: no echo (the SDK would parse an echo as a reply).
         tty.setraw(self._slave)
@@ -206,6 +218,11 @@ class SimulatedBus:
         return self.port
 
     def stop(self) -> None:
+        if self._thread is None:
+            return
+        SimulatedBus._serving -= 1
+        if SimulatedBus._serving == 0:
+            sys.setswitchinterval(SimulatedBus._saved_switch_interval)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
