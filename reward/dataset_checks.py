@@ -231,14 +231,12 @@ def _stale(recorded: dict, fresh: dict[str, np.ndarray]) -> str | None:
             return f"{name} has shape {value.shape}"
         # LeRobot computes std from float32 running moments, so allow cancellation error relative to the range.
         tolerance = 1e-3 * scale if name == "std" else 1e-4 * scale
-        if not np.allclose(value, fresh[name], rtol=1e-3, atol=tolerance):
-            return f"{name} {_short(value)} recorded, {_short(fresh[name])} in the data"
+        close = np.isclose(value, fresh[name], rtol=1e-3, atol=tolerance)
+        if not close.all():
+            i = int(np.flatnonzero(~close)[0])
+            where = f"{name}[{i}]" if len(value) > 1 else name
+            return f"{where} {value[i]:.4g} recorded, {fresh[name][i]:.4g} in the data"
     return None
-
-
-def _short(values: np.ndarray) -> str:
-    text = np.array2string(np.asarray(values)[:3], precision=3, separator=", ")
-    return text if len(values) <= 3 else text[:-1] + ", ...]"
 
 
 def _recorded_episode_stats(source: SourceDataset) -> dict[int, dict[str, dict]]:
