@@ -329,3 +329,20 @@ def test_factory_errors_name_the_fix():
     with pytest.raises(UserError, match="simulator"):
         make_intervention_source(EnvConfig(teleop=TeleopConfig(type="scripted")), env=None)
     assert isinstance(make_intervention_source(EnvConfig(teleop=TeleopConfig(type="none"))), NullSource)
+
+
+def test_leader_with_the_so101_kinematic_model():
+    """Leader joint motion -> end-effector action through the simulated SO-101's forward kinematics."""
+    from actors.leader_source import default_forward_kinematics
+    from actors.sim.env import HOME_JOINTS_DEG
+
+    fk = default_forward_kinematics()
+    leader = FakeLeader()
+    leader.q = np.array(HOME_JOINTS_DEG, dtype=float)
+    source = LeaderArmSource(leader, fk=fk, step_sizes=(0.02, 0.02, 0.02), threshold_deg=5)
+    source.poll(OBS, INFO)
+    leader.q[1] -= 8.0  # shoulder_lift back: the hand rises and comes back toward the base
+    state = source.poll(OBS, INFO)
+    expected = fk(leader.q) - fk(np.array(HOME_JOINTS_DEG, dtype=float))
+    assert state.is_intervening and np.linalg.norm(expected) > 0.005
+    np.testing.assert_allclose(state.action[:3], np.clip(expected / 0.02, -1, 1), atol=1e-5)

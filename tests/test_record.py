@@ -269,3 +269,29 @@ def test_record_end_to_end_on_the_simulator(tmp_path, capsys):
 def test_teleop_config_schedules_parse():
     cfg = EnvConfig(teleop=TeleopConfig(type="scripted", schedule="decay", decay_rate=0.5))
     assert cfg.teleop.decay_rate == 0.5
+
+
+def test_make_env_chooses_the_backend():
+    from actors.envs import backend, make_env
+    from actors.sim.env import SO101SimEnv
+    from configs.env import RobotConfig
+
+    assert backend(EnvConfig()) == "sim"
+    assert backend(EnvConfig(type="gym_manipulator", robot=RobotConfig(type="so101"))) == "real"
+    with pytest.raises(UserError, match="robot.type"):
+        backend(EnvConfig(type="gym_manipulator"))
+    with pytest.raises(UserError, match="robot.type"):
+        backend(EnvConfig(robot=RobotConfig(type="franka")))
+    with pytest.raises(UserError, match="leader"):
+        make_env(EnvConfig(teleop=TeleopConfig(type="leader")))
+    env = make_env(EnvConfig(image_size=SIZE))
+    try:
+        assert isinstance(env, SO101SimEnv)
+        obs, _ = env.reset(seed=0)
+        assert obs["observation.images.front"].shape == (SIZE, SIZE, 3)
+    finally:
+        env.close()
+    # The real backend: a port that does not exist is a one-line error naming the fix.
+    with pytest.raises(UserError) as err:
+        make_env(EnvConfig(robot=RobotConfig(type="so101", port="/dev/does-not-exist")))
+    assert "\n" not in str(err.value) and "/dev/does-not-exist" in str(err.value)
