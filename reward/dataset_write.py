@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from configs.errors import UserError
 from reward.dataset import DERIVED_KEYS, REWARD_KEY, V21, safe_output
 from reward.dataset_source import SourceDataset
 
@@ -99,7 +100,14 @@ def _write(source, root, plans, reward_key, flip_keys, repo_id, progress) -> Non
                 for i, frame in enumerate(source.frames(plan.episode, plan.keep, flip_keys)):
                     if plan.rewards is not None:
                         frame[reward_key] = np.asarray([plan.rewards[i]], dtype=np.float32)
-                    dataset.add_frame(frame)
+                    try:
+                        dataset.add_frame(frame)
+                    except ValueError as err:  # LeRobot's frame validation: shape/dtype vs the features
+                        reason = " ".join(str(err).split())
+                        raise UserError(
+                            f"episode {plan.episode} frame {i} of {source.root} does not match its own "
+                            f"meta/info.json features ({reason}); repair meta/info.json first"
+                        ) from None
                     bar.update(1)
                 dataset.save_episode()
         dataset.finalize()

@@ -130,6 +130,9 @@ def main(argv: list[str]) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: no output was written and the source is untouched", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

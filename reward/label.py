@@ -223,6 +223,9 @@ def main(argv: list[str]) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: no output was written and the source is untouched", file=sys.stderr)
+        return 130
     print(format_summary(summary))
     return 0
 

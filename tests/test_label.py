@@ -267,8 +267,10 @@ def test_interrupted_run_leaves_nothing_half_written(small_video_source, tmp_pat
     (existing / "old.txt").write_text("old")
     for out, extra in ((fresh, []), (existing, ["--overwrite"])):
         calls.clear()
-        with pytest.raises(KeyboardInterrupt):
-            run_label(capsys, small_video_source, "--out", out, "--cutoffs", '{"0": 1, "1": 2}', *extra)
+        code, _, err = run_label(
+            capsys, small_video_source, "--out", out, "--cutoffs", '{"0": 1, "1": 2}', *extra
+        )
+        assert code == 130 and "no output was written" in err
     assert not fresh.exists()
     assert [p.name for p in existing.iterdir()] == ["old.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -300,6 +302,10 @@ def _corrupt_copy(source: Path, where: Path, corruption: str) -> Path:
     shutil.copytree(source, root)
     if corruption == "info-json":
         (root / "meta/info.json").write_text('{"codebase_version": "v3.0", "fps": ')
+    elif corruption == "shape-mismatch":
+        info = json.loads((root / "meta/info.json").read_text())
+        info["features"][FRONT]["shape"] = [16, 16, 3]  # the images are 32x32
+        (root / "meta/info.json").write_text(json.dumps(info))
     else:
         (root / "meta/info.json").unlink()
     return root
@@ -357,7 +363,15 @@ def test_bad_labels_are_one_line_errors_and_write_nothing(case, tiny_source, tmp
 
 @pytest.mark.parametrize(
     "case",
-    ["empty-dataset", "inside-source", "source-itself", "existing-destination", "info-json", "no-info-json"],
+    [
+        "empty-dataset",
+        "inside-source",
+        "source-itself",
+        "existing-destination",
+        "info-json",
+        "no-info-json",
+        "shape-mismatch",
+    ],
 )
 def test_bad_places_are_one_line_errors_and_write_nothing(case, tiny_source, empty_source, tmp_path, capsys):
     source, out = tiny_source, tmp_path / "out"
@@ -383,7 +397,9 @@ def test_bad_places_are_one_line_errors_and_write_nothing(case, tiny_source, emp
         "existing-destination": "--overwrite",
         "info-json": "corrupt",
         "no-info-json": "meta/info.json is missing",
+        "shape-mismatch": "does not match its own meta/info.json features",
     }[case]
     assert expected in err
     assert tree_hash(source) == before
     assert (tree_hash(out) if out.exists() else None) == out_before
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
