@@ -223,6 +223,22 @@ def test_v21_source_is_read_and_written_as_v30(tmp_path, capsys, caplog):
     assert abs(brightness(dataset[13]) - level(1, 1)) < 3
 
 
+def test_v21_image_source_keeps_exact_pixels(tmp_path, capsys):
+    source = make_v21_dataset(
+        tmp_path / "v21_images", episode_lengths=(6, 5), use_videos=False, with_reward=False
+    )
+    before = tree_hash(source)
+    out = tmp_path / "labeled"
+    code, printed, _ = run_label(capsys, source, "--out", out, "--cutoffs", '{"0": 2, "1": 0}')
+    assert code == 0 and "success 9  failure 2" in printed
+    assert tree_hash(source) == before
+    dataset = open_lerobot_dataset(out)
+    assert read_info(out)["features"][FRONT]["dtype"] == "image"
+    for i in range(11):
+        item = dataset[i]
+        assert round(brightness(item)) == level(int(item["episode_index"]), int(item["frame_index"]))
+
+
 def test_cutoffs_accept_json_python_dicts_and_files(tmp_path):
     path = tmp_path / "cutoffs.json"
     path.write_text('{"0": 53, "1": 36}')

@@ -34,16 +34,20 @@ def make_v21_dataset(
     fps: int = 10,
     with_reward: bool = True,
     video_frames: dict[int, int] | None = None,
+    use_videos: bool = True,
     seed: int = 0,
 ) -> Path:
-    """Write a v2.1 dataset at ``root``; ``video_frames`` encodes fewer frames for some episodes (a short video)."""
+    """Write a v2.1 dataset at ``root``; ``video_frames`` encodes fewer frames for some episodes (a short video).
+
+    With ``use_videos=False`` the camera is an image feature stored as PNG bytes inside the parquet files.
+    """
     root = Path(root)
     rng = np.random.default_rng(seed)
     features = {
         "observation.state": {"dtype": "float32", "shape": [6], "names": None},
         "action": {"dtype": "float32", "shape": [4], "names": None},
         CAMERA: {
-            "dtype": "video",
+            "dtype": "video" if use_videos else "image",
             "shape": [image_size, image_size, 3],
             "names": ["height", "width", "channels"],
             "info": {"video.fps": fps, "video.codec": "av1", "video.pix_fmt": "yuv420p", "has_audio": False},
@@ -73,15 +77,14 @@ def make_v21_dataset(
         }
         if with_reward:
             columns["next.reward"] = np.zeros(length, dtype=np.float32)
-        write_episode_parquet(root, episode, columns)
         frames = [
             np.full((image_size, image_size, 3), level(episode, i), dtype=np.uint8) for i in range(length)
         ]
-        encode_mp4(
-            root / VIDEO_PATH.format(episode_chunk=0, video_key=CAMERA, episode_index=episode),
-            frames[: (video_frames or {}).get(episode, length)],
-            fps,
-        )
+        images = None if use_videos else [{"bytes": png_bytes(image), "path": None} for image in frames]
+        write_episode_parquet(root, episode, columns, images)
+        if use_videos:
+            path = root / VIDEO_PATH.format(episode_chunk=0, video_key=CAMERA, episode_index=episode)
+            encode_mp4(path, frames[: (video_frames or {}).get(episode, length)], fps)
         episodes.append({"episode_index": episode, "tasks": [TASK], "length": length})
         stats = {key: numeric_stats(values) for key, values in columns.items()}
         stats[CAMERA] = image_stats(frames)
@@ -94,13 +97,13 @@ def make_v21_dataset(
         "total_episodes": len(episode_lengths),
         "total_frames": int(sum(episode_lengths)),
         "total_tasks": 1,
-        "total_videos": len(episode_lengths),
+        "total_videos": len(episode_lengths) if use_videos else 0,
         "total_chunks": 1,
         "chunks_size": 1000,
         "fps": fps,
         "splits": {"train": f"0:{len(episode_lengths)}"},
         "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH,
+        "video_path": VIDEO_PATH if use_videos else None,
         "features": features,
     }
     (root / "meta").mkdir(parents=True, exist_ok=True)
@@ -111,8 +114,12 @@ def make_v21_dataset(
     return root
 
 
-def write_episode_parquet(root: Path, episode: int, columns: dict[str, np.ndarray]) -> None:
+def write_episode_parquet(
+    root: Path, episode: int, columns: dict[str, np.ndarray], images: list[dict] | None = None
+) -> None:
     arrays = {}
+    if images is not None:
+        arrays[CAMERA] = pa.array(images, type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
     for key, values in columns.items():
         if values.ndim == 2:
             arrays[key] = pa.array(list(values), type=pa.list_(pa.from_numpy_dtype(values.dtype)))
@@ -132,6 +139,16 @@ def truncate_episode_by_hand(root: str | Path, episode: int, keep: int) -> None:
     root = Path(root)
     table = read_episode_parquet(root, episode).slice(0, keep)
     pq.write_table(table, root / DATA_PATH.format(episode_chunk=0, episode_index=episode))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def encode_mp4(path: Path, frames: list[np.ndarray], fps: int) -> None:
