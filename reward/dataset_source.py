@@ -204,7 +204,12 @@ class SourceDataset:
         parts = []
         for path, positions in self._rows[episode]:
             table = self._table(path)
-            table = table.select(columns) if columns is not None else table
+            # A column meta declares may be absent from the data (doctor reports it): select what exists.
+            table = (
+                table.select([c for c in columns if c in table.column_names])
+                if columns is not None
+                else table
+            )
             parts.append(table.take(pa.array(positions)))
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
@@ -213,21 +218,13 @@ class SourceDataset:
         keys = [
             k for k in (keys or self.features) if self.features[k]["dtype"] not in (*CAMERA_DTYPES, "string")
         ]
-        table = self.episode_table(episode, columns=[k for k in keys if k not in self._missing_columns()])
+        table = self.episode_table(episode, columns=keys)
         out = {}
         for key in keys:
             if key in table.column_names:
                 ft = self.features[key]
                 out[key] = column_to_numpy(table.column(key), ft["dtype"], tuple(ft["shape"]))
         return out
-
-    def _missing_columns(self) -> set[str]:
-        if not hasattr(self, "_missing"):
-            schema = pq.read_schema(data_files(self.root)[0])
-            self._missing = {k for k in self.features if self.features[k]["dtype"] != "video"} - set(
-                schema.names
-            )
-        return self._missing
 
     def video_segment(self, episode: int, key: str) -> VideoSegment:
         """Where ``key``'s frames of ``episode`` are: (file, from_timestamp) from meta (v3.0) or the path template (v2.1)."""
