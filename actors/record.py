@@ -212,10 +212,8 @@ class Recorder:
         self.rate = RateKeeper(cfg.fps if is_realtime(cfg) else None)
         reset_cfg = cfg.processor.reset or ResetConfig()
         self.terminate_on_success = reset_cfg.terminate_on_success
-        # The recorder enforces the time limit too, so an env that never truncates cannot record forever.
-        self.max_frames = (
-            max(1, round(reset_cfg.control_time_s * cfg.fps)) + cfg.number_of_steps_after_success
-        )
+        # The recorder enforces the time limit itself: the real arm has no notion of episode time.
+        self.time_limit_frames = max(1, round(reset_cfg.control_time_s * cfg.fps))
         self.summary = RecordSummary(root=str(root), repo_id=cfg.repo_id)
         self.dataset: Any = None
         self.features: dict[str, dict] = {}
@@ -312,7 +310,7 @@ class Recorder:
                 reward = 1.0
             done = bool(
                 truncated
-                or len(frames) + 1 >= self.max_frames
+                or (success_left is None and len(frames) + 1 >= self.time_limit_frames)
                 or Event.FAILURE in state.events
                 or success_left == 0
                 or (terminated and not succeeded)  # the env ended for another reason than success

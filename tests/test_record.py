@@ -55,7 +55,7 @@ class FakeEnv:
         self.t += 1
         self.x += float(action[0])
         success = self.x >= self.goal
-        truncated = self.t >= self.max_steps
+        truncated = self.max_steps is not None and self.t >= self.max_steps
         return (
             self._obs(),
             float(success),
@@ -152,10 +152,12 @@ def test_success_frames_interventions_and_uint8_images(tmp_path):
 
 def test_reset_frames_excluded_and_failure_key(tmp_path):
     root = tmp_path / "ds"
-    env = FakeEnv(goal=100.0)  # never succeeds
+    env = FakeEnv(goal=100.0, max_steps=None)  # never succeeds, never truncates (like the real arm)
     source = ScriptedKeys({(0, 4): Event.FAILURE})
-    summary = run(config(root, episodes=2, after_success=0), env=env, source=source)
-    assert summary.episode_lengths == [5, 30]  # failure key on step 4; time limit on the second
+    cfg = config(root, episodes=2, after_success=20)
+    cfg.processor.reset = ResetConfig(control_time_s=3.0)
+    summary = run(cfg, env=env, source=source)
+    assert summary.episode_lengths == [5, 30]  # failure key on step 4; the recorder's 3 s limit at 10 fps
     assert summary.successes == 0 and summary.success_frames == 0
     _, table = load(root)
     state = column(table, "observation.state")
