@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -94,6 +95,8 @@ class RecordSummary:
         return out
 
     def text(self) -> str:
+        if not self.root:
+            return "stopped before any episode was saved: nothing written"
         lines = [
             f"recorded {self.episodes} episodes, {self.frames} frames -> {self.root} (repo_id {self.repo_id})",
             f"success rate {self.success_rate:.0%} ({self.successes}/{self.episodes}), "
@@ -249,7 +252,12 @@ class Recorder:
         self.rate.restart()  # creating the writer (imports, folders) is not a control step either
         try:
             while self.summary.episodes < self.cfg.num_episodes:
-                outcome, obs, info = self._episode(obs, info)
+                try:
+                    outcome, obs, info = self._episode(obs, info)
+                except KeyboardInterrupt:
+                    # Ctrl-C is the terminate key: keep what was saved, drop the unfinished episode.
+                    self._discard_episode()
+                    outcome = "terminate"
                 if outcome == "terminate":
                     self.summary.terminated_early = True
                     break
@@ -257,10 +265,18 @@ class Recorder:
                     obs, info = self._reset()
         except BaseException:
             self._discard_episode()
-            raise
-        finally:
             self.dataset.finalize()
+            if self.summary.episodes == 0:
+                # Nothing was saved: remove the folder this session created, so the same
+                # --dataset_root can be used again once the problem is fixed.
+                shutil.rmtree(self.root, ignore_errors=True)
+            raise
+        self.dataset.finalize()
         self.summary.rate = self.rate.stats()
+        if self.summary.episodes == 0:
+            shutil.rmtree(self.root, ignore_errors=True)  # stopped before any episode: leave nothing
+            self.summary.root = ""
+            return self.summary
         if self.cfg.push_to_hub:
             logger.info("pushing %s to the hub as %s", self.root, self.cfg.repo_id)
             self.dataset.push_to_hub()

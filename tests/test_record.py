@@ -182,6 +182,38 @@ def test_rerecord_discards_and_terminate_stops(tmp_path):
     assert sorted(set(resets.tolist())) == [2.0, 3.0]  # attempts 1 and 2 (reset counts 2, 3) only
 
 
+class Interrupting(FakeEnv):
+    """Raises ``error`` on the given step of the given reset (1-based)."""
+
+    def __init__(self, error, at_reset, at_step, **kw):
+        super().__init__(**kw)
+        self.error, self.at = error, (at_reset, at_step)
+
+    def step(self, action):
+        if (self.resets, self.t) == self.at:
+            raise self.error
+        return super().step(action)
+
+
+def test_ctrl_c_keeps_saved_episodes(tmp_path):
+    root = tmp_path / "ds"
+    env = Interrupting(KeyboardInterrupt(), at_reset=2, at_step=1, goal=2.0)
+    summary = run(config(root, episodes=3, after_success=0), env=env, source=ScriptedKeys({}))
+    assert summary.terminated_early and summary.episodes == 1
+    dataset, _ = load(root)
+    assert dataset.num_episodes == 1 and dataset.num_frames == 2
+
+
+def test_failure_before_any_episode_leaves_nothing(tmp_path):
+    root = tmp_path / "ds"
+    env = Interrupting(UserError("servo 3 stopped answering"), at_reset=1, at_step=3, goal=9.0)
+    with pytest.raises(UserError, match="servo 3"):
+        run(config(root), env=env, source=ScriptedKeys({}))
+    assert not root.exists()  # the same --dataset_root can be used again
+    terminated = run(config(root), env=FakeEnv(), source=ScriptedKeys({(0, 0): Event.TERMINATE}))
+    assert terminated.episodes == 0 and not root.exists() and "nothing written" in terminated.text()
+
+
 def test_existing_root_is_refused_and_untouched(tmp_path, capsys):
     from tests.lerobot_data import make_dataset
 
