@@ -346,3 +346,14 @@ def test_leader_with_the_so101_kinematic_model():
     expected = fk(leader.q) - fk(np.array(HOME_JOINTS_DEG, dtype=float))
     assert state.is_intervening and np.linalg.norm(expected) > 0.005
     np.testing.assert_allclose(state.action[:3], np.clip(expected / 0.02, -1, 1), atol=1e-5)
+
+
+def test_gamepad_without_a_pad_is_one_line_error(monkeypatch):
+    pygame = pytest.importorskip("pygame")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    pygame.joystick.init()
+    if pygame.joystick.get_count() > 0:
+        pytest.skip("a real gamepad is connected")
+    with pytest.raises(UserError) as err:
+        GamepadSource.with_pygame()
+    assert "\n" not in str(err.value) and "no gamepad found" in str(err.value)
