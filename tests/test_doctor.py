@@ -105,22 +105,28 @@ def test_missing_video_cannot_be_fixed_and_nothing_is_written(clean_video, tmp_p
     assert not fixed.exists() and tree_hash(damaged) == before
 
 
-def test_short_video_is_found(tmp_path, capsys):
+def test_short_video_is_found_and_blocks_fix(tmp_path, capsys):
     root = make_v21_dataset(tmp_path / "short", episode_lengths=(10, 12), video_frames={1: 7})
+    before = tree_hash(root)
     code, out, _ = run_doctor(capsys, root)
-    assert (
-        code == 1 and "[videos-short]" in out and "episode 1 observation.images.front: 7 of 12 frames" in out
-    )
+    assert code == 1 and "[videos-short]" in out
+    assert "episode 1 observation.images.front: 7 of 12 frames" in out
+    code, out, _ = run_doctor(capsys, root, "--fix", "--out", tmp_path / "fixed")
+    assert code == 1 and "nothing was written" in out and not (tmp_path / "fixed").exists()
+    assert tree_hash(root) == before
 
 
 def test_missing_reward_column_is_reported_not_invented(tmp_path, capsys):
     root = tmp_path / "unlabeled"
     make_dataset(root, episode_lengths=(5, 5), use_videos=False, with_reward=False)
+    before = tree_hash(root)
     code, out, _ = run_doctor(capsys, root)
     assert code == 1 and "[reward]" in out and "hilserl label" in out
+    assert "found 1 defect(s)" in out  # an image-backed dataset gets no other (false) findings
     code, out, _ = run_doctor(capsys, root, "--fix", "--out", tmp_path / "copy")
     assert code == 1 and "still 1 defect(s)" in out
     assert "next.reward" not in read_info(tmp_path / "copy")["features"]
+    assert tree_hash(root) == before
 
 
 def test_seed003_hand_edited_v21_dataset_is_converted_and_repaired(tmp_path, capsys):
