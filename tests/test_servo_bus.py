@@ -10,6 +10,7 @@ import scservo_sdk as scs
 
 from actors.servo_bus import ErrorBit, Instruction, ServoRegisters, SimulatedBus
 from actors.servo_bus.arm import MOTORS, sim_calibration
+from actors.servo_bus.process import BusProcess
 from actors.servo_bus.protocol import (
     Packet,
     PacketParser,
@@ -109,7 +110,8 @@ def test_bus_instructions_without_a_port():
 # ----- the unmodified SDK over a pty -----
 @pytest.fixture
 def sdk_bus():
-    with SimulatedBus() as bus:
+    # Served from its own process, like real servos: an in-process thread shares the SDK's GIL.
+    with BusProcess() as bus:
         port = scs.PortHandler(bus.port)
         assert port.openPort()
         yield bus, port, scs.PacketHandler(0)
@@ -122,7 +124,7 @@ def test_sdk_ping_read_write(sdk_bus):
     assert packets.ping(port, 42)[1] == scs.COMM_RX_TIMEOUT
     assert packets.read1ByteTxRx(port, 3, 0)[0] == 3  # firmware major
     assert packets.write1ByteTxRx(port, 3, 7, 0) == (scs.COMM_SUCCESS, 0)
-    assert bus.servo(3).get("Return_Delay_Time") == 0
+    assert bus.register(3, "Return_Delay_Time") == 0
     assert packets.write2ByteTxRx(port, 3, 31, encode_sign_magnitude(-48, 11)) == (scs.COMM_SUCCESS, 0)
     assert packets.read2ByteTxRx(port, 3, 56)[0] == 2048 + 48
 

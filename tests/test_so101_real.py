@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actors.servo_bus import SimulatedBus
-from actors.servo_bus.arm import MOTORS, apply_calibration, sim_calibration, write_calibration_file
+from actors.servo_bus.arm import MOTORS, sim_calibration, write_calibration_file
+from actors.servo_bus.process import BusProcess, remote_scene_cameras
 from configs.env import CameraConfig, EnvConfig, ResetConfig
 from configs.errors import UserError
 
@@ -31,21 +31,13 @@ def wait_until(predicate, timeout_s: float = 5.0) -> bool:
     return predicate()
 
 
-def torques(bus: SimulatedBus) -> list[int]:
-    with bus.lock:
-        return [s.get("Torque_Enable") for s in bus.servos]
-
-
-def calibrated_bus(tmp_path: Path, arm_id: str = "follower", plant=None, **kwargs) -> SimulatedBus:
-    """A started bus whose registers match the calibration file the test writes."""
+def calibrated_bus(tmp_path: Path, arm_id: str = "follower", **kwargs) -> BusProcess:
+    """A bus in its own process whose registers match the calibration file the test writes."""
     write_calibration_file(tmp_path / f"{arm_id}.json", sim_calibration())
-    bus = SimulatedBus(plant=plant, **kwargs)
-    apply_calibration(bus.servos, sim_calibration())
-    bus.start()
-    return bus
+    return BusProcess(calibration=sim_calibration(), **kwargs)
 
 
-def env_config(bus: SimulatedBus, tmp_path: Path, **reset) -> EnvConfig:
+def env_config(bus: BusProcess, tmp_path: Path, **reset) -> EnvConfig:
     cfg = EnvConfig(type="so101", image_size=32)
     cfg.robot.type = "so101"
     cfg.robot.port = bus.port
@@ -66,7 +58,7 @@ def test_lerobot_feetech_bus_connects_calibrates_reads_writes(tmp_path):
     from lerobot.motors import Motor, MotorCalibration, MotorNormMode
     from lerobot.motors.feetech import FeetechMotorsBus
 
-    with SimulatedBus() as sim:
+    with BusProcess() as sim:
         motors = {name: Motor(i, "sts3215", MotorNormMode.DEGREES) for name, i in MOTORS.items()}
         bus = FeetechMotorsBus(sim.port, motors)
         bus.connect()  # handshake: ping every id, compare models and firmware
@@ -78,7 +70,7 @@ def test_lerobot_feetech_bus_connects_calibrates_reads_writes(tmp_path):
             bus.configure_motors()
             bus.write_calibration(calibration)
         assert bus.is_calibrated and bus.read_calibration() == calibration
-        assert sim.servo(3).get("Homing_Offset") == -300  # sign-magnitude on the wire, decoded by the servo
+        assert sim.register(3, "Homing_Offset") == -300  # sign-magnitude on the wire, decoded by the servo
         assert bus.sync_read("Present_Position", normalize=False) == {
             n: 2048 + 100 * i for n, i in MOTORS.items()
         }
@@ -86,9 +78,9 @@ def test_lerobot_feetech_bus_connects_calibrates_reads_writes(tmp_path):
         assert wait_until(
             lambda: all(abs(v - 20.0) < 0.5 for v in bus.sync_read("Present_Position").values())
         )
-        assert torques(sim) == [1] * 6
+        assert sim.torques() == [1] * 6
         bus.disconnect()
-        assert torques(sim) == [0] * 6
+        assert sim.torques() == [0] * 6
 
 
 def test_follower_connects_moves_and_releases_torque(bus, tmp_path):
@@ -96,12 +88,12 @@ def test_follower_connects_moves_and_releases_torque(bus, tmp_path):
 
     robot = SO101Follower(SO101FollowerConfig(port=bus.port, id="follower", calibration_dir=tmp_path))
     robot.connect(calibrate=False)
-    assert robot.is_calibrated and torques(bus) == [1] * 6
+    assert robot.is_calibrated and bus.torques() == [1] * 6
     goal = {"shoulder_pan.pos": 30.0, "elbow_flex.pos": -25.0, "gripper.pos": 60.0}
     robot.send_action(goal)
     assert wait_until(lambda: all(abs(robot.get_observation()[k] - v) < 0.5 for k, v in goal.items()))
     robot.disconnect()
-    assert torques(bus) == [0] * 6
+    assert bus.torques() == [0] * 6
 
 
 def test_real_env_contract_reset_and_end_effector_steps(bus, tmp_path):
@@ -113,7 +105,11 @@ def test_real_env_contract_reset_and_end_effector_steps(bus, tmp_path):
     with SO101RealEnv(cfg) as env:
         obs, _ = env.reset()
         assert env.observation_space.contains(obs)
-        assert wait_until(lambda: np.allclose(env.reset()[0]["observation.state"][:6], home, atol=0.5))
+        for _ in range(30):  # each reset moves at most max_relative_target (10 degrees) per waypoint
+            if np.allclose(obs["observation.state"][:6], home, atol=0.5):
+                break
+            obs, _ = env.reset()
+        np.testing.assert_allclose(obs["observation.state"][:6], home, atol=0.5)
         front, wrist = obs["observation.images.front"], obs["observation.images.wrist"]
         assert front.shape == (32, 32, 3) and front.dtype == np.uint8
         np.testing.assert_array_equal(front, np.rot90(wrist, 2))  # same test frame, front rotated 180
@@ -128,7 +124,7 @@ def test_real_env_contract_reset_and_end_effector_steps(bus, tmp_path):
         obs, *_ = env.step(np.array([0, 0, 0, 1], np.float32))
         assert obs["observation.state"][14] > z0 + 0.02  # end effector went up
         assert obs["observation.state"][5] > home[5] + 20  # gripper opened
-    assert torques(bus) == [0] * 6  # leaving the context turned torque off
+    assert bus.torques() == [0] * 6  # leaving the context turned torque off
 
 
 def test_leader_reads_the_arm_and_env_reset_releases_it(bus, tmp_path):
@@ -138,16 +134,15 @@ def test_leader_reads_the_arm_and_env_reset_releases_it(bus, tmp_path):
     leader_bus = calibrated_bus(tmp_path, arm_id="leader")
     try:
         leader = SO101LeaderArm(leader_bus.port, "leader", tmp_path)
-        assert torques(leader_bus) == [0] * 6
-        with leader_bus.lock:
-            leader_bus.servo(1).actual += 4096 * 45 / 360  # a human turns the base by 45 degrees
+        assert leader_bus.torques() == [0] * 6
+        leader_bus.move_by_hand(1, 45.0)  # a human turns the base by 45 degrees
         assert leader.read_joint_positions()[0] == pytest.approx(45.0, abs=0.2)
         leader.enable_torque()
-        assert torques(leader_bus) == [1] * 6
+        assert leader_bus.torques() == [1] * 6
         cfg = env_config(bus, tmp_path, fixed_reset_joint_positions=[0, 0, 0, 0, 0, 10], reset_time_s=0.1)
         with SO101RealEnv(cfg, leader=leader) as env:
             env.reset()
-            assert torques(leader_bus) == [0] * 6  # seed 003, bug 3
+            assert leader_bus.torques() == [0] * 6  # seed 003, bug 3
         leader.close()
     finally:
         leader_bus.stop()
@@ -163,7 +158,7 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 def test_missing_port_and_missing_calibration(tmp_path):
     from actors.so101_real import SO101RealEnv
 
-    with SimulatedBus() as sim:
+    with BusProcess() as sim:
         cfg = env_config(sim, tmp_path)
         cfg.robot.port = "/dev/ttyACM99"
         with pytest.raises(UserError) as err:
@@ -175,7 +170,7 @@ def test_missing_port_and_missing_calibration(tmp_path):
         assert f"{tmp_path / 'follower.json'} is missing" in one_line(
             err
         ) and "lerobot-calibrate" in one_line(err)
-        assert torques(sim) == [0] * 6
+        assert sim.torques() == [0] * 6
 
 
 def test_mismatched_calibration_file(bus, tmp_path):
@@ -192,7 +187,7 @@ def test_mismatched_calibration_file(bus, tmp_path):
     with pytest.raises(UserError) as err:
         SO101RealEnv(env_config(bus, tmp_path))
     assert "'elbow_flex' has id 7, expected 3" in one_line(err)
-    assert torques(bus) == [0] * 6  # torque never came on
+    assert bus.torques() == [0] * 6  # torque never came on
 
 
 @pytest.mark.parametrize("fault, expected", [("silent", "no answer"), ("overload", "reports overload")])
@@ -203,7 +198,7 @@ def test_servo_fault_at_connect(bus, tmp_path, fault, expected):
     with pytest.raises(UserError) as err:
         SO101RealEnv(env_config(bus, tmp_path))
     assert f"{expected}" in one_line(err) and "elbow_flex (id 3)" in one_line(err)
-    assert torques(bus) == [0] * 6
+    assert bus.torques() == [0] * 6
 
 
 @pytest.mark.parametrize("fault, expected", [("overheat", "reports overheat"), ("dead", "stopped")])
@@ -212,15 +207,15 @@ def test_servo_fault_while_running_turns_torque_off(bus, tmp_path, fault, expect
 
     env = SO101RealEnv(env_config(bus, tmp_path))
     env.reset()
-    assert torques(bus) == [1] * 6
+    assert bus.torques() == [1] * 6
     bus.inject_fault(4, fault)
     with pytest.raises(UserError) as err:
         env.step(np.array([0, 0, 1, 1], np.float32))
     assert expected in one_line(err) and "torque is off" in one_line(err)
-    live = [t for s, t in zip(bus.servos, torques(bus), strict=True) if s.servo_id != 4]
-    assert live == [0] * 5  # a dead servo hears nothing; every other one is released
+    torque = bus.torques()
+    assert torque[:3] + torque[4:] == [0] * 5  # a dead servo hears nothing; every other one is released
     if fault == "overheat":
-        assert bus.servo(4).get("Torque_Enable") == 0
+        assert torque[3] == 0
     with pytest.raises(UserError, match="was stopped"):
         env.step(np.array([0, 0, 0, 1], np.float32))
 
@@ -238,34 +233,26 @@ def test_missing_camera(bus, tmp_path):
     with pytest.raises(UserError) as err:
         SO101RealEnv(cfg)
     assert "camera 'front' at /dev/video_missing does not exist" in one_line(err)
-    assert torques(bus) == [0] * 6
+    assert bus.torques() == [0] * 6
 
 
 # ----- end to end: SO101Follower -> scservo_sdk -> pty -> simulated bus -> MuJoCo -----
 def test_end_to_end_through_the_mujoco_scene(tmp_path):
-    from actors.servo_bus.mujoco_plant import MujocoPlant, scene_cameras
-    from actors.sim.env import SO101SimEnv
     from actors.so101_real import SO101RealEnv
 
-    scene = SO101SimEnv(image_size=32)
-    scene.reset(seed=0)
-    start_joints, start_ee = scene.joint_positions(), scene.ee_position()
-    bus = calibrated_bus(tmp_path, plant=MujocoPlant(scene))
-    try:
-        with SO101RealEnv(env_config(bus, tmp_path), cameras=scene_cameras(scene)) as env:
+    with calibrated_bus(tmp_path, mujoco=True, image_size=32) as bus:
+        start_joints, start_ee = bus.joints(), bus.ee_position()
+        with SO101RealEnv(env_config(bus, tmp_path), cameras=remote_scene_cameras(bus)) as env:
             obs, _ = env.reset()
             # Torque was off for a moment while LeRobot configured the servos; the arm may have sagged.
             np.testing.assert_allclose(obs["observation.state"][:5], start_joints[:5], atol=5.0)
-            np.testing.assert_allclose(obs["observation.state"][:5], scene.joint_positions()[:5], atol=0.5)
+            np.testing.assert_allclose(obs["observation.state"][:5], bus.joints()[:5], atol=0.5)
             first_front = obs["observation.images.front"]
             for _ in range(6):
                 obs, *_ = env.step(np.array([0, 0, 1, 1], np.float32))
                 time.sleep(0.1)
-            assert scene.ee_position()[2] > start_ee[2] + 0.03  # the scene's arm lifted its hand
-            assert np.abs(scene.joint_positions()[:4] - start_joints[:4]).max() > 3.0
-            np.testing.assert_allclose(obs["observation.state"][12:15], scene.ee_position(), atol=0.01)
+            assert bus.ee_position()[2] > start_ee[2] + 0.03  # the scene's arm lifted its hand
+            assert np.abs(bus.joints()[:4] - start_joints[:4]).max() > 3.0
+            np.testing.assert_allclose(obs["observation.state"][12:15], bus.ee_position(), atol=0.01)
             assert not np.array_equal(obs["observation.images.front"], first_front)  # rendered, not canned
-        assert torques(bus) == [0] * 6
-    finally:
-        bus.stop()
-        scene.close()
+        assert bus.torques() == [0] * 6

@@ -1,0 +1,181 @@
+"""A simulated servo bus served from its own process, for clients that need hardware-like timing.
+
+    with BusProcess(calibration=sim_calibration()) as bus:     # child process owns the servos
+        robot = SO101Follower(SO101FollowerConfig(port=bus.port, ...))
+        bus.inject_fault(3, "overload"); bus.torques()         # control and inspection over a pipe
+
+In-process, the serving thread shares the client's GIL: the Feetech SDK polls the port in a tight
+loop, and on a loaded machine the thread holding the GIL can be descheduled for longer than the
+SDK's packet timeout, so replies come "late" in a way real servos (separate hardware) never do. A
+child process has its own interpreter, like ``hilserl servo-sim``. With ``mujoco=True`` the child
+also owns the simulated scene (``SO101SimEnv``) the servos drive, and renders its cameras on request
+(``RemoteSceneCamera``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from typing import Any
+
+import numpy as np
+
+
+def _child_main(conn, calibration, mujoco: bool, image_size: int, seed: int, faults) -> None:
+    import os
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from actors.servo_bus.arm import MOTORS, STEPS_PER_RAD, apply_calibration
+    from actors.servo_bus.bus import SimulatedBus
+
+    scene, plant = None, None
+    if mujoco:
+        from actors.servo_bus.mujoco_plant import MujocoPlant
+        from actors.sim.env import SO101SimEnv
+
+        scene = SO101SimEnv(image_size=image_size)
+        scene.reset(seed=seed)
+        plant = MujocoPlant(scene)
+    bus = SimulatedBus(plant=plant)
+    if calibration is not None:
+        apply_calibration(bus.servos, calibration)
+    for servo_id, kind in faults:
+        bus.inject_fault(servo_id, kind)
+
+    def registers(name: str) -> list[int]:
+        with bus.lock:
+            return [bus.servo(i).get(name) for i in MOTORS.values()]
+
+    def move_by_hand(servo_id: int, degrees: float) -> None:
+        with bus.lock:
+            bus.servo(servo_id).actual += np.deg2rad(degrees) * STEPS_PER_RAD
+
+    commands = {
+        "inject_fault": bus.inject_fault,
+        "clear_faults": bus.clear_faults,
+        "registers": registers,
+        "move_by_hand": move_by_hand,
+        "register": lambda servo_id, name: bus.servo(servo_id).get(name),
+    }
+    if scene is not None:
+        commands.update(
+            joints=scene.joint_positions,
+            ee_position=scene.ee_position,
+            render=lambda: {
+                k.rsplit(".", 1)[-1]: v
+                for k, v in scene.observation().items()
+                if k.startswith("observation.images")
+            },
+        )
+    with bus:
+        conn.send((True, bus.port))
+        while True:
+            name, args = conn.recv()
+            if name == "stop":
+                break
+            try:
+                conn.send((True, commands[name](*args)))
+            except Exception:
+                conn.send((False, traceback.format_exc(limit=3)))
+    if scene is not None:
+        scene.close()
+    conn.send((True, None))
+
+
+class BusProcess:
+    """A ``SimulatedBus`` (optionally driving the MuJoCo scene) in a child process."""
+
+    def __init__(
+        self,
+        calibration: dict | None = None,
+        faults: list[tuple[int, str]] = (),
+        mujoco: bool = False,
+        image_size: int = 32,
+        seed: int = 0,
+    ) -> None:
+        context = mp.get_context("spawn")  # no fork of a process that holds torch, threads or GL
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_child_main, args=(child, calibration, mujoco, image_size, seed, list(faults)), daemon=True
+        )
+        self._process.start()
+        ok, self.port = self._conn.recv()
+
+    def _call(self, name: str, *args: Any) -> Any:
+        self._conn.send((name, args))
+        ok, value = self._conn.recv()
+        if not ok:
+            raise RuntimeError(f"servo bus process: {value}")
+        return value
+
+    def inject_fault(self, servo_id: int, fault: str) -> None:
+        self._call("inject_fault", servo_id, fault)
+
+    def clear_faults(self, servo_id: int | None = None) -> None:
+        self._call("clear_faults", servo_id)
+
+    def registers(self, name: str) -> list[int]:
+        """One register of servos 1-6, decoded."""
+        return self._call("registers", name)
+
+    def register(self, servo_id: int, name: str) -> int:
+        return self._call("register", servo_id, name)
+
+    def torques(self) -> list[int]:
+        return self.registers("Torque_Enable")
+
+    def move_by_hand(self, servo_id: int, degrees: float) -> None:
+        """Turn a shaft as a human would (meaningful with torque off)."""
+        self._call("move_by_hand", servo_id, degrees)
+
+    def joints(self) -> np.ndarray:
+        """The scene's joint positions in degrees (mujoco=True)."""
+        return self._call("joints")
+
+    def ee_position(self) -> np.ndarray:
+        return self._call("ee_position")
+
+    def render(self) -> dict[str, np.ndarray]:
+        """The scene's 'front' and 'wrist' camera images (mujoco=True)."""
+        return self._call("render")
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._call("stop")
+            except (EOFError, BrokenPipeError, RuntimeError):
+                pass
+            self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.terminate()
+
+    def __enter__(self) -> BusProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class RemoteSceneCamera:
+    """A camera source for ``SO101RealEnv``: the child's scene camera, rendered on request."""
+
+    def __init__(self, bus: BusProcess, name: str, shared: dict) -> None:
+        self.bus, self.name, self._shared = bus, name, shared
+
+    def connect(self) -> None:
+        pass
+
+    def read(self) -> np.ndarray:
+        cached = self._shared.pop(self.name, None)
+        if cached is None:
+            self._shared.update(self.bus.render())
+            cached = self._shared.pop(self.name)
+        return cached
+
+    def disconnect(self) -> None:
+        pass
+
+
+def remote_scene_cameras(bus: BusProcess) -> dict[str, RemoteSceneCamera]:
+    shared: dict = {}
+    return {name: RemoteSceneCamera(bus, name, shared) for name in ("front", "wrist")}
