@@ -6,8 +6,9 @@
                                                            plant: speed-limited motion, or MuJoCo
 
 `protocol` frames packets, `registers` is the STS3215 control table, `bus` serves the pty, `arm` holds
-the SO-101 motor layout and a matching LeRobot calibration. Start one from the shell with
-`hilserl servo-sim`.
+the SO-101 motor layout and a matching LeRobot calibration, `mujoco_plant` couples the servos to the
+simulated scene, and `process` runs a bus in a child process (its own GIL, so replies keep
+hardware-like timing however busy the client is). Start one from the shell with `hilserl servo-sim`.
 """
 
 from actors.servo_bus.bus import SimulatedBus
