@@ -37,7 +37,8 @@ class EpisodePlan:
 def output_features(source: SourceDataset, reward_key: str | None) -> dict[str, dict]:
     """The source's features minus the derived ones (LeRobot adds those), plus the reward column if asked."""
     features = {
-        key: {k: v for k, v in ft.items() if k not in ("fps",)}
+        # "info" describes the source's encoding; LeRobot fills it from the video it writes.
+        key: {k: v for k, v in ft.items() if k not in ("fps", "info", "video_info")}
         for key, ft in source.features.items()
         if key not in DERIVED_KEYS
     }

@@ -217,7 +217,13 @@ def test_v21_source_is_read_and_written_as_v30(tmp_path, capsys, caplog):
     assert tree_hash(source) == before
     assert any("v2.1 layout" in r.getMessage() and "left untouched" in r.getMessage() for r in caplog.records)
     dataset = open_lerobot_dataset(out)
-    assert read_info(out)["codebase_version"] == "v3.0"
+    info = read_info(out)
+    assert info["codebase_version"] == "v3.0" and (info["fps"], info["robot_type"]) == (10, "so101_follower")
+    # The video description comes from the file written, not from the source's (here incomplete) one.
+    assert (
+        info["features"][FRONT]["info"]["video.height"],
+        info["features"][FRONT]["info"]["video.codec"],
+    ) == (32, "av1")
     data = columns(dataset)
     assert data["next.reward"].tolist() == [0.0] * 5 + [1.0] * 7 + [0.0] * 9
     assert abs(brightness(dataset[13]) - level(1, 1)) < 3
