@@ -306,6 +306,13 @@ class Recorder:
                 continue
             if state.is_intervening and state.action is not None:
                 action = state.action
+            elif state.is_intervening:
+                # A leader arm without a kinematic model gives joint targets only, but the recorded
+                # action must be in the policy's end-effector format.
+                raise UserError(
+                    f"teleop.type '{cfg.teleop.type}' gave joint targets but no end-effector action: "
+                    "the leader arm needs the SO-101 kinematic model (actors/sim/ik.py) to record"
+                )
             elif self.policy is not None:
                 action = self.policy(obs)
             else:

@@ -357,3 +357,13 @@ def test_gamepad_without_a_pad_is_one_line_error(monkeypatch):
     with pytest.raises(UserError) as err:
         GamepadSource.with_pygame()
     assert "\n" not in str(err.value) and "no gamepad found" in str(err.value)
+
+
+def test_pynput_key_names():
+    from types import SimpleNamespace
+
+    from actors.keyboard import pynput_key_name
+
+    assert pynput_key_name(SimpleNamespace(char="S")) == "s"  # shift+s is still the success key
+    assert pynput_key_name(SimpleNamespace(char=None, name="space")) == "space"
+    assert pynput_key_name(SimpleNamespace(char=None, name="shift_r")) == "shift_r"
