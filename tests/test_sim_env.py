@@ -195,9 +195,11 @@ def test_ik_round_trip_keeps_fingers_down():
     assert kin.finger_direction(low)[2] < -0.99
 
 
-def test_bench_env_prints_the_json_keys(capsys):
+def test_bench_env_prints_the_json_keys(capsys, monkeypatch):
     from benchmarks import env as bench
 
+    # machine_info() imports torch (seconds); the slow side-by-side test below runs the real one.
+    monkeypatch.setattr(bench, "machine_info", lambda: {"cores": 2})
     assert (
         bench.main(["--json", "--skip-gym-hil", "--windows", "1", "--ours-steps", "3", "--warmup", "1"]) == 0
     )
