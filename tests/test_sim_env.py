@@ -161,6 +161,10 @@ def test_bad_input_gives_one_line_user_errors(env):
         env.step(np.zeros(7, dtype=np.float32))
     with pytest.raises(UserError, match="pick_lift"):
         SO101SimEnv(task="stack", render=False)
+    cfg = EnvConfig()
+    cfg.robot.end_effector_bounds = {"min": [0.1, 0.0, 0.0], "max": [0.3, 0.2]}
+    with pytest.raises(UserError, match="end_effector_bounds"):
+        SO101SimEnv(cfg, render=False)
     with pytest.raises(UserError, match="6 joint positions"):
         SO101SimEnv(_cfg(fixed_reset_joint_positions=[0.0, 1.0]), render=False)
 

@@ -110,8 +110,16 @@ class SO101SimEnv(gym.Env):
         gripper_cfg = cfg.processor.gripper
         self.gripper_penalty = gripper_cfg.gripper_penalty if gripper_cfg is not None else 0.0
         bounds = cfg.robot.end_effector_bounds or DEFAULT_BOUNDS
-        self.bounds_low = np.asarray(bounds["min"], dtype=float)
-        self.bounds_high = np.asarray(bounds["max"], dtype=float)
+        try:
+            self.bounds_low = np.asarray(bounds["min"], dtype=float).reshape(3)
+            self.bounds_high = np.asarray(bounds["max"], dtype=float).reshape(3)
+        except (KeyError, TypeError, ValueError):
+            raise UserError(
+                f"robot.end_effector_bounds {bounds} is malformed: give "
+                '{"min": [x, y, z], "max": [x, y, z]} in metres'
+            ) from None
+        if not np.all(self.bounds_low < self.bounds_high):
+            raise UserError(f"robot.end_effector_bounds: every 'min' must be below 'max', got {bounds}")
         steps = cfg.robot.end_effector_step_sizes or {}
         self.step_sizes = np.array([steps.get(k, DEFAULT_STEP_M) for k in ("x", "y", "z")], dtype=float)
 
