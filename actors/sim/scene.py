@@ -217,8 +217,8 @@ def arm_model_xml() -> str:
 
 def scene_xml(image_size: int = 128) -> str:
     """The full pick-cube scene: table, arm, cube, front and wrist cameras, fast-render settings."""
-    front_pos = np.array([0.55, -0.32, 0.34])
-    front_xyaxes = _look_at(front_pos, np.array([0.18, 0.0, 0.05]), np.array([0.0, 0.0, 1.0]))
+    front_pos = np.array([0.46, -0.27, 0.3])
+    front_xyaxes = _look_at(front_pos, np.array([0.16, 0.0, 0.1]), np.array([0.0, 0.0, 1.0]))
     size = max(int(image_size), 64)
     return f"""<mujoco model="so101_pick_cube">
   <compiler angle="radian" autolimits="true"/>
