@@ -28,6 +28,7 @@ env with ``robot.port`` = that port, ``robot.calibration_dir=/tmp/calib`` and
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from pathlib import Path
@@ -206,6 +207,10 @@ class SO101RealEnv(gym.Env):
         fix = calibrate_command("follower", self.port, self.cfg.robot.id, self.calibration_path.parent)
         check_registers_match(bus, self.calibration, self.calibration_path, fix)
         configure_with_retries(self.robot)  # LeRobot's gains and limits, torque re-enabled at the end
+        # The SDK checks its packet timeout right after an empty read, so any pause there (a full
+        # garbage collection of a torch-sized heap takes about a second on a busy machine) reads as a
+        # servo that did not answer. Freezing the heap built so far keeps later collections short.
+        gc.freeze()
         for camera in self.cameras.values():
             camera.connect()
         self._read_state()

@@ -54,6 +54,18 @@ def bus(tmp_path):
     bus.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def lerobot_loaded():
+    """Import LeRobot's robot classes once, then freeze the heap: a full collection of it pauses the
+    SDK's polling loop for longer than its packet timeout (SO101RealEnv does the same after connecting)."""
+    import gc
+
+    import lerobot.robots.so_follower  # noqa: F401
+    import lerobot.teleoperators.so_leader  # noqa: F401
+
+    gc.freeze()
+
+
 def test_lerobot_feetech_bus_connects_calibrates_reads_writes(tmp_path):
     from lerobot.motors import Motor, MotorCalibration, MotorNormMode
     from lerobot.motors.feetech import FeetechMotorsBus

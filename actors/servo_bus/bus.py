@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 FAULTS = ("silent", "dead", "corrupt", "delay", "overload", "overheat", "voltage")
 SWITCH_INTERVAL_S = 0.0002
+ADVANCE_PERIOD_S = 0.005
 _FAULT_BITS = {"overload": ErrorBit.OVERLOAD, "overheat": ErrorBit.OVERHEAT, "voltage": ErrorBit.VOLTAGE}
 
 
@@ -133,7 +134,6 @@ class SimulatedBus:
         """Apply one instruction packet; return the bytes to send back (possibly none)."""
         with self.lock:
             self.requests += 1
-            self.plant.advance(self.servos, self.clock())
             inst, params = packet.code, packet.params
             if packet.servo_id == BROADCAST_ID:
                 targets = list(self.servos)
@@ -248,20 +248,25 @@ class SimulatedBus:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
         except OSError:
             pass
+        last_advance = -1.0
         while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.005)
-            if not ready:
+            ready, _, _ = select.select([self._master], [], [], ADVANCE_PERIOD_S)
+            if ready:
+                try:
+                    data = os.read(self._master, 4096)
+                except OSError:
+                    data = b""
+                    time.sleep(ADVANCE_PERIOD_S)
+                for packet in self.parser.feed(data):
+                    reply = self.handle(packet)
+                    if reply and any(self._has(s, "delay") for s in self.servos):
+                        time.sleep(self.reply_delay_s)
+                    if reply:
+                        os.write(self._master, reply)
+            # The plant moves on its own clock, between requests, so a reply never waits for physics
+            # (a servo reports its latest sample, a few milliseconds old at most).
+            now = self.clock()
+            if now - last_advance >= ADVANCE_PERIOD_S:
                 with self.lock:
-                    self.plant.advance(self.servos, self.clock())
-                continue
-            try:
-                data = os.read(self._master, 4096)
-            except OSError:
-                time.sleep(0.005)
-                continue
-            for packet in self.parser.feed(data):
-                reply = self.handle(packet)
-                if reply and any(self._has(s, "delay") for s in self.servos):
-                    time.sleep(self.reply_delay_s)
-                if reply:
-                    os.write(self._master, reply)
+                    self.plant.advance(self.servos, now)
+                last_advance = now
