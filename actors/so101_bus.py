@@ -104,7 +104,11 @@ def probe_servos(port: str, option: str) -> None:
         silent, faulty = [], []
         for motor, motor_id in MOTORS.items():
             for _ in range(3):  # real buses drop the odd packet (LeRobot retries reads twice too)
-                model, comm, error = packets.ping(handler, motor_id)
+                handler.ser.reset_input_buffer()  # a late reply would answer the wrong request
+                try:
+                    model, comm, error = packets.ping(handler, motor_id)
+                except IndexError:  # the SDK indexes a stale, shorter reply it took for its READ
+                    model, comm, error = 0, scs.COMM_RX_CORRUPT, 0
                 if comm == scs.COMM_SUCCESS:
                     break
             if comm != scs.COMM_SUCCESS:

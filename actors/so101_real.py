@@ -2,7 +2,7 @@
 
     env = SO101RealEnv(cfg)            # cfg.robot.type == "so101", cfg.robot.port = /dev/ttyACM0
     with env:                          # torque off on exit, error or fault
-        obs, info = env.reset()        # moves to processor.reset.fixed_reset_joint_positions
+        obs, info = env.reset()        # to processor.reset.fixed_reset_joint_positions (else stays)
         obs, reward, terminated, truncated, info = env.step(np.array([0, 0, 0.5, 1], np.float32))
 
 Built on LeRobot's ``SO101Follower`` over the Feetech SDK. Observation: ``observation.images.front``
@@ -96,6 +96,11 @@ class _PlacoKinematics:
 def make_kinematics(urdf_path: str | None) -> Any:
     """LeRobot's kinematics when a URDF is given and placo is installed, else the MuJoCo model's."""
     if urdf_path:
+        if not Path(urdf_path).is_file():
+            raise UserError(
+                f"robot.urdf_path {urdf_path} does not exist; point it at SO-ARM100's so101_new_calib.urdf "
+                "or unset it to use the project's MuJoCo model"
+            )
         try:
             import placo  # noqa: F401
 
