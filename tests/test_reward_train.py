@@ -171,3 +171,12 @@ def test_missing_backbone_weights(tmp_path, data32, capsys, monkeypatch):
     cfg.policy.model_name = "helper2424/resnet10"
     err = _bad_input(tmp_path, cfg, capsys)
     assert "neither a local folder nor in the Hugging Face cache" in err
+
+
+def test_relative_paths_refused_under_ray_job_submit(tmp_path, backbone, data32, monkeypatch):
+    from configs.errors import UserError
+
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    cfg = train_config(data32, backbone, "relative/out")
+    with pytest.raises(UserError, match="output_dir 'relative/out' is relative"):
+        job.absolute_paths(cfg)
