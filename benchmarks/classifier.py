@@ -220,6 +220,7 @@ def main(argv: list[str]) -> int:
     report = {
         "ours_s": round(ours["seconds"], 2),
         "ours_val_acc": round(ours["val_acc"], 4),
+        "ours_best_val_acc": round(max(h["accuracy"] for h in ours["history"]), 4),
         "ours_s_to_95": ours["s_to_95"],
         "infer_fps_b1": round(infer_b1, 1),
         "infer_fps_b32": round(infer_b32, 1),
@@ -242,6 +243,7 @@ def main(argv: list[str]) -> int:
             "lerobot_s": round(lerobot_s, 2),
             "speedup": round(lerobot_s / ours["seconds"], 1),
             "lerobot_val_acc": round(result["history"][-1]["accuracy"], 4),
+            "lerobot_best_val_acc": round(max(h["accuracy"] for h in result["history"]), 4),
             "lerobot_s_to_95": _first_reaching(result["history"]),
             "lerobot_infer_fps_b1": round(lr_b1, 1),
             "lerobot_infer_fps_b32": round(lr_b32, 1),
