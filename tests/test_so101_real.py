@@ -263,6 +263,8 @@ def test_end_to_end_through_the_mujoco_scene(tmp_path):
             for _ in range(6):
                 obs, *_ = env.step(np.array([0, 0, 1, 1], np.float32))
                 time.sleep(0.1)
+            time.sleep(0.3)
+            obs, *_ = env.step(np.array([0, 0, 0, 1], np.float32))  # hold still, then compare
             assert bus.ee_position()[2] > start_ee[2] + 0.03  # the scene's arm lifted its hand
             assert np.abs(bus.joints()[:4] - start_joints[:4]).max() > 3.0
             np.testing.assert_allclose(obs["observation.state"][12:15], bus.ee_position(), atol=0.01)
