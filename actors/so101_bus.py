@@ -101,7 +101,7 @@ def probe_servos(port: str, option: str) -> None:
     if not opened:
         raise UserError(f"cannot open serial port {port} at 1 Mbaud; check {option}")
     try:
-        silent, faulty = [], []
+        silent, garbled, faulty = [], [], []
         for motor, motor_id in MOTORS.items():
             for _ in range(3):  # real buses drop the odd packet (LeRobot retries reads twice too)
                 handler.ser.reset_input_buffer()  # a late reply would answer the wrong request
@@ -111,7 +111,9 @@ def probe_servos(port: str, option: str) -> None:
                     model, comm, error = 0, scs.COMM_RX_CORRUPT, 0
                 if comm == scs.COMM_SUCCESS:
                     break
-            if comm != scs.COMM_SUCCESS:
+            if comm == scs.COMM_RX_CORRUPT:
+                garbled.append(f"{motor} (id {motor_id})")
+            elif comm != scs.COMM_SUCCESS:
                 silent.append(f"{motor} (id {motor_id})")
             elif error:
                 faulty.append(f"{motor} (id {motor_id}) reports {describe_error_bits(error)}")
@@ -123,6 +125,11 @@ def probe_servos(port: str, option: str) -> None:
         raise UserError(
             f"no answer on {port} from servo {', '.join(silent)}; check its cable and power, and its id "
             "(set ids with lerobot-setup-motors)"
+        )
+    if garbled:
+        raise UserError(
+            f"garbled replies (bad checksums) on {port} from servo {', '.join(garbled)}; check the cable, "
+            "the power supply and that every servo runs at 1 Mbaud"
         )
     if faulty:
         raise UserError(

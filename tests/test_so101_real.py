@@ -202,7 +202,10 @@ def test_mismatched_calibration_file(bus, tmp_path):
     assert bus.torques() == [0] * 6  # torque never came on
 
 
-@pytest.mark.parametrize("fault, expected", [("silent", "no answer"), ("overload", "reports overload")])
+@pytest.mark.parametrize(
+    "fault, expected",
+    [("silent", "no answer"), ("corrupt", "garbled replies"), ("overload", "reports overload")],
+)
 def test_servo_fault_at_connect(bus, tmp_path, fault, expected):
     from actors.so101_real import SO101RealEnv
 
