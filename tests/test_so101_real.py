@@ -273,3 +273,32 @@ def test_end_to_end_through_the_mujoco_scene(tmp_path):
             np.testing.assert_allclose(obs["observation.state"][12:15], bus.ee_position(), atol=0.01)
             assert not np.array_equal(obs["observation.images.front"], first_front)  # rendered, not canned
         assert bus.torques() == [0] * 6
+
+
+def test_record_command_on_the_servo_simulator(tmp_path):
+    """`hilserl record` with the real backend, on a simulated bus instead of an arm."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from actors.record import main as record_main
+
+    calibration_dir, root = tmp_path / "calib", tmp_path / "dataset"
+    with calibrated_bus(calibration_dir) as bus:
+        argv = [
+            "--robot.type=so101",
+            f"--robot.port={bus.port}",
+            f"--robot.calibration_dir={calibration_dir}",
+            "--robot.camera_source=test_pattern",
+            "--teleop.type=none",
+            "--num_episodes=1",
+            "--processor.reset.control_time_s=1",
+            "--image_size=32",
+            f"--dataset_root={root}",
+            "--repo_id=local/servo_sim",
+        ]
+        assert record_main(argv) == 0
+        assert bus.torques() == [0] * 6  # the recorder closed the env: torque off
+    dataset = LeRobotDataset("local/servo_sim", root=root, video_backend="pyav")
+    assert dataset.num_episodes == 1 and dataset.num_frames == 10
+    frame = dataset[0]
+    assert frame["observation.state"].shape == (18,)
+    assert frame["observation.images.front"].shape == (3, 32, 32)
