@@ -192,8 +192,9 @@ def observation_frame(observation: dict[str, Any], features: dict[str, dict]) ->
 def is_realtime(cfg: EnvConfig) -> bool:
     if cfg.realtime is not None:
         return cfg.realtime
-    simulated = cfg.type == "sim" or cfg.robot.type == "sim"
-    return not (simulated and cfg.teleop.type in ("scripted", "none"))
+    from actors.envs import backend
+
+    return not (backend(cfg) == "sim" and cfg.teleop.type in ("scripted", "none"))
 
 
 class Recorder:

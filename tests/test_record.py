@@ -329,3 +329,16 @@ def test_make_env_chooses_the_backend():
     with pytest.raises(UserError) as err:
         make_env(EnvConfig(robot=RobotConfig(type="so101", port="/dev/does-not-exist")))
     assert "\n" not in str(err.value) and "/dev/does-not-exist" in str(err.value)
+
+
+def test_realtime_pacing_follows_the_backend_not_the_default_type():
+    from actors.record import is_realtime
+
+    sim = EnvConfig()
+    assert is_realtime(sim) is False  # simulator + scripted human runs free
+    real = EnvConfig()
+    real.robot.type = "so101"  # top-level type left at its default 'sim'
+    real.teleop = TeleopConfig(type="none")
+    assert is_realtime(real) is True  # the real arm always holds fps
+    sim.realtime = True
+    assert is_realtime(sim) is True
