@@ -31,9 +31,18 @@ def architecture_id(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:16]
 
 
-def export_policy(policy: Policy, version: int) -> dict:
-    """{"format", "version", "architecture", "state_dict"}; tensors are detached CPU copies."""
-    state = {k: v.detach().to("cpu", copy=True) for k, v in policy.trainable_state_dict().items()}
+def export_policy(policy: Policy, version: int, dtype: torch.dtype | None = None) -> dict:
+    """{"format", "version", "architecture", "state_dict"}; tensors are detached CPU copies.
+
+    ``dtype`` (e.g. torch.bfloat16) halves the push for a bandwidth-bound link; the receiving
+    policy then acts with rounded weights, so only the default float32 export acts identically.
+    """
+    state = {
+        k: v.detach().to(
+            "cpu", dtype=dtype if dtype is not None and v.is_floating_point() else None, copy=True
+        )
+        for k, v in policy.trainable_state_dict().items()
+    }
     return {
         "format": EXPORT_FORMAT,
         "version": int(version),

@@ -164,3 +164,18 @@ def test_defaults_are_hil_serl_values():
         0.5,
         4,
     )
+
+
+def test_bfloat16_export_is_half_the_size_and_acts_close(replay):
+    agent = make_agent()
+    full = export_to_bytes(export_policy(agent.policy, version=0))
+    half = export_policy(agent.policy, version=0, dtype=torch.bfloat16)
+    assert len(export_to_bytes(half)) < 0.6 * len(full)
+    fresh = load_policy(half, agent.cfg, backbone=agent.policy.backbone)
+    observation = replay.sample(5).observation
+    torch.testing.assert_close(
+        fresh.act(observation, deterministic=True),
+        agent.act(observation, deterministic=True),
+        atol=0.05,
+        rtol=0,
+    )

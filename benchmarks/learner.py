@@ -1,0 +1,249 @@
+"""`hilserl bench learner [--json]`: our SAC learner against LeRobot 0.4.4's SACPolicy, one process.
+
+Same shapes on both sides: two cameras 3x128x128, state 18, action 3 continuous + 1 gripper
+(grasp / discrete critic with 3 actions), batch 256 (128 online + 128 demo), UTD 2, two critics,
+the SAME local ResNet-10 folder (``benchmarks.resnet10_folder``; LeRobot loads it through
+``AutoModel.from_pretrained(..., trust_remote_code=True)``), frozen and shared.
+
+LeRobot's update is the sequence its ``learner.py`` runs per optimization step (UTD-1 critic +
+discrete-critic steps with target updates, then critic, discrete critic, actor, temperature and a
+target update), driven through its public ``SACPolicy.forward(batch, model=...)``, its
+``get_observation_features`` cache, its ``ReplayBuffer`` iterators (async prefetch, DrQ on; its
+uncompiled ``random_shift`` so no compile time lands in the figures) and its Adam setup.
+``use_torch_compile=False`` (LeRobot later made that the default after compile-induced divergence).
+
+Weight push: LeRobot's ``push_actor_policy_to_queue`` bytes (actor state dict incl. the frozen
+encoder, plus the discrete critic's, which holds the shared encoder again) against our
+``export_to_bytes(export_policy(...))`` (trainable weights only). Both are torch.save payloads.
+
+Prints a JSON list of {"metric", "ours", "lerobot", "ratio", ...}; ratio > 1 means ours is better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from benchmarks import machine_info
+from benchmarks.replay import (
+    ACTION_DIM,
+    BATCH,
+    CAMERAS,
+    IMAGE_SHAPE,
+    STATE,
+    STATE_DIM,
+    build_lerobot,
+    build_ours,
+)
+from benchmarks.resnet10_folder import make_local_resnet10_folder
+
+UTD = 2
+
+
+def timed(fn, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def make_ours(folder: Path, device: str, transitions: int):
+    from configs.learner import LearnerConfig
+    from learner.export import export_policy, export_to_bytes
+    from learner.sac import SACAgent
+
+    cfg = LearnerConfig(
+        image_keys=list(CAMERAS),
+        image_size=IMAGE_SHAPE[-1],
+        state_dim=STATE_DIM,
+        action_dim=ACTION_DIM,
+        batch_size=BATCH,
+        utd_ratio=UTD,
+        vision_model_name=str(folder),
+        device=device,
+    )
+    agent = SACAgent(cfg)
+    batches = build_ours(transitions, episode_length=100).batches(BATCH)
+
+    def push_bytes(dtype: torch.dtype | None = None) -> int:
+        return len(export_to_bytes(export_policy(agent.policy, agent.update_step, dtype=dtype)))
+
+    return (lambda: agent.update(batches)), push_bytes
+
+
+def make_lerobot(folder: Path, device: str, transitions: int):
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.sac.configuration_sac import SACConfig
+    from lerobot.policies.sac.modeling_sac import SACPolicy
+    from lerobot.rl.buffer import concatenate_batch_transitions
+    from lerobot.rl.learner import (
+        get_observation_features,
+        make_optimizers_and_scheduler,
+        push_actor_policy_to_queue,
+    )
+    from lerobot.utils.constants import ACTION
+
+    features = {key: PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE_SHAPE) for key in CAMERAS}
+    features[STATE] = PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))
+    config = SACConfig(
+        input_features=features,
+        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM - 1,))},
+        device=device,
+        storage_device="cpu",
+        vision_encoder_name=str(folder),
+        freeze_vision_encoder=True,
+        shared_encoder=True,
+        num_discrete_actions=3,
+        utd_ratio=UTD,
+        discount=0.97,
+        temperature_init=0.01,
+        use_torch_compile=False,
+    )
+    policy = SACPolicy(config).to(device).train()
+    optimizers, _ = make_optimizers_and_scheduler(SimpleNamespace(policy=config), policy)
+    online, offline = build_lerobot(transitions, episode_length=100, use_drq=True)
+    online.device = offline.device = device
+    online_iter = online.get_iterator(batch_size=BATCH // 2, async_prefetch=True, queue_size=2)
+    offline_iter = offline.get_iterator(batch_size=BATCH // 2, async_prefetch=True, queue_size=2)
+
+    def step(opt_name: str, loss: torch.Tensor, params) -> None:
+        optimizers[opt_name].zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters=params, max_norm=config.grad_clip_norm)
+        optimizers[opt_name].step()
+
+    def critic_steps(forward_batch) -> None:
+        step(
+            "critic",
+            policy.forward(forward_batch, model="critic")["loss_critic"],
+            policy.critic_ensemble.parameters(),
+        )
+        step(
+            "discrete_critic",
+            policy.forward(forward_batch, model="discrete_critic")["loss_discrete_critic"],
+            policy.discrete_critic.parameters(),
+        )
+
+    def next_forward_batch():
+        batch = concatenate_batch_transitions(next(online_iter), next(offline_iter))
+        features, next_features = get_observation_features(policy, batch["state"], batch["next_state"])
+        return {
+            ACTION: batch[ACTION],
+            "reward": batch["reward"],
+            "state": batch["state"],
+            "next_state": batch["next_state"],
+            "done": batch["done"],
+            "observation_feature": features,
+            "next_observation_feature": next_features,
+            "complementary_info": batch["complementary_info"],
+        }
+
+    def update() -> None:
+        for _ in range(UTD - 1):
+            critic_steps(next_forward_batch())
+            policy.update_target_networks()
+        forward_batch = next_forward_batch()
+        critic_steps(forward_batch)
+        step("actor", policy.forward(forward_batch, model="actor")["loss_actor"], policy.actor.parameters())
+        step(
+            "temperature",
+            policy.forward(forward_batch, model="temperature")["loss_temperature"],
+            [policy.log_alpha],
+        )
+        policy.update_target_networks()
+
+    def push_bytes() -> int:
+        parameters: queue.Queue = queue.Queue()
+        push_actor_policy_to_queue(parameters, policy)
+        return len(parameters.get())
+
+    return update, push_bytes
+
+
+def run(device: str = "cpu", warmup: int = 1, repeats: int = 3, transitions: int = 300) -> list[dict]:
+    torch.manual_seed(0)
+    np.random.seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_local_resnet10_folder(Path(tmp) / "resnet10", seed=0)
+        ours_update, ours_push = make_ours(folder, device, transitions)
+        theirs_update, theirs_push = make_lerobot(folder, device, transitions)
+        ours_times = timed(ours_update, warmup, repeats)
+        theirs_times = timed(theirs_update, warmup, repeats)
+        ours_bytes, theirs_bytes = ours_push(), theirs_push()
+        ours_bf16_bytes = ours_push(torch.bfloat16)
+    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
+    setup = (
+        f"2 cameras {IMAGE_SHAPE}, state {STATE_DIM}, action {ACTION_DIM - 1}+gripper, batch {BATCH} (128 online + "
+        f"128 demo), UTD {UTD}, 2 critics, frozen shared ResNet-10 (same local folder), device {device}"
+        + (f" ({gpu})" if gpu else "; no GPU in this session")
+    )
+    common = {"setup": setup, "machine": machine_info(), "warmup": warmup, "repeats": repeats}
+    ours_s, theirs_s = statistics.median(ours_times), statistics.median(theirs_times)
+    updates = {
+        "metric": f"learner updates/s at UTD {UTD} ({device})",
+        "ours": round(1 / ours_s, 4),
+        "lerobot": round(1 / theirs_s, 4),
+        "ratio": round(theirs_s / ours_s, 2),
+        "unit": "updates/s",
+        "ratio_meaning": "ours/lerobot",
+        "target_ratio": 1.5,
+        "meets_target": theirs_s / ours_s >= 1.5,
+        "seconds_per_update": {
+            "ours": [round(t, 3) for t in ours_times],
+            "lerobot": [round(t, 3) for t in theirs_times],
+        },
+    }
+    push = {
+        "metric": "bytes per weight push",
+        "ours": ours_bytes,
+        "lerobot": theirs_bytes,
+        "ratio": round(theirs_bytes / ours_bytes, 2),
+        "unit": "bytes",
+        "ratio_meaning": "lerobot/ours",
+        "target_ratio": 10.0,
+        "meets_target": theirs_bytes / ours_bytes >= 10.0,
+    }
+    push_bf16 = {
+        "metric": "bytes per weight push (ours with the optional bfloat16 export)",
+        "ours": ours_bf16_bytes,
+        "lerobot": theirs_bytes,
+        "ratio": round(theirs_bytes / ours_bf16_bytes, 2),
+        "unit": "bytes",
+        "ratio_meaning": "lerobot/ours",
+        "note": "rounded weights: acts close to, not bitwise like, the learner's policy",
+    }
+    return [updates | common, push | common, push_bf16 | common]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hilserl bench learner", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print only the JSON list")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
+    )
+    parser.add_argument("--warmup", type=int, default=1, help="untimed updates per side")
+    parser.add_argument("--repeats", type=int, default=3, help="timed updates per side (median)")
+    parser.add_argument("--transitions", type=int, default=300, help="transitions per buffer per side")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.json else logging.INFO)
+    results = run(device=args.device, warmup=args.warmup, repeats=args.repeats, transitions=args.transitions)
+    print(json.dumps(results, indent=None if args.json else 2))
+    return 0
