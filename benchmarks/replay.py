@@ -118,9 +118,11 @@ def build_lerobot(transitions: int, episode_length: int, use_drq: bool):
             as_state[STATE] = torch.from_numpy(state).unsqueeze(0)
             as_next = {k: torch.from_numpy(v).float().div_(255).unsqueeze(0) for k, v in next_images.items()}
             as_next[STATE] = torch.from_numpy(next_state).unsqueeze(0)
+            lerobot_action = action.copy()
+            lerobot_action[-1] += 1.0  # LeRobot stores the gripper as the discrete index 0/1/2, not -1/0/+1
             buffer.add(
                 state=as_state,
-                action=torch.from_numpy(action).unsqueeze(0),
+                action=torch.from_numpy(lerobot_action).unsqueeze(0),
                 reward=reward,
                 next_state=as_next,
                 done=terminated,
