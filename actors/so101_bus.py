@@ -40,6 +40,25 @@ def calibrate_command(kind: str, port: str | None, device_id: str, calibration_d
     )
 
 
+# A simulated bus (`hilserl servo-sim`) answers through a pseudo-terminal from another process, so
+# its replies wait on the OS scheduler; on a loaded 2-core machine that can exceed the SDK's
+# 16 ms latency allowance (a ~34 ms packet timeout) and a healthy servo reads as silent. Real USB
+# adapters keep the SDK default.
+PTY_LATENCY_TIMER_MS = 75
+
+
+def is_pseudo_terminal(port: str) -> bool:
+    return os.path.realpath(port).startswith("/dev/pts/")
+
+
+def allow_pty_latency(port: str) -> None:
+    """Widen the Feetech SDK's packet timeout when ``port`` is a pseudo-terminal (a simulated bus)."""
+    if is_pseudo_terminal(port):
+        import scservo_sdk.port_handler as sdk_port
+
+        sdk_port.LATENCY_TIMER = max(sdk_port.LATENCY_TIMER, PTY_LATENCY_TIMER_MS)
+
+
 def check_port(port: str | None, option: str) -> str:
     if not port:
         raise UserError(
@@ -51,6 +70,7 @@ def check_port(port: str | None, option: str) -> str:
             f"serial port {port} does not exist; plug in the arm and pass the right {option} "
             "(find it with lerobot-find-port), or start `hilserl servo-sim` and use the port it prints"
         )
+    allow_pty_latency(port)
     return port
 
 

@@ -20,6 +20,7 @@ from actors.servo_bus.protocol import (
     encode_sign_magnitude,
 )
 from actors.servo_sim import main as servo_sim_main
+from actors.so101_bus import allow_pty_latency
 
 
 def wait_until(predicate, timeout_s: float = 5.0) -> bool:
@@ -112,6 +113,7 @@ def test_bus_instructions_without_a_port():
 def sdk_bus():
     # Served from its own process, like real servos: an in-process thread shares the SDK's GIL.
     with BusProcess() as bus:
+        allow_pty_latency(bus.port)
         port = scs.PortHandler(bus.port)
         assert port.openPort()
         yield bus, port, scs.PacketHandler(0)
@@ -184,3 +186,11 @@ def test_servo_sim_command_writes_a_matching_calibration(tmp_path, capsys):
     assert servo_sim_main(["--fault", "9:melt", "--seconds", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "already exists" in err and "bad --fault" in err
+
+
+def test_pty_ports_get_a_wider_sdk_timeout(sdk_bus, tmp_path):
+    from actors.so101_bus import is_pseudo_terminal
+
+    bus, _, _ = sdk_bus
+    assert is_pseudo_terminal(bus.port)
+    assert not is_pseudo_terminal("/dev/null") and not is_pseudo_terminal(str(tmp_path))
