@@ -50,19 +50,30 @@ from benchmarks.resnet10_folder import make_local_resnet10_folder
 UTD = 2
 
 
-def timed(fn, warmup: int, repeats: int) -> list[float]:
+def _seconds(fn) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def timed_pair(ours, theirs, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Interleaved (ours, theirs / theirs, ours, ...) so both sides see the same machine load."""
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
+        ours()
+        theirs()
+    ours_times, theirs_times = [], []
+    for repeat in range(repeats):
+        if repeat % 2 == 0:
+            ours_times.append(_seconds(ours))
+            theirs_times.append(_seconds(theirs))
+        else:
+            theirs_times.append(_seconds(theirs))
+            ours_times.append(_seconds(ours))
+    return ours_times, theirs_times
 
 
 def make_ours(folder: Path, device: str, transitions: int):
@@ -178,15 +189,14 @@ def make_lerobot(folder: Path, device: str, transitions: int):
     return update, push_bytes
 
 
-def run(device: str = "cpu", warmup: int = 1, repeats: int = 3, transitions: int = 300) -> list[dict]:
+def run(device: str = "cpu", warmup: int = 1, repeats: int = 4, transitions: int = 300) -> list[dict]:
     torch.manual_seed(0)
     np.random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_local_resnet10_folder(Path(tmp) / "resnet10", seed=0)
         ours_update, ours_push = make_ours(folder, device, transitions)
         theirs_update, theirs_push = make_lerobot(folder, device, transitions)
-        ours_times = timed(ours_update, warmup, repeats)
-        theirs_times = timed(theirs_update, warmup, repeats)
+        ours_times, theirs_times = timed_pair(ours_update, theirs_update, warmup, repeats)
         ours_bytes, theirs_bytes = ours_push(), theirs_push()
         ours_bf16_bytes = ours_push(torch.bfloat16)
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
@@ -240,7 +250,7 @@ def main(argv: list[str]) -> int:
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
     )
     parser.add_argument("--warmup", type=int, default=1, help="untimed updates per side")
-    parser.add_argument("--repeats", type=int, default=3, help="timed updates per side (median)")
+    parser.add_argument("--repeats", type=int, default=4, help="timed updates per side (median)")
     parser.add_argument("--transitions", type=int, default=300, help="transitions per buffer per side")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO)
