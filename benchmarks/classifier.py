@@ -62,6 +62,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--skip_lerobot", action="store_true")
     p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--interleaved_rounds", type=int, default=15, help="alternated single-step timings")
     return p.parse_args(argv)
 
 
@@ -180,6 +181,104 @@ class LeRobotRun:
         return binary_metrics(self.probabilities(idx), self.labels[idx], 0.5)["accuracy"]
 
 
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved_costs(
+    model, theirs: LeRobotRun, frames, train_idx, batch_size: int, rounds: int, seed: int
+) -> dict:
+    """Per-step costs measured alternately (ours, LeRobot, ours, ...), so both see the same machine load.
+
+    On a shared CPU the load changes over minutes; the sequential runs above then compare
+    different machines. Alternating single steps and taking medians removes most of that.
+    """
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4, weight_decay=0.01)
+    chunk = train_idx[:batch_size]
+    with torch.no_grad():
+        cached = [
+            model.backbone_features(model.preprocess(frames.images[k][chunk])) for k in model.camera_keys
+        ]
+    labels = frames.labels[chunk]
+
+    def ours_step():  # what reward.train.run does per step once features are cached (one thread)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            _ours_step()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _ours_step():
+        feats = [c[torch.randint(0, len(chunk), (batch_size,), generator=g)] for c in cached]
+        loss = model.loss(model(features=feats), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
+        optimizer.step()
+
+    def backbone_chunk():  # feature caching throughput: one camera, batch_size frames
+        with torch.no_grad():
+            model.backbone_features(model.preprocess(frames.images[model.camera_keys[0]][chunk]))
+
+    def theirs_step():
+        theirs.model.train()
+        loss, _ = theirs.model.forward(theirs.batch(chunk))
+        theirs.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(theirs.model.parameters(), theirs.clip)
+        theirs.optimizer.step()
+
+    one = {k: frames.images[k][chunk[:1]] for k in model.camera_keys}
+    many = {k: frames.images[k][chunk] for k in model.camera_keys}
+    pix1 = [theirs.pixels[k][chunk[:1]] for k in theirs.keys]
+    pix32 = [theirs.pixels[k][chunk] for k in theirs.keys]
+    model.eval()
+    theirs.model.eval()
+
+    def ours_infer(images):
+        return lambda: model.predict_proba(images)
+
+    def theirs_infer(pixels):
+        def call():
+            with torch.no_grad():
+                theirs.model.predict(pixels)
+
+        return call
+
+    times: dict[str, list[float]] = {
+        k: [] for k in ("ours", "theirs", "backbone", "oi1", "ti1", "oi32", "ti32")
+    }
+    for fn in (ours_step, theirs_step, backbone_chunk):  # warm-up
+        fn()
+    for _ in range(rounds):
+        model.train()
+        times["ours"].append(_timed(ours_step))
+        times["theirs"].append(_timed(theirs_step))
+        times["backbone"].append(_timed(backbone_chunk))
+        model.eval()
+        theirs.model.eval()
+        times["oi1"].append(_timed(ours_infer(one)))
+        times["ti1"].append(_timed(theirs_infer(pix1)))
+        times["oi32"].append(_timed(ours_infer(many)))
+        times["ti32"].append(_timed(theirs_infer(pix32)))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "rounds": rounds,
+        "ours_step_ms": round(1000 * med["ours"], 2),
+        "lerobot_step_ms": round(1000 * med["theirs"], 2),
+        "backbone_frames_per_s": round(batch_size / med["backbone"], 1),
+        "infer_fps_b1": round(1 / med["oi1"], 1),
+        "lerobot_infer_fps_b1": round(1 / med["ti1"], 1),
+        "infer_fps_b32": round(batch_size / med["oi32"], 1),
+        "lerobot_infer_fps_b32": round(batch_size / med["ti32"], 1),
+    }
+
+
 def main(argv: list[str]) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO)
@@ -200,7 +299,9 @@ def main(argv: list[str]) -> int:
         seed=args.seed,
         use_ray=False,
     )
+    decode_start = time.perf_counter()
     frames, _ = load_labeled_frames(cfg.dataset, policy)
+    decode_s = time.perf_counter() - decode_start
     train_eps, val_eps = episode_split(frames.episodes, cfg.val_fraction, cfg.seed)  # what run() uses
     train_idx, val_idx = frames.indices_of(train_eps), frames.indices_of(val_eps)
 
@@ -249,6 +350,24 @@ def main(argv: list[str]) -> int:
             "lerobot_infer_fps_b32": round(lr_b32, 1),
             "lerobot_steps_done": result["steps_done"],
             "lerobot_s_extrapolated": extrapolated,
+        }
+        costs = interleaved_costs(
+            model, theirs, frames, train_idx, args.batch_size, args.interleaved_rounds, args.seed
+        )
+        cameras = len(model.camera_keys)
+        ours_est = (
+            decode_s
+            + cameras * len(frames) / costs["backbone_frames_per_s"]
+            + args.steps * costs["ours_step_ms"] / 1000
+        )
+        lerobot_est = args.steps * costs["lerobot_step_ms"] / 1000
+        report["interleaved"] = costs | {
+            "decode_s": round(decode_s, 2),
+            "ours_recipe_s_est": round(ours_est, 1),
+            "lerobot_recipe_s_est": round(lerobot_est, 1),
+            "speedup_est": round(lerobot_est / ours_est, 1),
+            "how": "recipe estimate = decode + feature caching (cameras x frames / backbone fps) + steps x step cost; "
+            "LeRobot = steps x step cost; step costs are medians of alternated single steps",
         }
     report |= {
         "recipe": {
