@@ -77,6 +77,8 @@ class LearnerConfig:
     """Upper clamp of the actor's log standard deviation."""
     vision_model_name: str = "helper2424/resnet10"
     """ResNet-10 weights: a local folder, or a hub id resolved from the local cache only."""
+    encoder_chunk_size: int | None = 512
+    """Images per frozen-backbone call (bounds peak activation memory; None: the whole batch at once)."""
     allow_random_vision_weights: bool = False
     """Use a randomly initialised backbone when the weights are missing (tests only)."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from configs.learner import LearnerConfig
 from learner.replay import MixedReplay
@@ -66,3 +68,12 @@ def fill(cfg: LearnerConfig, episodes: int = 3, length: int = 6, seed: int = 0) 
             current = following
         replay.online.truncated[replay.online._newest() - 1] = True  # mark the episode end for realism
     return replay
+
+
+@pytest.fixture(autouse=True)
+def single_thread_torch():
+    """Tiny networks run faster on one thread, and far faster on a shared, oversubscribed CI box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,7 +9,7 @@ from configs.errors import ConfigError
 from learner.export import export_from_bytes, export_policy, export_to_bytes, load_policy
 from learner.networks import gripper_index
 from learner.sac import SACAgent
-from tests.learner_fixtures import fill, tiny_config
+from tests.learner_fixtures import fill, single_thread_torch, tiny_config  # noqa: F401 (autouse fixture)
 
 
 class CountingIterator:
