@@ -15,6 +15,7 @@ import pytest
 
 from actors.servo_bus.arm import MOTORS, sim_calibration, write_calibration_file
 from actors.servo_bus.process import BusProcess, remote_scene_cameras
+from actors.so101_bus import allow_pty_latency
 from configs.env import CameraConfig, EnvConfig, ResetConfig
 from configs.errors import UserError
 
@@ -72,6 +73,7 @@ def test_lerobot_feetech_bus_connects_calibrates_reads_writes(tmp_path):
 
     with BusProcess() as sim:
         motors = {name: Motor(i, "sts3215", MotorNormMode.DEGREES) for name, i in MOTORS.items()}
+        allow_pty_latency(sim.port)  # what SO101RealEnv does for a simulated bus before connecting
         bus = FeetechMotorsBus(sim.port, motors)
         bus.connect()  # handshake: ping every id, compare models and firmware
         calibration = {
@@ -98,6 +100,7 @@ def test_lerobot_feetech_bus_connects_calibrates_reads_writes(tmp_path):
 def test_follower_connects_moves_and_releases_torque(bus, tmp_path):
     from lerobot.robots.so_follower import SO101Follower, SO101FollowerConfig
 
+    allow_pty_latency(bus.port)
     robot = SO101Follower(SO101FollowerConfig(port=bus.port, id="follower", calibration_dir=tmp_path))
     robot.connect(calibrate=False)
     assert robot.is_calibrated and bus.torques() == [1] * 6
