@@ -48,6 +48,21 @@ def env_config(bus: BusProcess, tmp_path: Path, **reset) -> EnvConfig:
     return cfg
 
 
+def connect_retrying(connect, port_handler, attempts: int = 3) -> None:
+    """LeRobot's connect straight after the pty opens. After a long test session the very first
+    packet on a fresh pty connection is occasionally unanswered (seen only in full-suite runs, not
+    root-caused); SO101RealEnv never meets it because it probes every servo, with retries, before
+    LeRobot's handshake. Retry the whole connect the same way here."""
+    for attempt in range(attempts):
+        try:
+            connect()
+            return
+        except (RuntimeError, ConnectionError):
+            if attempt == attempts - 1:
+                raise
+            port_handler.closePort()  # the failed handshake left the port open
+
+
 @pytest.fixture
 def bus(tmp_path):
     bus = calibrated_bus(tmp_path)
@@ -75,7 +90,9 @@ def test_lerobot_feetech_bus_connects_calibrates_reads_writes(tmp_path):
         motors = {name: Motor(i, "sts3215", MotorNormMode.DEGREES) for name, i in MOTORS.items()}
         allow_pty_latency(sim.port)  # what SO101RealEnv does for a simulated bus before connecting
         bus = FeetechMotorsBus(sim.port, motors)
-        bus.connect()  # handshake: ping every id, compare models and firmware
+        connect_retrying(
+            bus.connect, bus.port_handler
+        )  # handshake: ping every id, compare models and firmware
         calibration = {
             name: MotorCalibration(id=i, drive_mode=0, homing_offset=-100 * i, range_min=500, range_max=3500)
             for name, i in MOTORS.items()
@@ -102,7 +119,7 @@ def test_follower_connects_moves_and_releases_torque(bus, tmp_path):
 
     allow_pty_latency(bus.port)
     robot = SO101Follower(SO101FollowerConfig(port=bus.port, id="follower", calibration_dir=tmp_path))
-    robot.connect(calibrate=False)
+    connect_retrying(lambda: robot.connect(calibrate=False), robot.bus.port_handler)
     assert robot.is_calibrated and bus.torques() == [1] * 6
     goal = {"shoulder_pan.pos": 30.0, "elbow_flex.pos": -25.0, "gripper.pos": 60.0}
     robot.send_action(goal)
