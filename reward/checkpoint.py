@@ -17,9 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from configs.errors import UserError
 from configs.parsing import config_to_dict, decode_config
 from configs.reward import RewardClassifierConfig
+from reward.dataset import safe_output
 from reward.model import RewardClassifier, build_classifier, camera_keys, input_hw
 from reward.preprocess import preprocessing_spec
 
@@ -73,10 +71,9 @@ def save_checkpoint(
 ) -> Path:
     """Write the checkpoint directory atomically (a temp folder renamed into place)."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with safe_output(directory, overwrite=True) as tmp:
+        tmp.mkdir()
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         sha = hashlib.sha256((tmp / WEIGHTS_FILE).read_bytes()).hexdigest()
         config = config_to_dict(model.config)
@@ -90,12 +87,6 @@ def save_checkpoint(
         if train_config is not None:
             data = train_config if isinstance(train_config, dict) else config_to_dict(train_config)
             _json_dump(data, tmp / TRAIN_CONFIG_FILE)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 

@@ -21,13 +21,13 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from configs.errors import UserError
 from configs.parsing import config_to_dict, decode_config, parse_config
 from configs.reward import RewardTrainConfig
 from reward.data import preflight
+from reward.dataset import safe_output
 from reward.model import build_backbone
 from reward.train import TrainHooks, make_run_name, run
 
@@ -77,16 +77,8 @@ def check_inputs(cfg: RewardTrainConfig) -> None:
 def export_checkpoint(source: Path, output_dir: Path) -> Path:
     """Copy a checkpoint to ``<output_dir>/pretrained_model`` atomically (replacing an older export)."""
     target = output_dir / "pretrained_model"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".pretrained_model.", dir=output_dir))
-    try:
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with safe_output(target, overwrite=True) as tmp:
+        shutil.copytree(source, tmp)
     return target
 
 
