@@ -61,14 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, func_name, _ = COMMANDS[name]
     func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(rest) or 0)
-
-
-def run_command(func, argv: list[str]) -> int:
-    """Run a command body, turning the project's user-facing errors into one line and exit code 2."""
     try:
-        return int(func(argv) or 0)
-    except UserError as err:
+        return int(func(rest) or 0)
+    except UserError as err:  # commands report their own; this catches any that escape one
         print(f"error: {err}", file=sys.stderr)
         return 2
 
