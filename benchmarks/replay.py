@@ -56,7 +56,7 @@ def make_episodes(transitions: int, episode_length: int, seed: int):
         for step in range(min(episode_length, transitions - made)):
             next_images, next_state = frame()
             action = rng.uniform(-1, 1, ACTION_DIM).astype(np.float32)
-            action[-1] = rng.integers(-1, 2)
+            action[-1] = rng.integers(0, 3)  # Gripper: 0 close, 1 stay, 2 open (LeRobot's)
             last = step == episode_length - 1 or made + 1 == transitions
             yield images, state, action, float(rng.random()), next_images, next_state, False, last
             images, state = next_images, next_state
@@ -118,11 +118,9 @@ def build_lerobot(transitions: int, episode_length: int, use_drq: bool):
             as_state[STATE] = torch.from_numpy(state).unsqueeze(0)
             as_next = {k: torch.from_numpy(v).float().div_(255).unsqueeze(0) for k, v in next_images.items()}
             as_next[STATE] = torch.from_numpy(next_state).unsqueeze(0)
-            lerobot_action = action.copy()
-            lerobot_action[-1] += 1.0  # LeRobot stores the gripper as the discrete index 0/1/2, not -1/0/+1
             buffer.add(
                 state=as_state,
-                action=torch.from_numpy(lerobot_action).unsqueeze(0),
+                action=torch.from_numpy(action).unsqueeze(0),
                 reward=reward,
                 next_state=as_next,
                 done=terminated,

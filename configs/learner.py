@@ -28,7 +28,7 @@ class LearnerConfig:
     state_dim: int = 18
     """Size of the state vector (float32)."""
     action_dim: int = 4
-    """Size of the stored action; with the grasp critic on, the last entry is the gripper command in {-1, 0, +1}."""
+    """Size of the stored action; with the grasp critic on, the last entry is the gripper command in {0, 1, 2} (close, stay, open: LeRobot's, learner.types.Gripper)."""
 
     # --- SAC ---
     discount: float = 0.97

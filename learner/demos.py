@@ -1,14 +1,18 @@
 """Fill a replay buffer with the episodes of a LeRobotDataset, one episode at a time.
 
 Only one decoded episode is held in memory (as uint8); video frames of an episode are decoded in
-one call instead of once per frame, and no Python list of transitions is built. The dataset is
+one call instead of once per frame, and each episode goes to the buffer in one ``extend`` (a
+feature replay runs its backbone on the whole episode in batches; the transitions are views). The dataset is
 opened read-only with an explicit ``root`` and the pyav decoder.
 
     import_lerobot_dataset(buffer, root="data/demos")
 
 Mapping: ``next.reward`` is the reward; the last frame of an episode becomes that episode's final
-observation. If ``next.done`` marks it, the step that led to it is a termination; otherwise the
-recording just stopped there, which is a truncation (bootstrap from that final frame).
+observation. If ``next.done`` marks it and ``complementary_info.truncated`` (written by our
+recorder on a time-limit end) does not, the episode ended in a termination: its last step is a
+transition whose bootstrap is masked. With the truncated flag set, or without ``next.done``, the
+recording just stopped there, which is a truncation (bootstrap from that final frame). Datasets
+without the truncated column read ``next.done`` as termination.
 ``complementary_info.discrete_penalty`` (LeRobot's name) or ``complementary_info.grasp_penalty``
 fill the grasp penalty; ``complementary_info.is_intervention`` the flag (demos default to True:
 a human drove them).
@@ -30,6 +34,7 @@ from learner.types import GRASP_PENALTY, Transition
 logger = logging.getLogger(__name__)
 
 PENALTY_COLUMNS = ("complementary_info.grasp_penalty", "complementary_info.discrete_penalty")
+TRUNCATED_COLUMN = "complementary_info.truncated"
 
 
 def open_dataset(root: str | Path, repo_id: str | None = None):
@@ -112,15 +117,21 @@ def import_lerobot_dataset(buffer: ReplayBuffer, root: str | Path, repo_id: str 
             if "complementary_info.is_intervention" in features
             else None
         )
+        truncated = (
+            _column(rows, TRUNCATED_COLUMN).astype(bool).reshape(-1) if TRUNCATED_COLUMN in features else None
+        )
         length = stop - start
-        terminated_at_end = bool(done[-1]) if done is not None else False
+        terminated_at_end = done is not None and bool(done[-1])
+        if truncated is not None and bool(truncated[-1]):
+            terminated_at_end = False  # a time-limit end: bootstrap from the final frame
         # With a terminal last frame, its own step is a transition too (its next obs is masked out);
         # otherwise the last frame is only the final observation of the step before it.
         steps = length if terminated_at_end else length - 1
 
+        transitions = []
         for i in range(steps):
             last = i == steps - 1
-            buffer.add(
+            transitions.append(
                 Transition(
                     observation=_frame(images, state, buffer.state_key, i),
                     action=action[i],
@@ -132,6 +143,7 @@ def import_lerobot_dataset(buffer: ReplayBuffer, root: str | Path, repo_id: str 
                     complementary_info={GRASP_PENALTY: float(penalty[i])} if penalty is not None else {},
                 )
             )
-            added += 1
+        buffer.extend(transitions)
+        added += len(transitions)
     logger.info("imported %d transitions from %d episodes of %s", added, dataset.meta.total_episodes, root)
     return added

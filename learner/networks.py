@@ -24,9 +24,8 @@ from torch import nn
 
 from configs.learner import LearnerConfig
 from reward.preprocess import preprocess_images
+from learner.types import GRASP_ACTIONS
 from reward.resnet10 import ResNet10, SpatialLearnedEmbeddings, feature_map_size, load_resnet10
-
-GRASP_ACTIONS = 3  # close, stay, open: gripper commands -1, 0, +1
 
 
 def mlp(in_dim: int, hidden_dims: list[int], out_dim: int | None = None) -> nn.Sequential:
@@ -165,7 +164,7 @@ class Actor(nn.Module):
 
 
 class GraspCritic(nn.Module):
-    """HIL-SERL's discrete gripper critic: embedding -> Q for (close, stay, open)."""
+    """HIL-SERL's discrete gripper critic: embedding -> Q (B, 3), column = ``Gripper`` command (close, stay, open)."""
 
     def __init__(self, embedding_dim: int, hidden_dims: list[int]):
         super().__init__()
@@ -173,11 +172,6 @@ class GraspCritic(nn.Module):
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.net(embedding)
-
-
-def gripper_index(command: torch.Tensor) -> torch.Tensor:
-    """Gripper command in {-1, 0, +1} -> Q index {0, 1, 2} (round first: 0.95 is +1, not 'stay')."""
-    return (command.round().long() + 1).clamp_(0, GRASP_ACTIONS - 1)
 
 
 class Policy(nn.Module):
@@ -216,7 +210,10 @@ class Policy(nn.Module):
 
     @torch.no_grad()
     def act(self, observation: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
-        """Batched observations (images (B, 3, H, W) uint8, state (B, S)) -> actions (B, A) in the stored layout."""
+        """Batched observations (images (B, 3, H, W) uint8, state (B, S)) -> actions (B, A) in the stored layout.
+
+        With the grasp critic the last entry is the greedy ``Gripper`` command as a float (0., 1. or 2.).
+        """
         was_training = self.training
         self.eval()
         try:
@@ -226,7 +223,7 @@ class Policy(nn.Module):
             action, _ = self.actor(embedding, deterministic=deterministic)
             if self.grasp_critic is not None:
                 # Greedy gripper, as in HIL-SERL: exploration comes from demos and interventions.
-                gripper = self.grasp_critic(embedding).argmax(dim=-1, keepdim=True).float() - 1.0
+                gripper = self.grasp_critic(embedding).argmax(dim=-1, keepdim=True).float()
                 action = torch.cat([action, gripper], dim=-1)
             return action
         finally:

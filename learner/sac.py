@@ -14,7 +14,7 @@ online encoder without gradient, as in DrQ-v2.
 
     agent = SACAgent(cfg)
     metrics = agent.update(replay.batches(cfg.batch_size))
-    action = agent.act(observation)               # (B, A), gripper last in {-1, 0, +1}
+    action = agent.act(observation)               # (B, A), gripper last in {0, 1, 2} (learner.types.Gripper)
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from torch import nn
 
 from configs.learner import LearnerConfig
 from learner.augment import random_shift
-from learner.networks import CriticEnsemble, FrozenBackbone, GraspCritic, Policy, gripper_index
-from learner.types import GRASP_PENALTY, Batch
+from learner.networks import CriticEnsemble, FrozenBackbone, GraspCritic, Policy
+from learner.types import GRASP_PENALTY, Batch, gripper_index
 
 
 class SACAgent:

@@ -1,13 +1,15 @@
 """The learner's two data types: one ``Transition`` (what a robot step produces) and one ``Batch``.
 
 Observations are dicts keyed by LeRobot names: camera keys (``observation.images.*``) hold uint8
-(3, H, W) frames, ``observation.state`` holds a float32 vector. Both types check their shapes
+(3, H, W) frames, ``observation.state`` holds a float32 vector. Actions end with the gripper
+command in LeRobot's convention (``Gripper``: 0 close, 1 stay, 2 open) when the grasp critic is on. Both types check their shapes
 and dtypes with ``validate`` where data crosses a process boundary (robot actor -> replay,
 replay -> learner).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,12 +18,31 @@ import torch
 GRASP_PENALTY = "grasp_penalty"
 
 
+class Gripper(enum.IntEnum):
+    """LeRobot's discrete gripper command, the last action entry everywhere (env, recorder, datasets, learner).
+
+    The value is also the grasp critic's Q column: command ``c`` indexes ``Q[:, c]``.
+    """
+
+    CLOSE = 0
+    STAY = 1
+    OPEN = 2
+
+
+GRASP_ACTIONS = len(Gripper)  # columns of the grasp critic's Q
+
+
+def gripper_index(command: torch.Tensor) -> torch.Tensor:
+    """Stored gripper command (float, in {0, 1, 2}) -> Q column; rounded first (1.95 is OPEN), then clamped."""
+    return command.round().long().clamp_(Gripper.CLOSE, Gripper.OPEN)
+
+
 @dataclass
 class Transition:
     """One environment step, as the robot actor sends it."""
 
     observation: dict[str, np.ndarray]  # images (3, H, W) uint8; state (S,) float32
-    action: np.ndarray  # (A,) float32, the action actually executed (the human's when intervening)
+    action: np.ndarray  # (A,) float32, executed (the human's when intervening); gripper last in {0, 1, 2}
     reward: float
     next_observation: dict[str, np.ndarray]  # same layout as observation
     terminated: bool  # the task ended (success/failure): no bootstrap from next_observation
@@ -62,7 +83,7 @@ def _check_array(value, name: str, shape: tuple[int, ...], dtype) -> None:
 class Batch:
     """B transitions as torch tensors (CPU after sampling; ``to(device)`` for the learner)."""
 
-    observation: dict[str, torch.Tensor]  # images (B, 3, H, W) uint8; state (B, S) float32
+    observation: dict[str, torch.Tensor]  # images (B, 3, H, W) uint8 or features (B, C, h, w); state (B, S)
     action: torch.Tensor  # (B, A) float32
     reward: torch.Tensor  # (B,) float32
     next_observation: dict[str, torch.Tensor]  # same layout as observation
@@ -91,28 +112,48 @@ class Batch:
             source=None if self.source is None else move(self.source),
         )
 
+    @property
+    def has_features(self) -> bool:
+        """Camera entries hold stored backbone feature maps (float) instead of uint8 frames."""
+        return any(v.ndim == 4 and v.is_floating_point() for v in self.observation.values())
+
     def validate(self, image_keys: list[str], state_key: str, action_dim: int) -> None:
-        """Assert the documented shapes and dtypes (cheap: metadata only)."""
+        """Raise ValueError naming the first field whose shape or dtype is wrong (cheap: metadata only).
+
+        Camera entries are either uint8 frames (B, 3, H, W) or, from a feature replay, float
+        feature maps (B, C, h, w); one batch holds one kind.
+        """
         size = len(self)
+        features = self.has_features
         for obs in (self.observation, self.next_observation):
             for key in image_keys:
-                image = obs[key]
-                assert image.dtype == torch.uint8 and image.ndim == 4 and image.shape[:2] == (size, 3), (
-                    f"{key}: expected (B, 3, H, W) uint8, got {image.dtype} {tuple(image.shape)}"
-                )
-            state = obs[state_key]
-            assert state.dtype == torch.float32 and state.ndim == 2 and state.shape[0] == size, (
-                f"{state_key}: expected (B, S) float32, got {state.dtype} {tuple(state.shape)}"
+                image = obs.get(key)
+                if image is None:
+                    raise ValueError(f"batch {key} is missing")
+                if features:
+                    ok = image.is_floating_point() and image.ndim == 4 and image.shape[0] == size
+                    expected = "(B, C, h, w) float features"
+                else:
+                    ok = image.dtype == torch.uint8 and image.ndim == 4 and image.shape[:2] == (size, 3)
+                    expected = "(B, 3, H, W) uint8"
+                if not ok:
+                    raise ValueError(f"batch {key}: expected {expected}, got {image.dtype} {tuple(image.shape)}")
+            state = obs.get(state_key)
+            if state is None or not (state.dtype == torch.float32 and state.ndim == 2 and state.shape[0] == size):
+                got = None if state is None else (state.dtype, tuple(state.shape))
+                raise ValueError(f"batch {state_key}: expected (B, S) float32, got {got}")
+        if not (self.action.shape == (size, action_dim) and self.action.dtype == torch.float32):
+            raise ValueError(
+                f"batch action: expected ({size}, {action_dim}) float32, got {self.action.dtype} "
+                f"{tuple(self.action.shape)}"
             )
-        assert self.action.shape == (size, action_dim) and self.action.dtype == torch.float32, (
-            f"action: expected ({size}, {action_dim}) float32, got {self.action.dtype} {tuple(self.action.shape)}"
-        )
-        for name in ("reward", "terminated"):
+        for name, dtype in (("reward", torch.float32), ("terminated", torch.float32)) + (
+            ("truncated", torch.bool),
+            ("is_intervention", torch.bool),
+        ):
             value = getattr(self, name)
-            assert value.shape == (size,) and value.dtype == torch.float32, f"{name}: expected (B,) float32"
-        for name in ("truncated", "is_intervention"):
-            value = getattr(self, name)
-            assert value.shape == (size,) and value.dtype == torch.bool, f"{name}: expected (B,) bool"
+            if not (value.shape == (size,) and value.dtype == dtype):
+                raise ValueError(f"batch {name}: expected ({size},) {dtype}, got {value.dtype} {tuple(value.shape)}")
 
 
 def concatenate(batches: list[Batch]) -> Batch:

@@ -8,7 +8,7 @@ import torch
 
 from configs.learner import LearnerConfig
 from learner.replay import MixedReplay
-from learner.types import Transition
+from learner.types import Gripper, Transition
 
 CAMERAS = ["observation.images.front", "observation.images.wrist"]
 
@@ -52,7 +52,7 @@ def fill(cfg: LearnerConfig, episodes: int = 3, length: int = 6, seed: int = 0) 
             following = observation()
             action = rng.uniform(-1, 1, cfg.action_dim).astype(np.float32)
             if cfg.grasp_critic:
-                action[-1] = rng.integers(-1, 2)
+                action[-1] = rng.integers(0, 3)  # Gripper command
             replay.add(
                 Transition(
                     observation=current,
@@ -62,7 +62,7 @@ def fill(cfg: LearnerConfig, episodes: int = 3, length: int = 6, seed: int = 0) 
                     terminated=step == length - 1 and bool(rng.random() < 0.5),
                     truncated=False,
                     is_intervention=step % 3 == 0,
-                    complementary_info={"grasp_penalty": -0.02 * float(action[-1] != 0)},
+                    complementary_info={"grasp_penalty": -0.02 * float(action[-1] != Gripper.STAY)},
                 )
             )
             current = following

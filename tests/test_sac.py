@@ -7,8 +7,8 @@ import torch
 
 from configs.errors import ConfigError
 from learner.export import export_from_bytes, export_policy, export_to_bytes, load_policy
-from learner.networks import gripper_index
 from learner.sac import SACAgent
+from learner.types import gripper_index
 from tests.learner_fixtures import fill, single_thread_torch, tiny_config  # noqa: F401 (autouse fixture)
 
 
@@ -108,7 +108,15 @@ def test_grasp_target_is_double_q_with_the_penalty(replay):
     value = agent.grasp_target(next_embedding)[torch.arange(8), best]
     reward = batch.reward + batch.complementary_info["grasp_penalty"]
     torch.testing.assert_close(target, reward + agent.cfg.discount * (1 - batch.terminated) * value.detach())
-    assert gripper_index(torch.tensor([-1.0, -0.05, 0.95, 1.0])).tolist() == [0, 1, 2, 2]
+    assert gripper_index(torch.tensor([0.0, 0.4, 1.05, 1.95, 2.0, 3.0, -1.0])).tolist() == [
+        0,
+        0,
+        1,
+        2,
+        2,
+        2,
+        0,
+    ]
 
 
 def test_exported_policy_holds_no_backbone_and_acts_identically(replay):
@@ -131,7 +139,7 @@ def test_exported_policy_holds_no_backbone_and_acts_identically(replay):
     sampled = agent.act(observation)
     torch.manual_seed(3)
     assert torch.equal(fresh.act(observation), sampled)
-    assert sampled.shape == (5, 3) and set(sampled[:, -1].tolist()) <= {-1.0, 0.0, 1.0}
+    assert sampled.shape == (5, 3) and set(sampled[:, -1].tolist()) <= {0.0, 1.0, 2.0}
 
 
 def test_state_only_agent_learns_without_a_backbone():
