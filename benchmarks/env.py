@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-import actors.sim  # noqa: F401  (chooses the headless GL backend before anything imports mujoco)
+import actors.robots.sim  # noqa: F401  (chooses the headless GL backend before anything imports mujoco)
 from benchmarks import machine_info
 from configs.errors import UserError
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> dict:
         raise UserError("--windows, --ours-steps and --gym-hil-steps must be >= 1 and --warmup >= 0")
     import mujoco
 
-    from actors.sim.env import SO101SimEnv
+    from actors.robots.sim.env import SO101SimEnv
 
     result: dict = {"benchmark": "env", "image_size": args.image_size, "cameras": ["front", "wrist"]}
     ours = SO101SimEnv(image_size=args.image_size)

@@ -20,8 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "doctor": ("reward.doctor", "main", "find (and with --fix --out, repair into a copy) dataset defects"),
     "train-reward": ("reward.job", "main", "train the reward classifier (Ray Train TorchTrainer)"),
     "eval-reward": ("reward.evaluate", "main", "evaluate a classifier checkpoint on a dataset"),
-    "record": ("actors.record", "main", "record episodes (sim or real SO-101) into a new dataset"),
-    "servo-sim": ("actors.servo_sim", "main", "simulated STS3215 servo bus on a pty"),
+    "record": ("actors.loop.record", "main", "record episodes (sim or real SO-101) into a new dataset"),
+    "servo-sim": ("actors.robots.servo_sim.cli", "main", "simulated STS3215 servo bus on a pty"),
     "bench": (
         "benchmarks",
         "main",

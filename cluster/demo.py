@@ -37,7 +37,7 @@ def _banner(step: str) -> None:
 
 
 def record_step(cfg: DemoConfig, root: Path, seed: int, num_episodes: int) -> dict:
-    from actors.record import run as record
+    from actors.loop.record import run as record
 
     env_cfg = copy.deepcopy(cfg.env)
     env_cfg.mode = "record"

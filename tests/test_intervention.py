@@ -7,7 +7,16 @@ on/off once per change.
 import numpy as np
 import pytest
 
-from actors.gamepad import (
+from actors.intervention.base import (
+    GRIPPER_CLOSE,
+    GRIPPER_OPEN,
+    GRIPPER_STAY,
+    Event,
+    EventQueue,
+    NullSource,
+)
+from actors.intervention.factory import make_intervention_source
+from actors.intervention.gamepad import (
     AXIS_LEFT_X,
     AXIS_LEFT_Y,
     AXIS_RIGHT_Y,
@@ -20,18 +29,9 @@ from actors.gamepad import (
     BUTTON_Y,
     GamepadSource,
 )
-from actors.intervention import (
-    GRIPPER_CLOSE,
-    GRIPPER_OPEN,
-    GRIPPER_STAY,
-    Event,
-    EventQueue,
-    NullSource,
-    make_intervention_source,
-)
-from actors.keyboard import KeyboardSource, start_pynput_listener
-from actors.leader_source import LeaderArmSource
-from actors.scripted_human import InterventionSchedule, ScriptedHuman
+from actors.intervention.keyboard import KeyboardSource, start_pynput_listener
+from actors.intervention.leader import LeaderArmSource
+from actors.intervention.scripted import InterventionSchedule, ScriptedHuman
 from configs.env import EnvConfig, TeleopConfig
 from configs.errors import UserError
 
@@ -333,8 +333,8 @@ def test_factory_errors_name_the_fix():
 
 def test_leader_with_the_so101_kinematic_model():
     """Leader joint motion -> end-effector action through the simulated SO-101's forward kinematics."""
-    from actors.leader_source import default_forward_kinematics
-    from actors.sim.env import HOME_JOINTS_DEG
+    from actors.intervention.leader import default_forward_kinematics
+    from actors.robots.sim.env import HOME_JOINTS_DEG
 
     fk = default_forward_kinematics()
     leader = FakeLeader()
@@ -362,7 +362,7 @@ def test_gamepad_without_a_pad_is_one_line_error(monkeypatch):
 def test_pynput_key_names():
     from types import SimpleNamespace
 
-    from actors.keyboard import pynput_key_name
+    from actors.intervention.keyboard import pynput_key_name
 
     assert pynput_key_name(SimpleNamespace(char="S")) == "s"  # shift+s is still the success key
     assert pynput_key_name(SimpleNamespace(char=None, name="space")) == "space"

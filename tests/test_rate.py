@@ -2,7 +2,7 @@
 
 import pytest
 
-from actors.rate import RateKeeper
+from actors.loop.rate import RateKeeper
 
 
 class FakeClock:

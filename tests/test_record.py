@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from actors.intervention import GRIPPER_STAY, Event, InterventionSource, InterventionState
-from actors.record import INTERVENTION, PENALTY, main, run
-from actors.scripted_human import InterventionSchedule, ScriptedHuman
+from actors.intervention.base import GRIPPER_STAY, Event, InterventionSource, InterventionState
+from actors.intervention.scripted import InterventionSchedule, ScriptedHuman
+from actors.loop.record import INTERVENTION, PENALTY, main, run
 from configs.env import EnvConfig, ResetConfig, TeleopConfig
 from configs.errors import UserError
 from tests.lerobot_data import tree_hash
@@ -306,8 +306,8 @@ def test_teleop_config_schedules_parse():
 
 
 def test_make_env_chooses_the_backend():
-    from actors.envs import backend, make_env
-    from actors.sim.env import SO101SimEnv
+    from actors.robots.factory import backend, make_env
+    from actors.robots.sim.env import SO101SimEnv
     from configs.env import RobotConfig
 
     assert backend(EnvConfig()) == "sim"
@@ -332,7 +332,7 @@ def test_make_env_chooses_the_backend():
 
 
 def test_realtime_pacing_follows_the_backend_not_the_default_type():
-    from actors.record import is_realtime
+    from actors.loop.record import is_realtime
 
     sim = EnvConfig()
     assert is_realtime(sim) is False  # simulator + scripted human runs free

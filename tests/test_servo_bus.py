@@ -8,10 +8,11 @@ import time
 import pytest
 import scservo_sdk as scs
 
-from actors.servo_bus import ErrorBit, Instruction, ServoRegisters, SimulatedBus
-from actors.servo_bus.arm import MOTORS, sim_calibration
-from actors.servo_bus.process import BusProcess
-from actors.servo_bus.protocol import (
+from actors.robots.servo_sim import ErrorBit, Instruction, ServoRegisters, SimulatedBus
+from actors.robots.servo_sim.arm import MOTORS, sim_calibration
+from actors.robots.servo_sim.cli import main as servo_sim_main
+from actors.robots.servo_sim.process import BusProcess
+from actors.robots.servo_sim.protocol import (
     Packet,
     PacketParser,
     checksum,
@@ -19,8 +20,7 @@ from actors.servo_bus.protocol import (
     encode_packet,
     encode_sign_magnitude,
 )
-from actors.servo_sim import main as servo_sim_main
-from actors.so101_bus import allow_pty_latency
+from actors.robots.so101.connect import allow_pty_latency
 
 
 def wait_until(predicate, timeout_s: float = 5.0) -> bool:
@@ -189,7 +189,7 @@ def test_servo_sim_command_writes_a_matching_calibration(tmp_path, capsys):
 
 
 def test_pty_ports_get_a_wider_sdk_timeout(sdk_bus, tmp_path):
-    from actors.so101_bus import is_pseudo_terminal
+    from actors.robots.so101.connect import is_pseudo_terminal
 
     bus, _, _ = sdk_bus
     assert is_pseudo_terminal(bus.port)

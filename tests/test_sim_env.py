@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from actors.sim import ik, scene
-from actors.sim.env import FRONT, GRIPPER_STEP_DEG, STATE, WRIST, SO101SimEnv
+from actors.robots.contract import GRIPPER_CLOSE, GRIPPER_OPEN, JOINT_RANGES_RAD, gripper_percent
+from actors.robots.sim import ik, scene
+from actors.robots.sim.env import FRONT, GRIPPER_STEP_DEG, STATE, WRIST, SO101SimEnv
 from configs.env import EnvConfig, GripperConfig, ProcessorConfig, ResetConfig
 from configs.errors import UserError
 
@@ -46,8 +47,9 @@ def test_spaces_keys_dtypes_and_shapes(env):
     assert env.action_space.low.tolist() == [-1, -1, -1, 0] and env.action_space.high.tolist() == [1, 1, 1, 2]
     for key in ("is_success", "cube_pos", "ee_pos", "grasped", "cube_yaw", "jaw_axis"):
         assert key in info
-    # State layout: joints (deg), joint velocities, end-effector xyz = the site, end-effector velocity.
-    np.testing.assert_allclose(obs[STATE][:6], env.joint_positions(), atol=1e-4)
+    # State layout: joints (deg, gripper 0-100), joint velocities, end-effector xyz = the site, its velocity.
+    np.testing.assert_allclose(obs[STATE][:5], env.joint_positions()[:5], atol=1e-4)
+    np.testing.assert_allclose(obs[STATE][5], gripper_percent(env.joint_positions()[5]), atol=1e-4)
     np.testing.assert_allclose(obs[STATE][12:15], info["ee_pos"], atol=1e-6)
     obs, reward, terminated, truncated, info = env.step(np.array([1, 0, 0, 1], dtype=np.float32))
     assert env.observation_space.contains(obs)
@@ -173,7 +175,9 @@ def test_joint_targets_drive_the_scene_and_reset_pose_is_honoured():
     fixed = [10.0, -20.0, 15.0, 80.0, 45.0, 30.0]
     env = SO101SimEnv(_cfg(fixed_reset_joint_positions=fixed), render=False)
     env.reset(seed=0)
-    np.testing.assert_allclose(env.joint_positions(), fixed, atol=1.0)
+    # The gripper entry is in the real arm's 0-100 units.
+    np.testing.assert_allclose(env.joint_positions()[:5], fixed[:5], atol=1.0)
+    np.testing.assert_allclose(gripper_percent(env.joint_positions()[5]), fixed[5], atol=1.0)
     goal = np.array([-15.0, 0.0, 20.0, 60.0, 0.0, 50.0])
     env.set_joint_targets(goal)
     env.step_physics(1.0)
@@ -222,3 +226,20 @@ def test_bench_env_times_gym_hil_side_by_side(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["gym_hil_steps_per_s"] > 0 and result["ratio"] > 0
     assert result["gym_hil"]["env"] == "gym_hil/PandaPickCubeBase-v0"
+
+
+def test_gripper_state_is_on_the_real_arms_0_100_scale():
+    """Sim and real arm report the gripper in one unit: 0 = closed at range_min, 100 = fully open."""
+    env = SO101SimEnv(_cfg(), render=False)
+    obs, _ = env.reset(seed=0)
+    low, high = (np.rad2deg(v) for v in JOINT_RANGES_RAD["gripper"])
+    degrees = env.joint_positions()[5]
+    assert obs[STATE][5] == pytest.approx((degrees - low) / (high - low) * 100.0, abs=1e-3)
+    assert 0.0 < obs[STATE][5] < 100.0
+    for _ in range(6):  # close fully: the state approaches 0, not the joint's negative degrees
+        obs, *_ = env.step(np.array([0, 0, 0, GRIPPER_CLOSE], dtype=np.float32))
+    assert obs[STATE][5] < 10.0 and env.joint_positions()[5] < 5.0
+    assert obs[STATE][11] == pytest.approx(0.0, abs=50.0)  # velocity in the same units
+    for _ in range(6):
+        obs, *_ = env.step(np.array([0, 0, 0, GRIPPER_OPEN], dtype=np.float32))
+    assert obs[STATE][5] > 50.0

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from actors.sim.env import SO101SimEnv
-from actors.sim.expert import ScriptedExpert
+from actors.robots.sim.env import SO101SimEnv
+from actors.robots.sim.expert import ScriptedExpert
 from configs.env import EnvConfig, ProcessorConfig, ResetConfig
 
 

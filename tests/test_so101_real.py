@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actors.servo_bus.arm import MOTORS, sim_calibration, write_calibration_file
-from actors.servo_bus.process import BusProcess, remote_scene_cameras
-from actors.so101_bus import allow_pty_latency
+from actors.robots.servo_sim.arm import MOTORS, sim_calibration, write_calibration_file
+from actors.robots.servo_sim.process import BusProcess, remote_scene_cameras
+from actors.robots.so101.connect import allow_pty_latency
 from configs.env import CameraConfig, EnvConfig, ResetConfig
 from configs.errors import UserError
 
@@ -129,7 +129,7 @@ def test_follower_connects_moves_and_releases_torque(bus, tmp_path):
 
 
 def test_real_env_contract_reset_and_end_effector_steps(bus, tmp_path):
-    from actors.so101_real import SO101RealEnv
+    from actors.robots.so101.env import SO101RealEnv
 
     home = [-2.9, -21.9, 12.7, 94.0, 90.0, 30.0]  # hand above the table, fingers down
     cfg = env_config(bus, tmp_path, fixed_reset_joint_positions=home, reset_time_s=0.3)
@@ -160,8 +160,8 @@ def test_real_env_contract_reset_and_end_effector_steps(bus, tmp_path):
 
 
 def test_leader_reads_the_arm_and_env_reset_releases_it(bus, tmp_path):
-    from actors.leader import SO101LeaderArm
-    from actors.so101_real import SO101RealEnv
+    from actors.robots.so101.env import SO101RealEnv
+    from actors.robots.so101.leader_arm import SO101LeaderArm
 
     leader_bus = calibrated_bus(tmp_path, arm_id="leader")
     try:
@@ -188,7 +188,7 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_missing_port_and_missing_calibration(tmp_path):
-    from actors.so101_real import SO101RealEnv
+    from actors.robots.so101.env import SO101RealEnv
 
     with BusProcess() as sim:
         cfg = env_config(sim, tmp_path)
@@ -206,7 +206,7 @@ def test_missing_port_and_missing_calibration(tmp_path):
 
 
 def test_mismatched_calibration_file(bus, tmp_path):
-    from actors.so101_real import SO101RealEnv
+    from actors.robots.so101.env import SO101RealEnv
 
     calibration = sim_calibration()
     calibration["elbow_flex"]["range_max"] -= 50
@@ -227,7 +227,7 @@ def test_mismatched_calibration_file(bus, tmp_path):
     [("silent", "no answer"), ("corrupt", "garbled replies"), ("overload", "reports overload")],
 )
 def test_servo_fault_at_connect(bus, tmp_path, fault, expected):
-    from actors.so101_real import SO101RealEnv
+    from actors.robots.so101.env import SO101RealEnv
 
     bus.inject_fault(3, fault)
     with pytest.raises(UserError) as err:
@@ -238,7 +238,7 @@ def test_servo_fault_at_connect(bus, tmp_path, fault, expected):
 
 @pytest.mark.parametrize("fault, expected", [("overheat", "reports overheat"), ("dead", "stopped")])
 def test_servo_fault_while_running_turns_torque_off(bus, tmp_path, fault, expected):
-    from actors.so101_real import SO101RealEnv
+    from actors.robots.so101.env import SO101RealEnv
 
     env = SO101RealEnv(env_config(bus, tmp_path))
     env.reset()
@@ -256,7 +256,7 @@ def test_servo_fault_while_running_turns_torque_off(bus, tmp_path, fault, expect
 
 
 def test_missing_camera(bus, tmp_path):
-    from actors.so101_real import SO101RealEnv
+    from actors.robots.so101.env import SO101RealEnv
 
     cfg = env_config(bus, tmp_path)
     cfg.robot.camera_source = "opencv"
@@ -273,7 +273,7 @@ def test_missing_camera(bus, tmp_path):
 
 # ----- end to end: SO101Follower -> scservo_sdk -> pty -> simulated bus -> MuJoCo -----
 def test_end_to_end_through_the_mujoco_scene(tmp_path):
-    from actors.so101_real import SO101RealEnv
+    from actors.robots.so101.env import SO101RealEnv
 
     with calibrated_bus(tmp_path, mujoco=True, image_size=32) as bus:
         start_joints, start_ee = bus.joints(), bus.ee_position()
@@ -299,7 +299,7 @@ def test_record_command_on_the_servo_simulator(tmp_path):
     """`hilserl record` with the real backend, on a simulated bus instead of an arm."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from actors.record import main as record_main
+    from actors.loop.record import main as record_main
 
     calibration_dir, root = tmp_path / "calib", tmp_path / "dataset"
     with calibrated_bus(calibration_dir) as bus:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from actors.servo_bus.arm import MOTORS
-from actors.so101_bus import (
+from actors.robots.contract import MOTORS
+from actors.robots.so101.connect import (
     calibrate_command,
     check_port,
     check_registers_match,

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from actors.intervention import (
+from actors.intervention.base import (
     GRIPPER_CLOSE,
     GRIPPER_OPEN,
     GRIPPER_STAY,
@@ -35,7 +35,7 @@ from actors.intervention import (
     InterventionState,
     make_action,
 )
-from actors.keyboard import KeyboardLogic, start_pynput_listener
+from actors.intervention.keyboard import KeyboardLogic, start_pynput_listener
 from configs.env import EnvConfig
 from configs.errors import UserError
 
@@ -178,8 +178,10 @@ class LeaderArmSource(InterventionSource):
 def default_forward_kinematics() -> ForwardKinematics | None:
     """The simulated SO-101's forward kinematics (same kinematic chain as the real arm), if present."""
     try:
-        from actors.sim import ik
+        from actors.robots.sim import ik
     except ImportError:
-        logger.warning("no kinematic model (actors/sim/ik.py): leader joint positions are passed through")
+        logger.warning(
+            "no kinematic model (actors/robots/sim/ik.py): leader joint positions are passed through"
+        )
         return None
     return ik.ee_position

@@ -19,7 +19,7 @@ import os
 import threading
 from typing import Any
 
-from actors.intervention import (
+from actors.intervention.base import (
     GRIPPER_CLOSE,
     GRIPPER_OPEN,
     GRIPPER_STAY,

@@ -4,11 +4,11 @@
     ik.py      damped least-squares end-effector control on the MuJoCo Jacobian
     env.py     ``SO101SimEnv``, a gymnasium env with LeRobot observation keys and HIL-SERL actions
     expert.py  ``ScriptedExpert``: approach, descend, grasp, lift from privileged sim state
-    views.py   ``python -m actors.sim.views OUT_DIR``: PNGs of both cameras
+    views.py   ``python -m actors.robots.sim.views OUT_DIR``: PNGs of both cameras
 
 Headless rendering: ``MUJOCO_GL`` is read when mujoco is imported, so unless it is already set,
 importing this package picks EGL, or OSMesa on a machine that has libOSMesa but no libEGL. Import
-``actors.sim`` before anything imports mujoco (or set ``MUJOCO_GL`` in the environment).
+``actors.robots.sim`` before anything imports mujoco (or set ``MUJOCO_GL`` in the environment).
 """
 
 import ctypes.util

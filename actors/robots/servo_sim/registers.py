@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actors.servo_bus.protocol import ErrorBit, decode_sign_magnitude, encode_sign_magnitude
+from actors.robots.servo_sim.protocol import ErrorBit, decode_sign_magnitude, encode_sign_magnitude
 
 MODEL_NUMBER_STS3215 = 777
 RESOLUTION = 4096

@@ -15,10 +15,10 @@ was announced on every following step). Sources queue events in an :class:`Event
 ``drain`` empties it, so a second poll never repeats an event. Intervention on/off events are
 derived from the change of ``is_intervening`` between polls, so they too appear once per change.
 
-Device sources (``actors/keyboard.py``, ``actors/gamepad.py``, ``actors/leader_source.py``) keep
+Device sources (``actors/intervention/keyboard.py``, ``actors/intervention/gamepad.py``, ``actors/intervention/leader.py``) keep
 their logic in plain classes fed with key or button events, and the OS listener (pynput, pygame)
-in a thin optional layer; tests drive the logic directly. ``make_intervention_source`` builds the
-source named by ``TeleopConfig.type``.
+in a thin optional layer; tests drive the logic directly. ``actors.intervention.factory.make_intervention_source``
+builds the source named by ``TeleopConfig.type``.
 """
 
 from __future__ import annotations
@@ -30,22 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from configs.env import EnvConfig
-from configs.errors import UserError
-
-GRIPPER_CLOSE, GRIPPER_STAY, GRIPPER_OPEN = 0.0, 1.0, 2.0
-ACTION_DIM = 4
-
-
-def neutral_action() -> np.ndarray:
-    """No motion, gripper stays: what the arm receives when nobody commands it."""
-    return np.array([0.0, 0.0, 0.0, GRIPPER_STAY], dtype=np.float32)
-
-
-def make_action(dx: float, dy: float, dz: float, gripper: float = GRIPPER_STAY) -> np.ndarray:
-    """A 4-value action with the deltas clipped to [-1, 1]."""
-    delta = np.clip([dx, dy, dz], -1.0, 1.0)
-    return np.array([*delta, gripper], dtype=np.float32)
+from actors.robots.contract import (  # noqa: F401  (re-exported: the action helpers sources use)
+    ACTION_DIM,
+    GRIPPER_CLOSE,
+    GRIPPER_OPEN,
+    GRIPPER_STAY,
+    make_action,
+    neutral_action,
+)
 
 
 class Event(enum.Enum):
@@ -137,35 +129,3 @@ class InterventionSource:
 
 class NullSource(InterventionSource):
     """Nobody at the controls: never intervenes, never emits events."""
-
-
-def make_intervention_source(cfg: EnvConfig, env: Any = None) -> InterventionSource:
-    """The source named by ``cfg.teleop.type``: 'none', 'keyboard', 'gamepad', 'leader' or 'scripted'."""
-    teleop = cfg.teleop
-    kind = teleop.type
-    if kind == "none":
-        return NullSource()
-    if kind == "keyboard":
-        from actors.keyboard import KeyboardSource
-
-        return KeyboardSource.with_listener()
-    if kind == "gamepad":
-        from actors.gamepad import GamepadSource
-
-        return GamepadSource.with_pygame(deadzone=teleop.deadzone)
-    if kind == "leader":
-        from actors.leader_source import LeaderArmSource
-
-        return LeaderArmSource.from_config(cfg, env)
-    if kind == "scripted":
-        from actors.sim.env import SO101SimEnv
-
-        if not isinstance(getattr(env, "unwrapped", env), SO101SimEnv):
-            raise UserError(
-                "teleop.type 'scripted' (the simulated human) needs the simulator: set robot.type to 'sim' "
-                "or choose teleop.type keyboard, gamepad or leader"
-            )
-        from actors.scripted_human import ScriptedHuman
-
-        return ScriptedHuman.from_config(cfg, env)
-    raise UserError(f"unknown teleop.type '{kind}': use one of none, keyboard, gamepad, leader, scripted")

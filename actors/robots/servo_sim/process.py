@@ -25,13 +25,13 @@ def _child_main(conn, calibration, mujoco: bool, image_size: int, seed: int, fau
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from actors.servo_bus.arm import MOTORS, STEPS_PER_RAD, apply_calibration
-    from actors.servo_bus.bus import SimulatedBus
+    from actors.robots.servo_sim.arm import MOTORS, STEPS_PER_RAD, apply_calibration
+    from actors.robots.servo_sim.bus import SimulatedBus
 
     scene, plant = None, None
     if mujoco:
-        from actors.servo_bus.mujoco_plant import MujocoPlant
-        from actors.sim.env import SO101SimEnv
+        from actors.robots.servo_sim.mujoco_plant import MujocoPlant
+        from actors.robots.sim.env import SO101SimEnv
 
         scene = SO101SimEnv(image_size=image_size)
         scene.reset(seed=seed)

@@ -1,6 +1,6 @@
 """The simulated human: a scripted expert that takes over on a schedule and presses success.
 
-The expert (``actors/sim/expert.py``: approach, descend, grasp, lift; it reads the simulator's
+The expert (``actors/robots/sim/expert.py``: approach, descend, grasp, lift; it reads the simulator's
 privileged state) proposes an action every step; the schedule decides whether the "human" is
 intervening, i.e. whether that action replaces the policy's. When the simulator reports success
 the human presses success once per episode, like a person watching the arm.
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from actors.intervention import Event, InterventionSource, InterventionState
+from actors.intervention.base import Event, InterventionSource, InterventionState
 from configs.env import EnvConfig
 from configs.errors import UserError
 
@@ -92,7 +92,7 @@ class ScriptedHuman(InterventionSource):
 
     @classmethod
     def from_config(cls, cfg: EnvConfig, env: Any) -> ScriptedHuman:
-        from actors.sim.expert import ScriptedExpert
+        from actors.robots.sim.expert import ScriptedExpert
 
         teleop = cfg.teleop
         schedule = InterventionSchedule(

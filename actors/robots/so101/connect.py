@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from actors.servo_bus.arm import MOTORS
+from actors.robots.contract import MOTORS
 from configs.errors import UserError
 
 logger = logging.getLogger(__name__)

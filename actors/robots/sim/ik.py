@@ -25,7 +25,7 @@ import functools
 import mujoco
 import numpy as np
 
-from actors.sim import scene
+from actors.robots.sim import scene
 
 IK_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex")
 """Joints the IK moves (wrist_roll and gripper are held)."""

@@ -1,4 +1,4 @@
-"""Drive the simulated SO-101 scene (``actors.sim.env.SO101SimEnv``) from servo registers.
+"""Drive the simulated SO-101 scene (``actors.robots.sim.env.SO101SimEnv``) from servo registers.
 
     env = SO101SimEnv(cfg); env.reset(seed=0)
     bus = SimulatedBus(plant=MujocoPlant(env))     # Goal_Position -> actuator goals -> physics
@@ -10,15 +10,15 @@ call, so a stalled thread slows the scene instead of making it jump), and the jo
 velocities and actuator torques come back as each servo's shaft position, speed and load. A servo
 with torque off (or a dead one) goes limp: its position actuator loses its gains until torque is
 back. Encoder steps map to joint angles one to one (2048 = 0 rad), which is what the calibration in
-``actors.servo_bus.arm`` assumes.
+``actors.robots.servo_sim.arm`` assumes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from actors.servo_bus.arm import MOTORS, rad_to_steps, steps_to_rad
-from actors.servo_bus.registers import ServoRegisters
+from actors.robots.servo_sim.arm import MOTORS, rad_to_steps, steps_to_rad
+from actors.robots.servo_sim.registers import ServoRegisters
 
 STALL_TORQUE_NM = 3.35  # STS3215 actuator force range in the published model; Present_Load 1000 = 100 %
 

@@ -11,8 +11,8 @@ simulated scene, and `process` runs a bus in a child process (its own GIL, so re
 hardware-like timing however busy the client is). Start one from the shell with `hilserl servo-sim`.
 """
 
-from actors.servo_bus.bus import SimulatedBus
-from actors.servo_bus.protocol import ErrorBit, Instruction
-from actors.servo_bus.registers import ServoRegisters
+from actors.robots.servo_sim.bus import SimulatedBus
+from actors.robots.servo_sim.protocol import ErrorBit, Instruction
+from actors.robots.servo_sim.registers import ServoRegisters
 
 __all__ = ["ErrorBit", "Instruction", "ServoRegisters", "SimulatedBus"]

@@ -2,7 +2,7 @@
 
 A source has ``connect()``, ``read() -> (H, W, 3) uint8 RGB`` and ``disconnect()``. The real arm uses
 LeRobot's OpenCV camera; ``hilserl servo-sim --mujoco`` and the tests render the MuJoCo scene
-(``actors.servo_bus.mujoco_plant.SceneCamera``); ``TestPatternCamera`` is a documented synthetic
+(``actors.robots.servo_sim.mujoco_plant.SceneCamera``); ``TestPatternCamera`` is a documented synthetic
 source (a colour gradient that changes with each frame) for runs with neither.
 
 Rotation and resizing happen here, once, for every source: ``CameraConfig.rotation`` (0, 90, 180,

@@ -7,7 +7,7 @@
 
 Answers PING (also broadcast), READ, WRITE (also broadcast), REG_WRITE/ACTION, SYNC_READ and SYNC_WRITE
 out of one register file per servo. A plant moves each servo: the default one drives the shaft toward
-its goal at a limited speed while torque is on; `actors.servo_bus.mujoco_plant` drives a MuJoCo scene.
+its goal at a limited speed while torque is on; `actors.robots.servo_sim.mujoco_plant` drives a MuJoCo scene.
 The thread answers within a fraction of a millisecond, well inside the SDK's ~34 ms packet timeout.
 """
 
@@ -24,7 +24,7 @@ import tty
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from actors.servo_bus.protocol import (
+from actors.robots.servo_sim.protocol import (
     BROADCAST_ID,
     ErrorBit,
     Instruction,
@@ -32,7 +32,7 @@ from actors.servo_bus.protocol import (
     PacketParser,
     encode_packet,
 )
-from actors.servo_bus.registers import ServoRegisters
+from actors.robots.servo_sim.registers import ServoRegisters
 
 logger = logging.getLogger(__name__)
 

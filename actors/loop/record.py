@@ -23,7 +23,7 @@ The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` / ``
 - Re-record (``r``, gamepad X) discards the current episode and records it again; terminate (esc,
   gamepad B) discards the unfinished episode and ends the session with what was saved.
 
-The loop holds ``fps`` with a deadline (``actors/rate.py``) and the summary reports the step
+The loop holds ``fps`` with a deadline (``actors/loop/rate.py``) and the summary reports the step
 period p50/p99 and overruns. With the simulator and the scripted human it runs free (no wall-clock
 pacing, ``realtime`` to override) and needs no one at the keyboard.
 """
@@ -41,14 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from actors.intervention import (
+from actors.intervention.base import (
     ACTION_DIM,
     Event,
     InterventionSource,
-    make_intervention_source,
     neutral_action,
 )
-from actors.rate import RateKeeper, RateStats
+from actors.intervention.factory import make_intervention_source
+from actors.loop.rate import RateKeeper, RateStats
 from configs.env import EnvConfig, ResetConfig
 from configs.errors import UserError
 
@@ -192,7 +192,7 @@ def observation_frame(observation: dict[str, Any], features: dict[str, dict]) ->
 def is_realtime(cfg: EnvConfig) -> bool:
     if cfg.realtime is not None:
         return cfg.realtime
-    from actors.envs import backend
+    from actors.robots.factory import backend
 
     return not (backend(cfg) == "sim" and cfg.teleop.type in ("scripted", "none"))
 
@@ -312,7 +312,7 @@ class Recorder:
                 # action must be in the policy's end-effector format.
                 raise UserError(
                     f"teleop.type '{cfg.teleop.type}' gave joint targets but no end-effector action: "
-                    "the leader arm needs the SO-101 kinematic model (actors/sim/ik.py) to record"
+                    "the leader arm needs the SO-101 kinematic model (actors/robots/sim/ik.py) to record"
                 )
             elif self.policy is not None:
                 action = self.policy(obs)
@@ -378,7 +378,7 @@ def run(
     root = check_config(cfg)
     owns_env = env is None
     if env is None:
-        from actors.envs import make_env
+        from actors.robots.factory import make_env
 
         env = make_env(cfg)
     try:

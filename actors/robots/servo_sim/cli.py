@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from actors.servo_bus.arm import MOTORS, apply_calibration, sim_calibration, write_calibration_file
-from actors.servo_bus.bus import FAULTS, SimulatedBus
+from actors.robots.servo_sim.arm import MOTORS, apply_calibration, sim_calibration, write_calibration_file
+from actors.robots.servo_sim.bus import FAULTS, SimulatedBus
 from configs.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     faults = _parse_faults(args.fault)
     plant = None
     if args.mujoco:
-        from actors.servo_bus.mujoco_plant import MujocoPlant
-        from actors.sim.env import SO101SimEnv
+        from actors.robots.servo_sim.mujoco_plant import MujocoPlant
+        from actors.robots.sim.env import SO101SimEnv
 
         scene = SO101SimEnv(render=False)
         scene.reset()

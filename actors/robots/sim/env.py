@@ -5,9 +5,10 @@ Observation (dict, LeRobot keys):
     observation.images.front  (H, W, 3) uint8   fixed camera facing the arm
     observation.images.wrist  (H, W, 3) uint8   camera on the gripper, looking along the fingers
     observation.state         (18,) float32
-        [0:6]   joint positions, degrees, LeRobot order (shoulder_pan, shoulder_lift, elbow_flex,
-                wrist_flex, wrist_roll, gripper); zero at mid-range as with ``use_degrees``
-        [6:12]  joint velocities, degrees/s
+        [0:6]   joint positions, LeRobot order (shoulder_pan, shoulder_lift, elbow_flex,
+                wrist_flex, wrist_roll, gripper): degrees, zero at mid-range as with ``use_degrees``,
+                and the gripper on LeRobot's 0-100 scale like the real arm (``actors.robots.contract``)
+        [6:12]  joint velocities, degrees/s (gripper: 0-100 units/s)
         [12:15] end-effector (``gripperframe``) position, metres, arm base frame
         [15:18] end-effector velocity, m/s: the position change over the last control period
                 (or ``step_physics`` call), which the real backend computes the same way
@@ -31,7 +32,7 @@ Joint-level access for the servo-bus simulator: ``joint_positions()``, ``joint_v
 
 Run it::
 
-    MUJOCO_GL=egl python -c "from actors.sim.env import SO101SimEnv; e = SO101SimEnv(); print(e.reset(seed=0)[1])"
+    MUJOCO_GL=egl python -c "from actors.robots.sim.env import SO101SimEnv; e = SO101SimEnv(); print(e.reset(seed=0)[1])"
 """
 
 from __future__ import annotations
@@ -44,14 +45,13 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from actors.sim import scene
-from actors.sim.ik import ArmKinematics
+from actors.robots.contract import FRONT, STATE, STATE_DIM, WRIST, gripper_degrees, gripper_percent
+from actors.robots.sim import scene
+from actors.robots.sim.ik import ArmKinematics
 from configs.env import EnvConfig, ResetConfig
 from configs.errors import UserError
 
 TASKS = ("pick_lift", "reach_grasp")
-FRONT, WRIST, STATE = "observation.images.front", "observation.images.wrist", "observation.state"
-STATE_DIM = 18
 
 HOME_JOINTS_DEG = (-2.9, -21.9, 12.7, 94.0, 90.0, 45.0)
 """Reset pose: hand 10 cm above the table, fingers down, jaws closing sideways, gripper open."""
@@ -180,8 +180,9 @@ class SO101SimEnv(gym.Env):
         if joints.shape != (6,):
             raise UserError(
                 f"processor.reset.fixed_reset_joint_positions has {joints.size} values: give 6 joint "
-                f"positions in degrees ({', '.join(scene.JOINTS)})"
+                f"positions in degrees, the gripper on 0-100 like the real arm ({', '.join(scene.JOINTS)})"
             )
+        joints[5] = gripper_degrees(joints[5])  # the config speaks the real arm's units
         low = np.array([scene.JOINT_RANGES_DEG[n][0] for n in scene.JOINTS])
         high = np.array([scene.JOINT_RANGES_DEG[n][1] for n in scene.JOINTS])
         return np.clip(joints, low, high)
@@ -378,9 +379,14 @@ class SO101SimEnv(gym.Env):
 
     def _observation(self) -> dict[str, np.ndarray]:
         ee = self.ee_position()
-        state = np.concatenate(
-            [self.joint_positions(), self.joint_velocities(), ee, (ee - self._prev_ee) / self._prev_dt]
-        ).astype(np.float32)
+        positions, velocities = self.joint_positions(), self.joint_velocities()
+        # The gripper in LeRobot's 0-100 units, as the real arm reports it (positions map affinely,
+        # velocities by the same scale).
+        positions[5] = gripper_percent(positions[5])
+        velocities[5] = gripper_percent(velocities[5]) - gripper_percent(0.0)
+        state = np.concatenate([positions, velocities, ee, (ee - self._prev_ee) / self._prev_dt]).astype(
+            np.float32
+        )
         obs = {STATE: state}
         if self._renderer is not None:
             obs = {FRONT: self._render("front"), WRIST: self._render("wrist"), STATE: state}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.intervention import (
+from actors.intervention.base import (
     GRIPPER_CLOSE,
     GRIPPER_OPEN,
     GRIPPER_STAY,

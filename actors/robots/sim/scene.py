@@ -15,7 +15,7 @@ gripper angle opens). Rendering cost is kept low on purpose: no shadows, no refl
 
 Try it::
 
-    MUJOCO_GL=egl python -c "from actors.sim.scene import build_model; print(build_model().nbody)"
+    MUJOCO_GL=egl python -c "from actors.robots.sim.scene import build_model; print(build_model().nbody)"
 """
 
 from __future__ import annotations

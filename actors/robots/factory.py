@@ -49,14 +49,14 @@ def make_env(cfg: EnvConfig) -> Any:
                 "teleop.type 'leader' drives the real arm: with robot.type 'sim' use teleop.type scripted, "
                 "keyboard or gamepad (or run the real path on `hilserl servo-sim`)"
             )
-        from actors.sim.env import SO101SimEnv
+        from actors.robots.sim.env import SO101SimEnv
 
         return SO101SimEnv(cfg)
-    from actors.so101_real import SO101RealEnv
+    from actors.robots.so101.env import SO101RealEnv
 
     leader = None
     if cfg.teleop.type == "leader":
-        from actors.leader import make_leader
+        from actors.robots.so101.leader_arm import make_leader
 
         leader = make_leader(cfg)
     try:

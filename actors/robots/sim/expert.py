@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from actors.sim import scene
+from actors.robots.sim import scene
 
 CLOSE, STAY, OPEN = 0.0, 1.0, 2.0
 

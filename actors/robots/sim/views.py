@@ -1,6 +1,6 @@
 """Save the simulated cameras' views as PNGs: at reset and while the scripted expert lifts the cube.
 
-    python -m actors.sim.views outputs/sim_views [--size 128] [--seed 0] [--task pick_lift]
+    python -m actors.robots.sim.views outputs/sim_views [--size 128] [--seed 0] [--task pick_lift]
 
 Writes ``front_reset.png``, ``wrist_reset.png``, ``front_grasp.png`` and ``wrist_grasp.png``:
 a quick look that the scene is an arm, a table and a cube, seen the way the policy sees it.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from actors.sim.env import FRONT, WRIST, SO101SimEnv
-from actors.sim.expert import ScriptedExpert
+from actors.robots.sim.env import FRONT, WRIST, SO101SimEnv
+from actors.robots.sim.expert import ScriptedExpert
 
 
 def save_views(out_dir: Path, *, size: int = 128, seed: int = 0, task: str = "pick_lift") -> list[Path]:
@@ -45,7 +45,9 @@ def save_views(out_dir: Path, *, size: int = 128, seed: int = 0, task: str = "pi
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actors.sim.views", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m actors.robots.sim.views", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)

@@ -12,25 +12,9 @@ import json
 import math
 from pathlib import Path
 
-from actors.servo_bus.registers import RESOLUTION, ServoRegisters
+from actors.robots.contract import JOINT_RANGES_RAD, MOTORS
+from actors.robots.servo_sim.registers import RESOLUTION, ServoRegisters
 
-MOTORS: dict[str, int] = {
-    "shoulder_pan": 1,
-    "shoulder_lift": 2,
-    "elbow_flex": 3,
-    "wrist_flex": 4,
-    "wrist_roll": 5,
-    "gripper": 6,
-}
-# Joint ranges in radians (SO-ARM100 so101_new_calib); the gripper opens toward its upper limit.
-JOINT_RANGES_RAD: dict[str, tuple[float, float]] = {
-    "shoulder_pan": (-1.920, 1.920),
-    "shoulder_lift": (-1.745, 1.745),
-    "elbow_flex": (-1.690, 1.690),
-    "wrist_flex": (-1.658, 1.658),
-    "wrist_roll": (-2.744, 2.841),
-    "gripper": (-0.175, 1.745),
-}
 CENTER = RESOLUTION // 2  # encoder steps at joint zero when the homing offset is 0
 STEPS_PER_RAD = RESOLUTION / (2 * math.pi)
 

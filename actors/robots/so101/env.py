@@ -7,12 +7,12 @@
 
 Built on LeRobot's ``SO101Follower`` over the Feetech SDK. Observation: ``observation.images.front``
 and ``observation.images.wrist`` (image_size x image_size x 3 uint8, rotated per camera config) and
-``observation.state`` float32 (18,) laid out like the simulator's (``STATE_LAYOUT``). Action float32
+``observation.state`` float32 (18,) laid out like the simulator's (``actors.robots.contract.STATE_LAYOUT``). Action float32
 (4,): end-effector delta (x, y, z) in [-1, 1] times ``robot.end_effector_step_sizes`` metres, then the
 gripper command 0 close / 1 stay / 2 open (``robot.gripper_step`` units per step).
 
 End-effector control uses LeRobot's placo kinematics when ``robot.urdf_path`` is set and placo is
-installed, else the project's MuJoCo model of the same kinematic chain (``actors.sim.ik``). Every
+installed, else the project's MuJoCo model of the same kinematic chain (``actors.robots.sim.ik``). Every
 target is clipped to the workspace bounds, to the calibrated joint ranges and to
 ``max_relative_target`` degrees from the present position before it is written.
 
@@ -37,9 +37,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from actors.cameras import CameraSource, TestPatternCamera, make_camera_sources, rotate, to_observation
-from actors.servo_bus.arm import MOTORS
-from actors.so101_bus import (
+from actors.robots.cameras import CameraSource, TestPatternCamera, make_camera_sources, rotate, to_observation
+from actors.robots.contract import MOTORS, STATE_DIM, STATE_LAYOUT  # noqa: F401  (STATE_LAYOUT documents the state)
+from actors.robots.so101.connect import (
     calibrate_command,
     check_port,
     check_registers_match,
@@ -57,13 +57,6 @@ from configs.errors import UserError
 logger = logging.getLogger(__name__)
 
 JOINTS = tuple(MOTORS)
-STATE_LAYOUT = (
-    "joint positions (6): degrees, gripper 0-100",
-    "joint velocities (6): per second",
-    "end-effector position (3): metres",
-    "end-effector velocity (3): metres per second",
-)
-STATE_DIM = 18
 DEFAULT_STEP_SIZES = {"x": 0.02, "y": 0.02, "z": 0.02}
 PORT_OPTION = "robot.port"
 
@@ -107,7 +100,7 @@ def make_kinematics(urdf_path: str | None) -> Any:
             return _PlacoKinematics(urdf_path)
         except ImportError:
             logger.warning("placo is not installed; end-effector control uses the project's MuJoCo model")
-    from actors.sim.ik import ArmKinematics
+    from actors.robots.sim.ik import ArmKinematics
 
     return ArmKinematics()
 
