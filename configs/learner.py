@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from configs.errors import ConfigError
 
+FEATURE_AUGMENTS = ("none", "map_shift", "pixel_shifts")
+
 
 @dataclass
 class LearnerConfig:
@@ -94,6 +96,16 @@ class LearnerConfig:
     pad: int = 4
     """Random-shift padding in pixels (replicate padding, shift in [-pad, pad])."""
 
+    # --- feature replay ---
+    feature_cache: bool = True
+    """Store the frozen backbone's float16 feature maps in the replay instead of uint8 frames; updates skip the backbone."""
+    feature_augment: str = "none"
+    """Feature-replay augmentation: 'none', 'map_shift' (shift the feature map) or 'pixel_shifts' (K stored DrQ shifts)."""
+    feature_shifts: int = 2
+    """K, the pixel shifts encoded and stored per frame with feature_augment='pixel_shifts' (K x storage)."""
+    feature_pad: int = 1
+    """Shift range in feature-map cells with feature_augment='map_shift' (1 cell = 32 px at 128 px)."""
+
     # --- replay ---
     online_ratio: float = 0.5
     """Share of each batch drawn from the online buffer; the rest comes from the demo buffer (RLPD)."""
@@ -116,12 +128,21 @@ class LearnerConfig:
             )
         if not 0.0 <= self.online_ratio <= 1.0:
             raise ConfigError(f"online_ratio={self.online_ratio} must be in [0, 1]; 0.5 is HIL-SERL's value")
+        if self.feature_augment not in FEATURE_AUGMENTS:
+            raise ConfigError(f"feature_augment='{self.feature_augment}' must be one of {list(FEATURE_AUGMENTS)}")
+        if self.feature_augment == "pixel_shifts" and self.feature_shifts < 1:
+            raise ConfigError(f"feature_shifts={self.feature_shifts} must be at least 1 with feature_augment='pixel_shifts'")
         if self.utd_ratio < 1:
             raise ConfigError(f"utd_ratio={self.utd_ratio} must be at least 1")
         if self.grasp_critic and self.action_dim < 2:
             raise ConfigError(
                 "grasp_critic needs action_dim >= 2 (continuous dims + the gripper); turn it off"
             )
+
+    @property
+    def uses_feature_replay(self) -> bool:
+        """The replay stores backbone features (feature_cache on and at least one camera)."""
+        return self.feature_cache and bool(self.image_keys)
 
     @property
     def continuous_action_dim(self) -> int:

@@ -19,14 +19,21 @@ non-contiguous pieces of an episode: each piece keeps its own final next observa
 The ring overwrites the oldest slot first; a slot is only valid while the slot after it still
 holds the frame written right after it, which the write order guarantees.
 
-    buffer = ReplayBuffer.from_config(cfg, capacity=1000)
+Feature mode (``encoder=FeatureEncoder``, see ``learner.feature_cache``): transitions still arrive
+with uint8 frames, but each slot stores the frames' float16 backbone maps instead; ``add`` encodes
+one transition's frames, ``extend`` all of its new frames in batched backbone calls. Batches then
+carry (B, C, h, w) float16 maps under the camera keys. A digest of the newest frame replaces the
+bitwise frame comparison that detects a continuing segment.
+
+    buffer = ReplayBuffer.from_config(cfg, capacity=1000)            # encoder=... for feature mode
     buffer.add(transition)
-    batch = buffer.sample(256)                   # learner.types.Batch, CPU, uint8 images
-    buffer.save("run/online.npz"); ReplayBuffer.load("run/online.npz")
+    batch = buffer.sample(256)                   # learner.types.Batch, CPU, uint8 images or features
+    buffer.save("run/online.npz"); ReplayBuffer.load("run/online.npz")   # encoder=... for feature mode
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -39,6 +46,7 @@ import torch
 
 from configs.errors import UserError
 from configs.learner import LearnerConfig
+from learner.feature_cache import FEATURE_DTYPE, FeatureEncoder, draw_shift
 from learner.types import GRASP_PENALTY, Batch, Transition, concatenate
 
 logger = logging.getLogger(__name__)
@@ -59,6 +67,7 @@ class ReplayBuffer:
         action_dim: int,
         complementary_keys: Sequence[str] = (GRASP_PENALTY,),
         seed: int = 0,
+        encoder: FeatureEncoder | None = None,
     ):
         if capacity < 2:
             raise UserError(f"replay capacity {capacity} is too small; use at least 2 slots")
@@ -70,9 +79,16 @@ class ReplayBuffer:
         self.action_dim = int(action_dim)
         self.complementary_keys = list(complementary_keys)
         self.rng = np.random.default_rng(seed)
+        self.encoder = encoder if self.image_keys else None
         n = self.capacity
         # np.zeros maps untouched pages lazily: memory grows with the fill, not the capacity.
-        self.frames = {key: np.zeros((n, *self.image_shape), dtype=np.uint8) for key in self.image_keys}
+        # Pixel mode: uint8 frames. Feature mode: float16 backbone maps of the frames.
+        slot_shape, slot_dtype = (
+            (self.encoder.feature_shape, FEATURE_DTYPE) if self.encoder else (self.image_shape, np.uint8)
+        )
+        self.frames = {key: np.zeros((n, *slot_shape), dtype=slot_dtype) for key in self.image_keys}
+        self._pending: list[tuple[int, dict[str, np.ndarray]]] = []  # feature mode: frames to encode
+        self.open_digest: str | None = None  # feature mode: digest of the newest slot's frame
         self.state = np.zeros((n, self.state_dim), dtype=np.float32)
         self.action = np.zeros((n, self.action_dim), dtype=np.float32)
         self.reward = np.zeros(n, dtype=np.float32)
@@ -87,8 +103,14 @@ class ReplayBuffer:
         self.episode_open = False  # the newest slot is the next observation of an unfinished segment
         self.added = 0  # transitions added over the buffer's life
 
+    @property
+    def stores_features(self) -> bool:
+        return self.encoder is not None
+
     @classmethod
-    def from_config(cls, cfg: LearnerConfig, capacity: int, seed: int | None = None) -> ReplayBuffer:
+    def from_config(
+        cls, cfg: LearnerConfig, capacity: int, seed: int | None = None, encoder: FeatureEncoder | None = None
+    ) -> ReplayBuffer:
         return cls(
             capacity=capacity,
             image_keys=cfg.image_keys,
@@ -97,6 +119,7 @@ class ReplayBuffer:
             state_dim=cfg.state_dim,
             action_dim=cfg.action_dim,
             seed=cfg.seed if seed is None else seed,
+            encoder=encoder,
         )
 
     def __len__(self) -> int:
@@ -123,10 +146,33 @@ class ReplayBuffer:
     def _newest(self) -> int:
         return (self.write_pos - 1) % self.capacity
 
+    def _digest(self, observation: dict[str, np.ndarray]) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        for key in [*self.image_keys, self.state_key]:
+            digest.update(np.ascontiguousarray(observation[key]).tobytes())
+        return digest.hexdigest()
+
     def _write_frame(self, slot: int, observation: dict[str, np.ndarray]) -> None:
-        for key in self.image_keys:
-            self.frames[key][slot] = observation[key]
+        if self.encoder is not None:
+            self._pending.append((slot, observation))
+            self.open_digest = self._digest(observation)
+        else:
+            for key in self.image_keys:
+                self.frames[key][slot] = observation[key]
         self.state[slot] = observation[self.state_key]
+
+    def _flush(self) -> None:
+        """Feature mode: encode every pending frame (all cameras) in batched backbone calls."""
+        if not self._pending:
+            return
+        slots = np.array([slot for slot, _ in self._pending])
+        n = len(slots)
+        images = np.concatenate([np.stack([obs[key] for _, obs in self._pending]) for key in self.image_keys])
+        maps = self.encoder.encode(images)
+        for i, key in enumerate(self.image_keys):
+            # In slot order: a slot claimed twice in one extend (ring wrap) keeps its newest frame.
+            self.frames[key][slots] = maps[i * n : (i + 1) * n]
+        self._pending.clear()
 
     def _continues_open_segment(self, observation: dict[str, np.ndarray]) -> bool:
         if not self.episode_open:
@@ -134,10 +180,16 @@ class ReplayBuffer:
         slot = self._newest()
         if not np.array_equal(self.state[slot], observation[self.state_key]):
             return False
+        if self.encoder is not None:
+            return self.open_digest == self._digest(observation)
         return all(np.array_equal(self.frames[key][slot], observation[key]) for key in self.image_keys)
 
     def add(self, transition: Transition) -> None:
         """Store one transition: one new frame (two when a segment starts)."""
+        self._add(transition)
+        self._flush()
+
+    def _add(self, transition: Transition) -> None:
         transition.validate(
             self.image_keys, self.image_shape, self.state_key, self.state_dim, self.action_dim
         )
@@ -162,8 +214,12 @@ class ReplayBuffer:
         self.added += 1
 
     def extend(self, transitions: Sequence[Transition]) -> None:
-        for transition in transitions:
-            self.add(transition)
+        """Store several transitions; in feature mode their new frames are encoded together."""
+        try:
+            for transition in transitions:
+                self._add(transition)
+        finally:
+            self._flush()
 
     # ----------------------------------------------------------------- sampling
     def sample_indices(self, batch_size: int) -> np.ndarray:
@@ -180,13 +236,19 @@ class ReplayBuffer:
         return np.concatenate(chosen)
 
     def gather(self, indices: np.ndarray, source: int = 0) -> Batch:
-        """The transitions in ``indices`` as a CPU Batch (uint8 images)."""
+        """The transitions in ``indices`` as a CPU Batch (uint8 images, or float16 maps in feature mode)."""
         next_indices = (indices + 1) % self.capacity
         observation: dict[str, torch.Tensor] = {}
         next_observation: dict[str, torch.Tensor] = {}
+        shifted = self.encoder is not None and self.encoder.shifts > 0
         for key in self.image_keys:
-            observation[key] = torch.from_numpy(self.frames[key].take(indices, axis=0))
-            next_observation[key] = torch.from_numpy(self.frames[key].take(next_indices, axis=0))
+            frames = self.frames[key]
+            if shifted:  # one of the K stored shifts per sample, obs and next obs independently
+                observation[key] = torch.from_numpy(draw_shift(frames, indices, self.rng))
+                next_observation[key] = torch.from_numpy(draw_shift(frames, next_indices, self.rng))
+            else:
+                observation[key] = torch.from_numpy(frames.take(indices, axis=0))
+                next_observation[key] = torch.from_numpy(frames.take(next_indices, axis=0))
         observation[self.state_key] = torch.from_numpy(self.state.take(indices, axis=0))
         next_observation[self.state_key] = torch.from_numpy(self.state.take(next_indices, axis=0))
         return Batch(
@@ -221,6 +283,15 @@ class ReplayBuffer:
             "episode_open": self.episode_open,
             "added": self.added,
             "rng": self.rng.bit_generator.state,
+            "features": None
+            if self.encoder is None
+            else {
+                "backbone_sha256": self.encoder.sha256,
+                "shape": list(self.encoder.feature_shape),
+                "shifts": self.encoder.shifts,
+                "pad": self.encoder.pad,
+                "open_digest": self.open_digest,
+            },
         }
 
     def save(self, path: str | Path) -> Path:
@@ -246,7 +317,8 @@ class ReplayBuffer:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> ReplayBuffer:
+    def load(cls, path: str | Path, backbone=None) -> ReplayBuffer:
+        """Read a saved buffer; one holding features needs the ``FrozenBackbone`` they came from."""
         path = Path(path)
         if not path.is_file():
             raise UserError(
@@ -258,6 +330,7 @@ class ReplayBuffer:
                 raise UserError(
                     f"{path} has replay format {meta.get('format_version')}, expected {FORMAT_VERSION}"
                 )
+            encoder = _encoder_for(path, meta.get("features"), backbone)
             buffer = cls(
                 capacity=meta["capacity"],
                 image_keys=meta["image_keys"],
@@ -266,6 +339,7 @@ class ReplayBuffer:
                 state_dim=meta["state_dim"],
                 action_dim=meta["action_dim"],
                 complementary_keys=meta["complementary_keys"],
+                encoder=encoder,
             )
             n = meta["size"]
             for key in buffer.image_keys:
@@ -277,7 +351,27 @@ class ReplayBuffer:
         for name in ("write_pos", "size", "num_valid", "episode_open", "added"):
             setattr(buffer, name, meta[name])
         buffer.rng.bit_generator.state = meta["rng"]
+        if encoder is not None:
+            buffer.open_digest = meta["features"]["open_digest"]
         return buffer
+
+
+def _encoder_for(path: Path, features: dict | None, backbone) -> FeatureEncoder | None:
+    """The encoder a saved feature buffer needs, refusing a backbone with other weights."""
+    if features is None:
+        if backbone is not None:
+            raise UserError(f"{path} holds uint8 frames, not features; resume it with feature_cache: false, or delete it")
+        return None
+    if backbone is None:
+        raise UserError(f"{path} holds backbone features; load it with the run's ResNet-10 (backbone=...)")
+    encoder = FeatureEncoder(backbone, shifts=features["shifts"], pad=features["pad"])
+    if encoder.sha256 != features["backbone_sha256"] or list(encoder.feature_shape) != features["shape"]:
+        raise UserError(
+            f"{path} holds features of other ResNet-10 weights (sha256 {features['backbone_sha256'][:12]}, "
+            f"this backbone {encoder.sha256[:12]}); point vision_model_name at the weights it was filled with, "
+            "or delete it and re-import the demos"
+        )
+    return encoder
 
 
 class MixedReplay:
@@ -293,15 +387,35 @@ class MixedReplay:
         self.online_ratio = float(online_ratio)
 
     @classmethod
-    def from_config(cls, cfg: LearnerConfig) -> MixedReplay:
-        online = ReplayBuffer.from_config(cfg, cfg.online_capacity, seed=cfg.seed)
-        demo = ReplayBuffer.from_config(cfg, cfg.demo_capacity, seed=cfg.seed + 1)
+    def from_config(cls, cfg: LearnerConfig, backbone=None) -> MixedReplay:
+        """Both buffers; with ``cfg.uses_feature_replay`` they store features of ``backbone``
+        (a ``FrozenBackbone``, loaded from ``cfg`` when None) through one shared ``FeatureEncoder``."""
+        encoder = None
+        if cfg.uses_feature_replay:
+            from learner.networks import FrozenBackbone  # here: networks is the heavier import
+
+            backbone = backbone if backbone is not None else FrozenBackbone.from_config(cfg)
+            encoder = FeatureEncoder.from_config(cfg, backbone.to(cfg.device))
+        online = ReplayBuffer.from_config(cfg, cfg.online_capacity, seed=cfg.seed, encoder=encoder)
+        demo = ReplayBuffer.from_config(cfg, cfg.demo_capacity, seed=cfg.seed + 1, encoder=encoder)
         return cls(online, demo, cfg.online_ratio)
+
+    @property
+    def stores_features(self) -> bool:
+        return self.online.stores_features
 
     def add(self, transition: Transition) -> None:
         self.online.add(transition)
         if transition.is_intervention:
             self.demo.add(transition)
+
+    def extend(self, transitions: Sequence[Transition]) -> None:
+        """Route like ``add``, each buffer encoding its new frames in one batched pass (feature mode)."""
+        self.online.extend(transitions)
+        self.demo.extend([t for t in transitions if t.is_intervention])
+
+    def __len__(self) -> int:
+        return len(self.online) + len(self.demo)
 
     def split(self, batch_size: int) -> tuple[int, int]:
         """(from online, from demo); all from one side while the other is empty."""
@@ -332,8 +446,11 @@ class MixedReplay:
         self.demo.save(folder / "demo.npz")
 
     @classmethod
-    def load(cls, folder: str | Path, online_ratio: float = 0.5) -> MixedReplay:
+    def load(cls, folder: str | Path, online_ratio: float = 0.5, backbone=None) -> MixedReplay:
+        """Read ``save``'s folder; feature buffers need the ``FrozenBackbone`` (same weights hash)."""
         folder = Path(folder)
         return cls(
-            ReplayBuffer.load(folder / "online.npz"), ReplayBuffer.load(folder / "demo.npz"), online_ratio
+            ReplayBuffer.load(folder / "online.npz", backbone),
+            ReplayBuffer.load(folder / "demo.npz", backbone),
+            online_ratio,
         )

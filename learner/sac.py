@@ -3,7 +3,8 @@
 One ``update`` is the DrQ-v2 recipe, repeated for ``utd_ratio`` fresh batches::
 
     for each of utd_ratio batches:
-        augment -> encode (backbone ONCE for obs + next obs, all cameras)
+        pixel batch (uint8 frames):     DrQ shift -> encode (backbone ONCE for obs + next obs, all cameras)
+        feature batch (stored maps):    feature augmentation -> encode (no backbone)
         update_critic (critic ensemble + grasp critic, one optimizer step) -> soft_update(tau)
     on the last batch: update_actor -> update_temperature
 
@@ -29,6 +30,7 @@ from torch import nn
 
 from configs.learner import LearnerConfig
 from learner.augment import random_shift
+from learner.feature_cache import augment_features
 from learner.networks import CriticEnsemble, FrozenBackbone, GraspCritic, Policy
 from learner.types import GRASP_PENALTY, Batch, gripper_index
 
@@ -81,7 +83,7 @@ class SACAgent:
         for i in range(self.cfg.utd_ratio):
             batch = next(batch_iter).to(self.device, non_blocking=True)
             batch.validate(self.cfg.image_keys, self.cfg.state_key, self.cfg.action_dim)
-            batch = self.augment(batch)
+            batch = self.augment_features(batch) if batch.has_features else self.augment(batch)
             embedding, next_embedding = self.encode(batch)
             metrics |= self.update_critic(batch, embedding, next_embedding)
             self.soft_update()
@@ -104,12 +106,25 @@ class SACAgent:
         }
         return batch
 
+    def augment_features(self, batch: Batch) -> Batch:
+        """Stored feature maps -> float32, shifted per sample with ``feature_augment='map_shift'``."""
+        keys, mode, pad = self.cfg.image_keys, self.cfg.feature_augment, self.cfg.feature_pad
+        maps = torch.cat([batch.observation[k] for k in keys] + [batch.next_observation[k] for k in keys])
+        maps = augment_features(maps, mode, pad).chunk(2 * len(keys))
+        batch.observation = {**batch.observation, **dict(zip(keys, maps[: len(keys)], strict=True))}
+        batch.next_observation = {**batch.next_observation, **dict(zip(keys, maps[len(keys) :], strict=True))}
+        return batch
+
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backbone once for obs + next obs of every camera; embedding with grad, next without."""
+        """Backbone once for obs + next obs of every camera (skipped for a feature batch); embedding
+        with grad, next without."""
         keys = self.cfg.image_keys
         features: dict[str, torch.Tensor] = {}
         next_features: dict[str, torch.Tensor] = {}
-        if keys:
+        if keys and batch.has_features:
+            features = {k: batch.observation[k].float() for k in keys}
+            next_features = {k: batch.next_observation[k].float() for k in keys}
+        elif keys:
             both = {k: torch.cat([batch.observation[k], batch.next_observation[k]]) for k in keys}
             maps = self.policy.features(both)
             for k in keys:

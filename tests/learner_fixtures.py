@@ -28,15 +28,21 @@ def tiny_config(**overrides) -> LearnerConfig:
         allow_random_vision_weights=True,
         online_capacity=64,
         demo_capacity=64,
+        feature_cache=False,  # the pixel path; feature-replay tests turn it on
     )
     values.update(overrides)
     return LearnerConfig(**values)
 
 
-def fill(cfg: LearnerConfig, episodes: int = 3, length: int = 6, seed: int = 0) -> MixedReplay:
-    """A replay with random transitions; every third step is a human intervention."""
+def fill(
+    cfg: LearnerConfig, episodes: int = 3, length: int = 6, seed: int = 0, backbone=None
+) -> MixedReplay:
+    """A replay with random transitions; every third step is a human intervention.
+
+    With ``cfg.feature_cache`` pass the agent's ``backbone`` (random test weights differ per load).
+    """
     rng = np.random.default_rng(seed)
-    replay = MixedReplay.from_config(cfg)
+    replay = MixedReplay.from_config(cfg, backbone=backbone)
 
     def observation():
         obs = {

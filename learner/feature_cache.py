@@ -1,0 +1,97 @@
+"""Feature replay: the frozen backbone's feature maps as a stored quantity.
+
+The ResNet-10 never changes, so a frame's feature map is computed once, when the frame enters a
+replay buffer, and stored as float16 instead of the uint8 frame (512 x 4 x 4 at 128 px: 16 KiB per
+camera, against 48 KiB of pixels). Updates then run only the trainable heads.
+
+Where: in the replay buffer's process (``ReplayBuffer.add`` / ``extend``, and ``import_lerobot_dataset``
+episode by episode), on the backbone's device, in batches of ``chunk`` frames. Frames arrive there
+exactly once (the next observation is the next slot), so each is encoded exactly once; the learner
+never sees pixels, and a replay -> learner batch is 3x smaller.
+
+Augmentation (``LearnerConfig.feature_augment``, chosen by measurement, see ``learner/AUGMENTATION.md``):
+
+    "none"          the stored map as is
+    "pixel_shifts"  K = feature_shifts DrQ random shifts of each frame, encoded at insert, one drawn
+                    per sample (K x the storage and the insert cost)
+    "map_shift"     a random shift of the (C, h, w) map itself by up to feature_pad cells, per sample
+
+    encoder = FeatureEncoder.from_config(cfg, backbone)
+    encoder.encode(frames)                  # (N, 3, H, W) uint8 -> (N, *encoder.feature_shape) float16
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from configs.learner import LearnerConfig
+from learner.augment import random_shift
+
+FEATURE_DTYPE = np.float16
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state dict (names and bytes, sorted): identifies backbone weights."""
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class FeatureEncoder:
+    """uint8 frames -> stored float16 backbone maps, batched, on the backbone's device."""
+
+    def __init__(self, backbone, shifts: int = 0, pad: int = 4, chunk: int | None = 256):
+        self.backbone = backbone  # learner.networks.FrozenBackbone
+        self.shifts = int(shifts)  # 0: one unshifted map per frame; K > 0: K random pixel shifts
+        self.pad = int(pad)
+        self.chunk = chunk
+        self.map_shape = tuple(int(v) for v in backbone.map_shape())
+        self.sha256 = weights_sha256(backbone)
+        self.device = next(backbone.parameters()).device
+
+    @classmethod
+    def from_config(cls, cfg: LearnerConfig, backbone) -> FeatureEncoder:
+        shifts = cfg.feature_shifts if cfg.feature_augment == "pixel_shifts" else 0
+        return cls(backbone, shifts=shifts, pad=cfg.pad, chunk=cfg.encoder_chunk_size)
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Per-frame stored shape: (C, h, w), or (K, C, h, w) with K stored shifts."""
+        return (self.shifts, *self.map_shape) if self.shifts else self.map_shape
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(N, 3, H, W) uint8 -> (N, *feature_shape) float16 numpy (CPU)."""
+        images = torch.as_tensor(frames).to(self.device)
+        if images.shape[0] == 0:
+            return np.zeros((0, *self.feature_shape), dtype=FEATURE_DTYPE)
+        chunk = self.chunk or images.shape[0]
+        out = []
+        for part in images.split(chunk):
+            if self.shifts:
+                # K shifted copies in one backbone call: (K * n, ...) -> (n, K, C, h, w).
+                shifted = torch.cat([random_shift(part, self.pad) for _ in range(self.shifts)])
+                maps = self.backbone(shifted).unflatten(0, (self.shifts, part.shape[0])).transpose(0, 1)
+            else:
+                maps = self.backbone(part)
+            out.append(maps.to(torch.float16).cpu().numpy())
+        return np.concatenate(out)
+
+
+def draw_shift(stored: np.ndarray, indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gather ``indices`` from (n, K, C, h, w) storage, one of the K shifts drawn per sample."""
+    choice = rng.integers(0, stored.shape[1], size=len(indices))
+    return stored[indices, choice]
+
+
+def augment_features(features: torch.Tensor, mode: str, pad: int) -> torch.Tensor:
+    """(B, C, h, w) stored maps -> float32 maps for the encoder heads, shifted per sample for "map_shift"."""
+    features = features.float()
+    if mode == "map_shift":
+        return random_shift(features, pad)
+    return features
