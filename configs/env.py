@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from configs.errors import UserError
+
 
 @dataclass
 class CameraConfig:
@@ -144,8 +146,8 @@ class GripperConfig:
 class ProcessorConfig:
     """LeRobot's HIL-SERL processor block."""
 
-    control_mode: str = "keyboard"
-    """Intervention device (LeRobot name); `teleop.type` takes precedence when set."""
+    control_mode: str | None = None
+    """(LeRobot's name for the intervention device) must agree with `teleop.type`, which selects it here."""
     observation: dict[str, Any] | None = None
     """(LeRobot compatibility) extra observation options."""
     image_preprocessing: ImagePreprocessingConfig | None = None
@@ -207,6 +209,46 @@ class EnvConfig:
     """(LeRobot compatibility) images are always stored as uint8."""
     resize_size: list[int] | None = None
     """(LeRobot compatibility) same as processor.image_preprocessing.resize_size."""
+
+    def check_supported(self) -> None:
+        """Refuse, in one line, every LeRobot field this project parses but does not implement."""
+        pre = self.processor.image_preprocessing
+        if pre is not None and (pre.crop_params_dict or pre.resize_size):
+            raise UserError(
+                "processor.image_preprocessing (crop_params_dict / resize_size) is not supported: cameras are "
+                "resized to env.image_size; remove the block (crop in the camera mount or the camera config)"
+            )
+        if self.resize_size:
+            raise UserError("env.resize_size is not supported: set env.image_size (square) instead")
+        if self.normalize_images:
+            raise UserError("env.normalize_images is not supported: images are stored as uint8; remove it")
+        control = self.processor.control_mode
+        aliases = {
+            "leader": "leader",
+            "keyboard": "keyboard",
+            "gamepad": "gamepad",
+            "keyboard_ee": "keyboard",
+        }
+        if control is not None and aliases.get(control, control) != self.teleop.type:
+            raise UserError(
+                f"processor.control_mode '{control}' disagrees with teleop.type '{self.teleop.type}': "
+                "set teleop.type (it selects the intervention device) and drop control_mode"
+            )
+        for name in ("observation", "inverse_kinematics"):
+            if getattr(self.processor, name):
+                raise UserError(
+                    f"processor.{name} is not supported (LeRobot's processor options); remove it "
+                    "(end-effector control uses robot.urdf_path and robot.end_effector_* here)"
+                )
+        rc = self.processor.reward_classifier
+        if (
+            rc
+            and rc.pretrained_path
+            and self.reward_classifier_pretrained_path not in (None, rc.pretrained_path)
+        ):
+            raise UserError(
+                "reward_classifier_pretrained_path and processor.reward_classifier.pretrained_path differ: keep one"
+            )
 
     def reward_classifier(self) -> RewardClassifierEnvConfig | None:
         """The learned-reward block, wherever the JSON put it."""

@@ -225,7 +225,9 @@ def test_existing_root_is_refused_and_untouched(tmp_path, capsys):
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps({"mode": "record", "repo_id": "test/record", "dataset_root": str(root)}))
     capsys.readouterr()
-    assert main(["--config_path", str(path)]) == 2
+    from cluster.cli import main as cli_main
+
+    assert cli_main(["record", "--config_path", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: dataset root") and "\n" not in err
     assert tree_hash(root) == before

@@ -15,7 +15,8 @@ The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` / ``
 - Success (the human's success key, or the simulator's ground truth) labels that frame
   ``next.reward = 1``; with ``terminate_on_success`` the episode then goes on for
   ``number_of_steps_after_success`` more frames, all labeled 1, and the last one is ``next.done``
-  (the positives a reward classifier needs, seed 000). Failure key or time limit: ``next.done``,
+  (the positives a reward classifier needs, seed 000). Failure key or time limit: ``next.done``
+  (``complementary_info.truncated`` is set on a time-limit end),
   reward 0.
 - Images are stored as uint8 video (seed 003, bug 2: float images in [0, 255] were rejected).
 - Reset frames are excluded: frames are added only between the end of ``env.reset()`` and the end
@@ -23,7 +24,7 @@ The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` / ``
 - Re-record (``r``, gamepad X) discards the current episode and records it again; terminate (esc,
   gamepad B) discards the unfinished episode and ends the session with what was saved.
 
-The loop holds ``fps`` with a deadline (``actors/loop/rate.py``) and the summary reports the step
+The episode rules are those of ``actors.loop.episode`` (the loop the RL robot runs too). The loop holds ``fps`` with a deadline (``actors/loop/rate.py``) and the summary reports the step
 period p50/p99 and overruns. With the simulator and the scripted human it runs free (no wall-clock
 pacing, ``realtime`` to override) and needs no one at the keyboard.
 """
@@ -33,7 +34,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,15 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from actors.intervention.base import (
-    ACTION_DIM,
-    Event,
-    InterventionSource,
-    neutral_action,
-)
+from actors.intervention.base import InterventionSource
 from actors.intervention.factory import make_intervention_source
+from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep
 from actors.loop.rate import RateKeeper, RateStats
-from configs.env import EnvConfig, ResetConfig
+from actors.robots.contract import ACTION_DIM, ACTION_NAMES
+from configs.env import EnvConfig
 from configs.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -58,8 +57,8 @@ REWARD = "next.reward"
 DONE = "next.done"
 INTERVENTION = "complementary_info.is_intervention"
 PENALTY = "complementary_info.discrete_penalty"
+TRUNCATED = "complementary_info.truncated"
 ACTION = "action"
-ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "gripper"]
 
 Policy = Callable[[dict[str, Any]], np.ndarray]
 
@@ -157,8 +156,10 @@ def to_uint8_image(image: Any) -> np.ndarray:
 
 
 def dataset_features(observation: dict[str, Any], use_gripper: bool = True) -> dict[str, dict]:
-    """LeRobot features for the env's observation plus action, reward, done, intervention flag and
-    (with the gripper) the grasp penalty, as LeRobot's gym_manipulator records it."""
+    """LeRobot features for the env's observation plus action, reward, done, the truncation and
+    intervention flags and (with the gripper) the grasp penalty, as LeRobot's gym_manipulator records
+    it. ``next.done`` marks both episode ends; ``complementary_info.truncated`` tells a time-limit
+    end (bootstrap) from a terminal one."""
     features: dict[str, dict] = {}
     for key, value in observation.items():
         value = np.asarray(value)
@@ -173,6 +174,7 @@ def dataset_features(observation: dict[str, Any], use_gripper: bool = True) -> d
     features[ACTION] = {"dtype": "float32", "shape": (ACTION_DIM,), "names": ACTION_NAMES}
     features[REWARD] = {"dtype": "float32", "shape": (1,), "names": None}
     features[DONE] = {"dtype": "bool", "shape": (1,), "names": None}
+    features[TRUNCATED] = {"dtype": "bool", "shape": (1,), "names": None}
     features[INTERVENTION] = {"dtype": "bool", "shape": (1,), "names": None}
     if use_gripper:
         features[PENALTY] = {"dtype": "float32", "shape": (1,), "names": None}
@@ -197,42 +199,17 @@ def is_realtime(cfg: EnvConfig) -> bool:
     return not (backend(cfg) == "sim" and cfg.teleop.type in ("scripted", "none"))
 
 
-class Recorder:
-    """One recording session: env + intervention source + LeRobot writer."""
+class DatasetSink:
+    """Episode sink that writes LeRobot frames: (o_t, a_t, next.reward, next.done, flags) per step."""
 
-    def __init__(
-        self,
-        cfg: EnvConfig,
-        env: Any,
-        source: InterventionSource,
-        root: Path,
-        policy: Policy | None = None,
-    ) -> None:
+    def __init__(self, cfg: EnvConfig, root: Path, summary: RecordSummary):
         self.cfg = cfg
-        self.env = env
-        self.source = source
         self.root = root
-        self.policy = policy
-        self.rate = RateKeeper(cfg.fps if is_realtime(cfg) else None)
-        reset_cfg = cfg.processor.reset or ResetConfig()
-        self.terminate_on_success = reset_cfg.terminate_on_success
-        # The recorder enforces the time limit itself: the real arm has no notion of episode time.
-        self.time_limit_frames = max(1, round(reset_cfg.control_time_s * cfg.fps))
-        self.summary = RecordSummary(root=str(root), repo_id=cfg.repo_id)
+        self.summary = summary
         self.dataset: Any = None
         self.features: dict[str, dict] = {}
-        self._resets = 0
 
-    def _reset(self) -> tuple[dict, dict]:
-        # Only the first reset is seeded; the env's generator then gives every episode a new cube pose.
-        seed = self.cfg.seed if self._resets == 0 else None
-        self._resets += 1
-        obs, info = self.env.reset(seed=seed)
-        self.source.reset()
-        self.rate.restart()  # the reset motion is not a control step
-        return obs, info
-
-    def _create_dataset(self, observation: dict[str, Any]) -> None:
+    def create(self, observation: dict[str, Any]) -> None:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         gripper = self.cfg.processor.gripper
@@ -247,25 +224,105 @@ class Recorder:
             image_writer_threads=2,  # PNG writes off the control thread
         )
 
+    def add(self, step: EpisodeStep) -> None:
+        frame = observation_frame(step.observation, self.features)
+        frame[ACTION] = step.action
+        frame[REWARD] = np.array([step.reward], dtype=np.float32)
+        frame[DONE] = np.array([step.done], dtype=bool)
+        frame[TRUNCATED] = np.array([step.truncated], dtype=bool)
+        frame[INTERVENTION] = np.array([step.is_intervention], dtype=bool)
+        if PENALTY in self.features:
+            frame[PENALTY] = np.array([step.penalty], dtype=np.float32)
+        frame["task"] = self.cfg.task_description
+        self.dataset.add_frame(frame)
+
+    def end_episode(self, result: EpisodeResult) -> None:
+        # A save interrupted halfway would leave a dataset doctor cannot repair: Ctrl-C waits for it.
+        with deferred_interrupt():
+            self.dataset.save_episode()
+        summary = self.summary
+        summary.episodes += 1
+        summary.frames += result.steps
+        summary.episode_lengths.append(result.steps)
+        summary.intervention_frames += result.intervention_steps
+        summary.success_frames += result.success_steps
+        summary.successes += int(result.success)
+        logger.info(
+            "episode %d saved: %d frames, %s",
+            summary.episodes - 1,
+            result.steps,
+            "success" if result.success else "no success",
+        )
+
+    def discard_episode(self) -> None:
+        buffer = getattr(self.dataset, "episode_buffer", None)
+        if buffer and buffer.get("size"):
+            self.dataset.clear_episode_buffer()
+
+
+class deferred_interrupt:
+    """Hold SIGINT until the block is done, then raise KeyboardInterrupt (main thread only)."""
+
+    def __enter__(self):
+        self.interrupted = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        self.interrupted = True
+        logger.warning("Ctrl-C: finishing the episode being saved, then stopping")
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.interrupted and exc[0] is None:
+            raise KeyboardInterrupt
+
+
+class Recorder:
+    """One recording session: the episode loop with a LeRobot-dataset sink."""
+
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        env: Any,
+        source: InterventionSource,
+        root: Path,
+        policy: Policy | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.root = root
+        self.rate = RateKeeper(cfg.fps if is_realtime(cfg) else None)
+        self.loop = EpisodeLoop(cfg, env, source, policy=policy, rate=self.rate)
+        self.summary = RecordSummary(root=str(root), repo_id=cfg.repo_id)
+        self.sink = DatasetSink(cfg, root, self.summary)
+
+    @property
+    def dataset(self) -> Any:
+        return self.sink.dataset
+
     def run(self) -> RecordSummary:
-        obs, info = self._reset()
-        self._create_dataset(obs)
+        obs, info = self.loop.reset()
+        self.sink.create(obs)
         self.rate.restart()  # creating the writer (imports, folders) is not a control step either
         try:
             while self.summary.episodes < self.cfg.num_episodes:
                 try:
-                    outcome, obs, info = self._episode(obs, info)
+                    result, obs, info = self.loop.run_episode(obs, info, self.sink)
                 except KeyboardInterrupt:
                     # Ctrl-C is the terminate key: keep what was saved, drop the unfinished episode.
-                    self._discard_episode()
-                    outcome = "terminate"
-                if outcome == "terminate":
+                    self.sink.discard_episode()
+                    result = EpisodeResult(outcome="terminate")
+                self.summary.rerecorded += result.rerecorded
+                if result.outcome == "terminate":
                     self.summary.terminated_early = True
                     break
                 if self.summary.episodes < self.cfg.num_episodes:
-                    obs, info = self._reset()
+                    obs, info = self.loop.reset()
         except BaseException:
-            self._discard_episode()
+            self.sink.discard_episode()
             self.dataset.finalize()
             if self.summary.episodes == 0:
                 # Nothing was saved: remove the folder this session created, so the same
@@ -282,93 +339,6 @@ class Recorder:
             logger.info("pushing %s to the hub as %s", self.root, self.cfg.repo_id)
             self.dataset.push_to_hub()
         return self.summary
-
-    def _discard_episode(self) -> None:
-        if self.dataset is not None and self.dataset.episode_buffer and self.dataset.episode_buffer["size"]:
-            self.dataset.clear_episode_buffer()
-
-    def _episode(self, obs: dict, info: dict) -> tuple[str, dict, dict]:
-        """Record one episode (again, on re-record). Returns ('saved' | 'terminate', obs, info)."""
-        cfg = self.cfg
-        frames: list[tuple[bool, float]] = []  # (intervention, reward) per frame, for the summary
-        success_left: int | None = None  # frames still to record after a success
-        episode_succeeded = False
-        while True:
-            state = self.source.poll(obs, info)
-            if Event.TERMINATE in state.events:
-                self._discard_episode()
-                return "terminate", obs, info
-            if Event.RERECORD in state.events:
-                logger.info("re-recording episode %d", self.summary.episodes)
-                self._discard_episode()
-                self.summary.rerecorded += 1
-                frames, success_left, episode_succeeded = [], None, False
-                obs, info = self._reset()
-                continue
-            if state.is_intervening and state.action is not None:
-                action = state.action
-            elif state.is_intervening:
-                # A leader arm without a kinematic model gives joint targets only, but the recorded
-                # action must be in the policy's end-effector format.
-                raise UserError(
-                    f"teleop.type '{cfg.teleop.type}' gave joint targets but no end-effector action: "
-                    "the leader arm needs the SO-101 kinematic model (actors/robots/sim/ik.py) to record"
-                )
-            elif self.policy is not None:
-                action = self.policy(obs)
-            else:
-                action = neutral_action()
-            action = np.asarray(action, dtype=np.float32).reshape(ACTION_DIM)
-
-            next_obs, _, terminated, truncated, next_info = self.env.step(action)
-
-            succeeded = Event.SUCCESS in state.events or bool(next_info.get("is_success", False))
-            episode_succeeded = episode_succeeded or succeeded
-            if not self.terminate_on_success:
-                reward = float(succeeded)  # label each frame by its own success signal
-            elif success_left is None:
-                success_left = cfg.number_of_steps_after_success if succeeded else None
-                reward = float(succeeded)
-            else:
-                success_left -= 1
-                reward = 1.0
-            done = bool(
-                truncated
-                or (success_left is None and len(frames) + 1 >= self.time_limit_frames)
-                or Event.FAILURE in state.events
-                or success_left == 0
-                or (terminated and not succeeded)  # the env ended for another reason than success
-            )
-            frame = observation_frame(obs, self.features)
-            frame[ACTION] = action
-            frame[REWARD] = np.array([reward], dtype=np.float32)
-            frame[DONE] = np.array([done], dtype=bool)
-            frame[INTERVENTION] = np.array([state.is_intervening], dtype=bool)
-            if PENALTY in self.features:
-                frame[PENALTY] = np.array([next_info.get("discrete_penalty", 0.0)], dtype=np.float32)
-            frame["task"] = cfg.task_description
-            self.dataset.add_frame(frame)
-            frames.append((state.is_intervening, reward))
-            self.rate.sleep()
-            obs, info = next_obs, next_info
-            if done:
-                break
-
-        self.dataset.save_episode()
-        summary = self.summary
-        summary.episodes += 1
-        summary.frames += len(frames)
-        summary.episode_lengths.append(len(frames))
-        summary.intervention_frames += sum(flag for flag, _ in frames)
-        summary.success_frames += sum(reward > 0 for _, reward in frames)
-        summary.successes += int(episode_succeeded)
-        logger.info(
-            "episode %d saved: %d frames, %s",
-            summary.episodes - 1,
-            len(frames),
-            "success" if episode_succeeded else "no success",
-        )
-        return "saved", obs, info
 
 
 def run(
@@ -399,11 +369,7 @@ def main(argv: list[str]) -> int:
 
     as_json = "--json" in argv
     argv = [a for a in argv if a != "--json"]
-    try:
-        cfg = parse_config(EnvConfig, argv, prog="hilserl record")
-        summary = run(cfg)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = parse_config(EnvConfig, argv, prog="hilserl record")
+    summary = run(cfg)  # a UserError reaches the dispatcher, which prints it as one line
     print(json.dumps(summary.as_dict(), indent=2) if as_json else summary.text())
     return 0

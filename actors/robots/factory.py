@@ -43,6 +43,7 @@ def backend(cfg: EnvConfig) -> str:
 
 def make_env(cfg: EnvConfig) -> Any:
     """Build the env named by ``cfg`` (see the module docstring)."""
+    cfg.check_supported()
     if backend(cfg) == "sim":
         if cfg.teleop.type == "leader":
             raise UserError(

@@ -1,0 +1,163 @@
+"""``TrainRLConfig``: the one schema of a HIL-SERL run (env, learner, reward actor, runtime).
+
+    hilserl run --config_path configs/sim_rl.json [--runtime.num_robots=2] [--env.task=reach_grasp]
+
+The env block is the same ``EnvConfig`` that recording uses (LeRobot's gym_manipulator shapes load
+unchanged, including ``env.processor.reward_classifier`` and the older
+``env.reward_classifier_pretrained_path``). ``resolve()`` derives what the learner must agree on
+from the env (camera keys, image size, state and action layout, the seed) and refuses
+contradictions with one line, so no fact of a run has two sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from configs.env import EnvConfig, RewardClassifierEnvConfig
+from configs.errors import ConfigError
+from configs.learner import LearnerConfig
+
+ENV_IMAGE_KEYS = ["observation.images.front", "observation.images.wrist"]
+ENV_STATE_KEY = "observation.state"
+ENV_STATE_DIM = 18
+ENV_ACTION_DIM = 4
+
+
+@dataclass
+class RewardActorConfig:
+    """The frozen learned reward served to every robot."""
+
+    source: str = "classifier"
+    """'classifier' (the checkpoint in env.processor.reward_classifier) or 'sparse' (the env's own
+    terminal success signal: the simulator's ground truth, or the human's success key on the arm)."""
+    max_batch: int = 64
+    """Most frames one forward pass serves (all queued requests up to this many)."""
+    device: str = "cpu"
+    """Torch device of the classifier."""
+
+
+@dataclass
+class RuntimeConfig:
+    """How the roles run: counts, schedules, placement."""
+
+    num_robots: int = 1
+    """Robot actors, each with its own env and intervention source, all against one reward, replay and learner."""
+    total_env_steps: int = 2000
+    """Stop after this many env steps summed over all robots (0: run until stopped)."""
+    learning_starts: int = 100
+    """Transitions in the replay before the learner's first update."""
+    max_updates_per_env_step: float = 1.0
+    """Learner updates allowed per collected env step (keeps a fast learner from overfitting a small
+    buffer; 0 = unlimited)."""
+    weight_push_every: int = 5
+    """Learner updates between two weight publications (a latest-only mailbox, never a queue)."""
+    checkpoint_every: int = 200
+    """Learner updates between two checkpoints (learner and replay snapshot)."""
+    chunk_size: int = 8
+    """Transitions per send from a robot to the replay (at most one send in flight)."""
+    max_queued_chunks: int = 16
+    """Chunks a robot keeps while the replay is slow or down; when full the robot holds a safe stop."""
+    replay_snapshot_every: int = 2000
+    """Transitions between two replay snapshots (the append-only log covers the rest)."""
+    robot_resource: str | None = None
+    """Custom Ray resource the robot actor needs (e.g. 'so101': `ray start --resources '{"so101": 1}'`
+    on the node with the USB arm). Default: 'so101' for the real arm, none for the simulator."""
+    learner_gpus: float = 0.0
+    """GPUs the learner actor asks for (1 to place it on a GPU node)."""
+    resource_timeout_s: float = 60.0
+    """Seconds to wait for an actor's resources before failing with the `ray start` flag that provides them."""
+    ray_address: str | None = None
+    """Ray cluster to join ('auto' for a `ray start` cluster); None starts a private local Ray."""
+    num_cpus: int | None = None
+    """CPUs of a private local Ray (None: all of this machine's)."""
+    dashboard: bool = True
+    """Start the Ray dashboard with a private local Ray."""
+    policy_device: str = "cpu"
+    """Torch device of each robot's local policy copy."""
+    deterministic_policy: bool = False
+    """Robots act with the policy's mean (evaluation) instead of sampling."""
+    progress: bool = True
+    """One live progress line in the terminal."""
+
+
+@dataclass
+class TrainRLConfig:
+    """A HIL-SERL run."""
+
+    output_dir: str = "outputs/rl"
+    """Parent folder; each run writes a new run folder inside it."""
+    run_name: str | None = None
+    """Run folder name (default: a timestamp). An existing run folder is resumed only with --resume."""
+    resume: bool = False
+    """Resume the run folder named by run_name (learner checkpoint, replay snapshot and log)."""
+    allow_classifier_change: bool = False
+    """Resume with a classifier whose weights differ from the one the run started with (recorded)."""
+    demo_dataset: str | None = None
+    """LeRobot dataset of demonstrations loaded into the demo buffer at start (local root)."""
+    seed: int = 0
+    """The run's seed: the env's cube placements, the scripted human, the learner (one source)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """Robot, teleop and processor (reward classifier, reset, gripper); the same block recording uses."""
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    """SAC networks and replay; its layout fields are derived from env by resolve()."""
+    reward: RewardActorConfig = field(default_factory=RewardActorConfig)
+    """The reward actor."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """Counts, schedules and placement."""
+
+    def classifier(self) -> RewardClassifierEnvConfig | None:
+        """The learned-reward block, wherever the JSON put it (processor.reward_classifier or the older field)."""
+        return self.env.reward_classifier()
+
+    def resolve(self) -> TrainRLConfig:
+        """Derive the learner's layout from the env and check the run is coherent. Returns self."""
+        env, learner = self.env, self.learner
+        env.check_supported()
+        if env.mode not in (None, "rl", "train"):
+            raise ConfigError(f"env.mode is '{env.mode}' but `hilserl run` trains: set env.mode to null")
+        if self.reward.source not in ("classifier", "sparse"):
+            raise ConfigError(f"reward.source '{self.reward.source}': use 'classifier' or 'sparse'")
+        block = self.classifier()
+        if self.reward.source == "classifier" and not (block and block.pretrained_path):
+            raise ConfigError(
+                "reward.source is 'classifier' but no checkpoint is set: pass "
+                "--env.processor.reward_classifier.pretrained_path=DIR (a pretrained_model/ folder) "
+                "or --reward.source=sparse"
+            )
+        for name, ours, theirs in (
+            ("image_size", learner.image_size, env.image_size),
+            ("seed", learner.seed, self.seed),
+        ):
+            default = getattr(LearnerConfig, name, None)
+            if ours != theirs and ours != default:
+                raise ConfigError(
+                    f"learner.{name}={ours} contradicts the run's {theirs}: drop learner.{name} "
+                    f"(it is derived from {'env.image_size' if name == 'image_size' else 'seed'})"
+                )
+        learner.image_size = env.image_size
+        learner.seed = env.seed = self.seed
+        if learner.image_keys and sorted(learner.image_keys) != sorted(ENV_IMAGE_KEYS):
+            unknown = sorted(set(learner.image_keys) - set(ENV_IMAGE_KEYS))
+            if unknown:
+                raise ConfigError(
+                    f"learner.image_keys names {unknown[0]}, which the SO-101 env does not have; "
+                    f"use a subset of {ENV_IMAGE_KEYS}"
+                )
+        learner.state_key, learner.state_dim, learner.action_dim = (
+            ENV_STATE_KEY,
+            ENV_STATE_DIM,
+            ENV_ACTION_DIM,
+        )
+        runtime = self.runtime
+        for name in (
+            "num_robots",
+            "chunk_size",
+            "max_queued_chunks",
+            "weight_push_every",
+            "checkpoint_every",
+        ):
+            if getattr(runtime, name) < 1:
+                raise ConfigError(f"runtime.{name}={getattr(runtime, name)} must be at least 1")
+        if runtime.total_env_steps < 0 or runtime.learning_starts < 0:
+            raise ConfigError("runtime.total_env_steps and runtime.learning_starts must be >= 0")
+        return self
