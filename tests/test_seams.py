@@ -44,7 +44,7 @@ class GripperScript(InterventionSource):
         self.step = 0
 
 
-def env_config(root=None, steps=len(COMMANDS)) -> EnvConfig:
+def env_config(root=None, steps=6) -> EnvConfig:
     return EnvConfig(
         mode="record",
         repo_id="test/seams",
