@@ -2,6 +2,10 @@
 
 Each subcommand lives in its own module and is imported only when used, so `hilserl --help`
 is instant and a command never pays for another's imports (torch, ray, mujoco).
+
+This dispatcher is the one place that turns errors into exit codes: a `UserError` is one line on
+stderr (exit 2), Ctrl-C is one line (exit 130; a command may raise ``KeyboardInterrupt(message)``
+to say what it left behind), and a closed pipe (``hilserl doctor ... | head``) ends quietly.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("cluster.demo", "main", "run the most complete pipeline on the simulated default"),
     "label": ("reward.label", "main", "write a NEW dataset with next.reward set from cutoffs or a CSV"),
     "doctor": ("reward.doctor", "main", "find (and with --fix --out, repair into a copy) dataset defects"),
-    "train-reward": ("reward.job", "main", "train the reward classifier (Ray Train TorchTrainer)"),
+    "train-reward": ("cluster.train_job", "main", "train the reward classifier (Ray Train TorchTrainer)"),
     "eval-reward": ("reward.evaluate", "main", "evaluate a classifier checkpoint on a dataset"),
     "record": ("actors.loop.record", "main", "record episodes (sim or real SO-101) into a new dataset"),
     "servo-sim": ("actors.robots.servo_sim.cli", "main", "simulated STS3215 servo bus on a pty"),
@@ -60,12 +64,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hilserl: unknown command '{name}'{hint} (see hilserl --help)", file=sys.stderr)
         return 2
     module_name, func_name, _ = COMMANDS[name]
-    func = getattr(importlib.import_module(module_name), func_name)
     try:
-        return int(func(rest) or 0)
-    except UserError as err:  # commands report their own; this catches any that escape one
+        func = getattr(importlib.import_module(module_name), func_name)
+        code = int(func(rest) or 0)
+        sys.stdout.flush()
+        return code
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        detail = str(err) or "stopped by Ctrl-C"
+        print(f"interrupted: {detail}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop writing, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def doctor_step(root: Path) -> None:
 
 
 def train_step(cfg: DemoConfig, dataset_root: Path, out_dir: Path) -> Path:
-    from reward.job import train_and_export
+    from cluster.train_job import train_and_export
 
     train_cfg = copy.deepcopy(cfg.reward)
     train_cfg.dataset.root = str(dataset_root)

@@ -3,14 +3,20 @@
     hilserl train-reward --config_path cfg.json [--steps=500 --dataset.root=/abs/path ...]
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- hilserl train-reward --config_path cfg.json
 
-The training loop is ``reward.train.run`` (pure torch); here it runs inside a ``TorchTrainer``
+The training loop is ``reward.train.run`` (pure torch, no Ray); here it runs inside a ``TorchTrainer``
 (workers, CPUs and GPUs from ``cfg.scaling``) under a unique run name per launch, because Ray
 Train V2 silently resumes a run whose name it has seen. Under ``ray job submit`` the job
 supervisor sets ``RAY_ADDRESS`` and we attach to that cluster; without it we start a private local
 Ray for the run and stop it afterwards. ``--use_ray=false`` runs the same loop in this process.
 
 The best checkpoint (reported to Ray under ``<storage_path>/<run_name>/``) is exported to
-``<output_dir>/pretrained_model`` and its path is the last line printed.
+``<output_dir>/pretrained_model`` and its path is the last line printed. An existing non-empty
+``output_dir`` needs ``--overwrite=true``, which replaces only what train-reward wrote there
+(``pretrained_model``, ``runs``, ``ray``, ``eval``). An output inside the dataset is refused. Ctrl-C
+removes the partial run and says so.
+
+Heavy imports (torch, Ray, LeRobot) happen after the arguments are parsed, so ``--help`` and
+argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -24,12 +30,7 @@ import sys
 from pathlib import Path
 
 from configs.errors import UserError
-from configs.parsing import config_to_dict, decode_config, parse_config
 from configs.reward import RewardTrainConfig
-from reward.data import preflight
-from reward.dataset import safe_output
-from reward.model import build_backbone
-from reward.train import TrainHooks, make_run_name, run
 
 logger = logging.getLogger(__name__)
 UNDER_RAY_JOB = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint
@@ -62,20 +63,57 @@ def absolute_paths(cfg: RewardTrainConfig) -> RewardTrainConfig:
     )
 
 
+# What train-reward writes into output_dir; --overwrite replaces only these.
+OWN_ENTRIES = {"pretrained_model", "runs", "ray", "eval"}
+
+
+def check_outputs(cfg: RewardTrainConfig) -> None:
+    """Refuse outputs inside the dataset, and an existing output_dir without ``overwrite``."""
+    from reward.dataset import refuse_inside
+
+    output_dir = Path(cfg.output_dir)
+    if cfg.dataset.root:
+        refuse_inside(output_dir, [cfg.dataset.root], "--output_dir")
+        if cfg.storage_path:
+            refuse_inside(Path(cfg.storage_path), [cfg.dataset.root], "--storage_path")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"output_dir {output_dir} exists and is not a folder; pass another --output_dir")
+    entries = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
+    if not entries:
+        return
+    if not cfg.overwrite:
+        raise UserError(
+            f"output_dir {output_dir} already exists and is not empty; pass --overwrite=true to replace "
+            "its pretrained_model or choose another --output_dir"
+        )
+    foreign = [name for name in entries if name not in OWN_ENTRIES]
+    if foreign:
+        raise UserError(
+            f"output_dir {output_dir} holds '{foreign[0]}', which train-reward did not write, so --overwrite "
+            "will not replace it; choose another --output_dir"
+        )
+
+
 def check_inputs(cfg: RewardTrainConfig) -> None:
     """Every user error we can find before starting Ray or writing anything."""
-    preflight(cfg.dataset, cfg.policy, cfg.reward_key)
+    from reward.data import preflight
+    from reward.model import build_backbone
+
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.eval_freq < 1 or cfg.log_freq < 1:
         raise UserError("steps, batch_size, eval_freq and log_freq must be positive; fix the config")
     if not 0 <= cfg.val_fraction < 1:
         raise UserError(f"val_fraction is {cfg.val_fraction}; use a value in [0, 1), e.g. 0.2")
     if cfg.scaling.num_workers < 1:
         raise UserError("scaling.num_workers must be at least 1 (use --use_ray=false for a plain process)")
+    check_outputs(cfg)
+    preflight(cfg.dataset, cfg.policy, cfg.reward_key)
     build_backbone(cfg.policy, load_weights=True, allow_random=cfg.allow_random_backbone)
 
 
 def export_checkpoint(source: Path, output_dir: Path) -> Path:
     """Copy a checkpoint to ``<output_dir>/pretrained_model`` atomically (replacing an older export)."""
+    from reward.dataset import safe_output
+
     target = output_dir / "pretrained_model"
     with safe_output(target, overwrite=True) as tmp:
         shutil.copytree(source, tmp)
@@ -87,6 +125,20 @@ def _train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
     from ray.train import Checkpoint
+
+    from configs.parsing import decode_config
+    from reward.train import TrainHooks, run
+
+    # Ray sets the worker's root logger to ERROR (quiet Ray internals); our own lines still show,
+    # and the driver already warned about a random backbone.
+    ours = logging.getLogger("reward")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+    logging.getLogger("reward.resnet10").setLevel(logging.ERROR)
 
     cfg = decode_config(RewardTrainConfig, config["cfg"])
     context = ray.train.get_context()
@@ -107,14 +159,25 @@ def _train_loop_per_worker(config: dict) -> None:
     run(cfg, run_name=config["run_name"], hooks=hooks)
 
 
+def _quiet_ray_environment() -> None:
+    """Ray Train's helper actors log warnings on a dashboard-less local Ray; keep logs readable."""
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # nothing to preempt here
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # no ANSI codes in redirected logs
+    for name in ("ray", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def start_ray(cfg: RewardTrainConfig, quiet: bool = False) -> bool:
     """Attach to the job's cluster (RAY_ADDRESS) or start a private local Ray. True if we started one."""
     import ray
 
     if ray.is_initialized():
         return False
+    _quiet_ray_environment()
+    logging_config = ray.LoggingConfig(log_level="ERROR")
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=not quiet)
+        ray.init(log_to_driver=not quiet, logging_config=logging_config)
         return False
     needed = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
     kwargs = dict(
@@ -124,6 +187,8 @@ def start_ray(cfg: RewardTrainConfig, quiet: bool = False) -> bool:
         include_dashboard=False,
         object_store_memory=100 * 2**20,  # only small metrics travel through it
         log_to_driver=not quiet,
+        logging_level=logging.ERROR,
+        logging_config=logging_config,
     )
     try:
         ray.init(**kwargs)
@@ -142,6 +207,8 @@ def fit_with_ray(cfg: RewardTrainConfig, run_name: str, quiet: bool = False) -> 
     import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    from configs.parsing import config_to_dict
 
     started = start_ray(cfg, quiet=quiet)
     try:
@@ -173,27 +240,49 @@ def fit_with_ray(cfg: RewardTrainConfig, run_name: str, quiet: bool = False) -> 
             ray.shutdown()
 
 
+def _remove_partial_run(cfg: RewardTrainConfig, run_name: str, created_output: bool) -> list[str]:
+    """After Ctrl-C: delete what this launch wrote (its run folders); return what was removed."""
+    output_dir = Path(cfg.output_dir)
+    removed = []
+    for path in (output_dir / "runs" / run_name, Path(cfg.storage_path or output_dir / "ray") / run_name):
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    for parent in (output_dir / "runs", Path(cfg.storage_path or output_dir / "ray")):
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+    if created_output and output_dir.is_dir() and not any(output_dir.iterdir()):
+        output_dir.rmdir()
+    return removed
+
+
 def train_and_export(cfg: RewardTrainConfig, quiet: bool = False) -> Path:
     """The whole command: checks, training (Ray Train or in-process), export. Returns pretrained_model."""
+    from reward.train import make_run_name, run
+
     cfg = absolute_paths(cfg)
     check_inputs(cfg)
     run_name = make_run_name(cfg.job_name)
+    created_output = not Path(cfg.output_dir).exists()
     logger.info("run %s: dataset %s -> %s", run_name, cfg.dataset.root, cfg.output_dir)
-    if cfg.use_ray:
-        best = fit_with_ray(cfg, run_name, quiet=quiet)
-    else:
-        best = run(cfg, run_name=run_name).best_checkpoint
-        if best is None:
-            raise RuntimeError("training finished without an evaluation; check eval_freq and steps")
-    return export_checkpoint(best, Path(cfg.output_dir))
+    try:
+        if cfg.use_ray:
+            best = fit_with_ray(cfg, run_name, quiet=quiet)
+        else:
+            best = run(cfg, run_name=run_name).best_checkpoint
+            if best is None:
+                raise RuntimeError("training finished without an evaluation; check eval_freq and steps")
+        return export_checkpoint(best, Path(cfg.output_dir))
+    except KeyboardInterrupt:
+        removed = _remove_partial_run(cfg, run_name, created_output)
+        what = f"removed the partial run ({', '.join(removed)})" if removed else "nothing was written"
+        raise KeyboardInterrupt(f"train-reward stopped: {what}; no pretrained_model was exported") from None
 
 
 def main(argv: list[str]) -> int:
-    try:
-        cfg = parse_config(RewardTrainConfig, argv, prog="hilserl train-reward")
-        path = train_and_export(cfg)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    from configs.parsing import parse_config
+
+    cfg = parse_config(RewardTrainConfig, argv, prog="hilserl train-reward")
+    path = train_and_export(cfg)
     print(f"pretrained_model: {path}")
     return 0

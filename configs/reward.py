@@ -99,7 +99,9 @@ class RewardTrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     """Labeled dataset (reward column next.reward)."""
     output_dir: str = "outputs/reward_classifier"
-    """Where checkpoints, TensorBoard events and pretrained_model/ go."""
+    """Where checkpoints, TensorBoard events and pretrained_model/ go (outside the dataset)."""
+    overwrite: bool = False
+    """Allow an existing non-empty output_dir; replaces only what train-reward wrote there."""
     job_name: str | None = None
     """Run name; a unique suffix is added per launch (Ray Train V2 silently resumes a reused name)."""
     storage_path: str | None = None

@@ -1,10 +1,11 @@
-"""LeRobot datasets on local disk: layout, opening, camera keys, fingerprints and safe output.
+"""LeRobot datasets on local disk: layout, info.json, camera keys, the fingerprint and safe output.
 
 Every function takes an explicit local root and nothing here ever consults the Hugging Face hub
 (seed 002: `LeRobotDataset(repo_id)` without a root let an older hub copy replace a local recording).
+Frames and columns are read by the one reader, `reward.dataset_source` (`iter_episodes`).
 
-    from reward.dataset import open_lerobot_dataset, safe_output
-    dataset = open_lerobot_dataset("/data/so101_labeled")     # a LeRobotDataset, pyav, local files only
+    from reward.dataset import dataset_fingerprint, safe_output
+    dataset_fingerprint("/data/so101_labeled")                # episodes, frames, classes, label hash
     with safe_output("/data/new", sources=["/data/src"]) as tmp:
         write_a_complete_dataset(tmp)                         # renamed to /data/new only when complete
 
@@ -20,7 +21,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -128,13 +129,18 @@ def column_to_numpy(column: Any, dtype: str, shape: tuple[int, ...]):
     return np.asarray(array.to_numpy(zero_copy_only=False)).astype(dtype).reshape(rows, *shape)
 
 
-def dataset_fingerprint(root: str | Path, reward_key: str = REWARD_KEY) -> dict[str, Any]:
-    """Identify a labeled dataset: root, episodes, frames and a hash of its reward labels.
+def dataset_fingerprint(
+    root: str | Path, reward_key: str = REWARD_KEY, episodes: Iterable[int] | None = None
+) -> dict[str, Any]:
+    """Identify a labeled dataset: root, layout, episodes, frames, class counts and a hash of the labels.
 
-    The classifier checkpoint records this so an evaluation can tell which labels a model learned from.
-    The hash covers (episode_index, reward) of every frame in file order, so relabeling changes it.
+    The one fingerprint of the project: checkpoints record it (metrics.json ``dataset``) and eval-reward
+    reports it, so an evaluation can tell which labels a model learned from. The hash covers
+    (episode_index, reward) of every selected frame in file order, so relabeling changes it.
+    ``episodes`` restricts it to those episode indices (default: all).
     """
     import numpy as np
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     root = Path(root).expanduser().resolve()
@@ -144,132 +150,104 @@ def dataset_fingerprint(root: str | Path, reward_key: str = REWARD_KEY) -> dict[
         raise UserError(
             f"{root} has no '{reward_key}' column; label it first with: hilserl label {root} --out NEW_ROOT"
         )
+    wanted = None if episodes is None else np.asarray(sorted(set(episodes)), dtype=np.int64)
     digest = hashlib.sha256()
-    frames = 0
-    episodes: set[int] = set()
+    frames = positives = 0
+    seen: set[int] = set()
     for path in data_files(root):
-        table = pq.read_table(path, columns=["episode_index", reward_key])
+        try:
+            table = pq.read_table(path, columns=["episode_index", reward_key])
+        except (pa.ArrowException, OSError, KeyError, ValueError) as err:
+            reason = " ".join(str(err).split())[:120]
+            raise UserError(f"{path} is not a readable parquet file ({reason}); restore it from a copy") from None
         episode = table.column("episode_index").to_numpy().astype(np.int64)
-        reward = column_to_numpy(table.column(reward_key), "float32", (-1,))
+        reward = column_to_numpy(table.column(reward_key), "float32", (-1,)).reshape(-1)
+        if wanted is not None:
+            keep = np.isin(episode, wanted)
+            episode, reward = episode[keep], reward[keep]
         digest.update(episode.tobytes())
         digest.update(reward.tobytes())
         frames += len(episode)
-        episodes.update(int(e) for e in np.unique(episode))
+        positives += int((reward > 0.5).sum())
+        seen.update(int(e) for e in np.unique(episode))
+    sha = digest.hexdigest()
     return {
         "root": str(root),
         "codebase_version": layout,
-        "episodes": len(episodes),
+        "episodes": len(seen),
+        "episode_indices": sorted(seen),
         "frames": frames,
+        "positives": positives,
+        "negatives": frames - positives,
         "reward_key": reward_key,
-        "reward_sha256": digest.hexdigest(),
+        "reward_sha256": sha,
+        "label_hash": sha[:16],
     }
-
-
-def open_lerobot_dataset(root: str | Path, repo_id: str | None = None, **kwargs: Any):
-    """Open a local v3.0 dataset as a `LeRobotDataset` with the pyav backend, never touching the hub.
-
-    LeRobot falls back to downloading from the hub (into ``root``!) when a file is missing, so every file
-    it would look for is checked first, and the download hooks raise instead.
-    """
-    root = Path(root).expanduser().resolve()
-    info = read_info(root)
-    if detect_layout(root, info) != V30:
-        raise UserError(
-            f"{root} is in LeRobot's v2.1 layout, which LeRobot 0.4.4 cannot open; "
-            f"convert it into a new root with: hilserl doctor {root} --fix --out NEW_ROOT"
-        )
-    for required in ("meta/tasks.parquet",):
-        if not (root / required).is_file():
-            raise UserError(f"{root / required} is missing; repair the dataset with: hilserl doctor {root}")
-    if not list(root.glob("meta/episodes/*/*.parquet")) or not data_files(root):
-        raise UserError(
-            f"{root} has no episodes (no meta/episodes or data parquet files); record or copy some first"
-        )
-    _require_video_files(root, info)
-    kwargs.setdefault("video_backend", "pyav")
-    return _local_dataset_class()(repo_id or f"local/{root.name}", root=root, **kwargs)
-
-
-def _require_video_files(root: Path, info: Mapping[str, Any]) -> None:
-    import pyarrow.parquet as pq
-
-    video_keys = [k for k, ft in info["features"].items() if ft.get("dtype") == "video"]
-    if not video_keys:
-        return
-    for path in sorted(root.glob("meta/episodes/*/*.parquet")):
-        table = pq.read_table(path).to_pylist()
-        for row in table:
-            for key in video_keys:
-                video = root / info["video_path"].format(
-                    video_key=key,
-                    chunk_index=row[f"videos/{key}/chunk_index"],
-                    file_index=row[f"videos/{key}/file_index"],
-                )
-                if not video.is_file():
-                    raise UserError(
-                        f"video {video} is missing; check the dataset with: hilserl doctor {root}"
-                    )
-
-
-_LOCAL_CLASS = None
-
-
-def _local_dataset_class():
-    """A `LeRobotDataset` whose hub hooks raise (built lazily: importing LeRobot costs seconds)."""
-    global _LOCAL_CLASS
-    if _LOCAL_CLASS is None:
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-        class LocalLeRobotDataset(LeRobotDataset):
-            """Reads local files only: a missing file is an error, never a hub download into the root."""
-
-            def download(self, download_videos: bool = True) -> None:
-                raise UserError(
-                    f"{self.root} is incomplete (LeRobot wanted to download it); check it with: hilserl doctor {self.root}"
-                )
-
-            def pull_from_repo(self, *args: Any, **kwargs: Any) -> None:
-                raise UserError(
-                    f"{self.root} is incomplete (LeRobot wanted to download it); check it with: hilserl doctor {self.root}"
-                )
-
-        _LOCAL_CLASS = LocalLeRobotDataset
-    return _LOCAL_CLASS
 
 
 # ---------------------------------------------------------------------------------------------- safe output
 
 
-def check_destination(dest: str | Path, sources: Iterable[str | Path], overwrite: bool = False) -> Path:
-    """Validate an output root before anything is written; return it resolved.
+def refuse_inside(dest: str | Path, sources: Iterable[str | Path], flag: str = "--out") -> Path:
+    """Refuse an output that is a source dataset, lies inside one, or contains one; return it resolved.
 
-    Refused: the source itself, a folder inside a source, a folder containing a source (overwriting it
-    would delete the source), a file, and an existing non-empty folder unless ``overwrite``.
+    Every command that writes calls this with every dataset it reads, before writing anything.
     """
     dest = Path(dest).expanduser().resolve()
     for source in sources:
         source = Path(source).expanduser().resolve()
         if dest == source or source in dest.parents:
             raise UserError(
-                f"destination {dest} is inside the source dataset {source}; write to a folder outside it, "
-                f"e.g. {source.parent / (source.name + '_labeled')}"
+                f"destination {dest} is inside the source dataset {source}; pass a {flag} outside it, "
+                f"e.g. {source.parent / (source.name + '_out')}"
             )
         if dest in source.parents:
             raise UserError(
-                f"destination {dest} contains the source dataset {source}; choose a folder outside it"
+                f"destination {dest} contains the source dataset {source}; pass a {flag} outside it"
             )
+    return dest
+
+
+def is_dataset_root(path: str | Path) -> bool:
+    """Whether ``path`` looks like a dataset root this project (or LeRobot) wrote."""
+    return (Path(path) / INFO_PATH).is_file()
+
+
+def check_destination(
+    dest: str | Path,
+    sources: Iterable[str | Path],
+    overwrite: bool = False,
+    ours: Callable[[Path], bool] = is_dataset_root,
+    flag: str = "--out",
+) -> Path:
+    """Validate an output root before anything is written; return it resolved.
+
+    Refused: the source itself, a folder inside a source, a folder containing a source (overwriting it
+    would delete the source), a file, an existing non-empty folder unless ``overwrite``, and, even with
+    ``overwrite``, a non-empty folder that ``ours`` does not recognise as something the project wrote.
+    """
+    dest = refuse_inside(dest, sources, flag)
     if dest.exists() and not dest.is_dir():
-        raise UserError(f"destination {dest} exists and is not a folder; choose another --out")
-    if dest.is_dir() and any(dest.iterdir()) and not overwrite:
-        raise UserError(
-            f"destination {dest} already exists and is not empty; pass --overwrite to replace it or choose another --out"
-        )
+        raise UserError(f"destination {dest} exists and is not a folder; choose another {flag}")
+    if dest.is_dir() and any(dest.iterdir()):
+        if not overwrite:
+            raise UserError(
+                f"destination {dest} already exists and is not empty; pass --overwrite to replace it or choose another {flag}"
+            )
+        if not ours(dest):
+            raise UserError(
+                f"destination {dest} holds files hilserl did not write, so --overwrite will not delete them; "
+                f"choose another {flag} or empty it yourself"
+            )
     return dest
 
 
 @contextmanager
 def safe_output(
-    dest: str | Path, sources: Iterable[str | Path] = (), overwrite: bool = False
+    dest: str | Path,
+    sources: Iterable[str | Path] = (),
+    overwrite: bool = False,
+    ours: Callable[[Path], bool] | None = None,
 ) -> Iterator[Path]:
     """Yield a fresh temporary sibling of ``dest`` to write into; rename it to ``dest`` only on success.
 
@@ -277,7 +255,7 @@ def safe_output(
     interrupted) the temporary folder is removed and ``dest`` is untouched. With ``overwrite`` an existing
     ``dest`` is moved aside and only deleted after the new one is in place.
     """
-    dest = check_destination(dest, sources, overwrite)
+    dest = check_destination(dest, sources, overwrite, ours=ours or (lambda _: True))
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.partial-{secrets.token_hex(4)}"
     try:

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from configs.errors import UserError
-from reward.dataset import DERIVED_KEYS, REWARD_KEY, V21, safe_output
+from reward.dataset import DERIVED_KEYS, REWARD_KEY, V21, is_dataset_root, safe_output
 from reward.dataset_source import SourceDataset
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def rewrite_dataset(
             dest_root,
         )
     plans = [EpisodePlan(episode, length) for episode, length in source.lengths.items()]
-    with safe_output(dest_root, [source.root], overwrite) as tmp:
+    with safe_output(dest_root, [source.root], overwrite, ours=is_dataset_root) as tmp:
         write_dataset(source, tmp, plans, repo_id=f"local/{Path(dest_root).name}", progress=progress)
     return Path(dest_root).expanduser().resolve()
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from configs.errors import UserError
 from reward.dataset import REWARD_KEY, check_destination, read_info
 
 logger = logging.getLogger(__name__)
@@ -127,14 +125,5 @@ def main(argv: list[str]) -> int:
         parser.error("--out is only used with --fix")
     try:
         return run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted: no output was written and the source is untouched", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(main(sys.argv[1:]))
+        raise KeyboardInterrupt("no output was written and the source is untouched") from None

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from configs.errors import UserError
-from reward.dataset import REWARD_KEY, V21, check_destination, read_info, require_camera_keys, safe_output
+from reward.dataset import (
+    REWARD_KEY,
+    V21,
+    check_destination,
+    is_dataset_root,
+    read_info,
+    require_camera_keys,
+    safe_output,
+)
 from reward.label_spec import (
     EpisodeLabels,
     labels_from_csv,
@@ -159,7 +166,7 @@ def run(args: argparse.Namespace) -> LabelSummary:
         )
     logger.info("labeling %s -> %s", source.describe(), args.out)
     plans = [EpisodePlan(label.episode, label.keep, label.rewards()) for label in labels]
-    with safe_output(args.out, [source.root], args.overwrite) as tmp:
+    with safe_output(args.out, [source.root], args.overwrite, ours=is_dataset_root) as tmp:
         write_dataset(
             source,
             tmp,
@@ -220,16 +227,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         summary = run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted: no output was written and the source is untouched", file=sys.stderr)
-        return 130
+        raise KeyboardInterrupt("no output was written and the source is untouched") from None
     print(format_summary(summary))
     return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(main(sys.argv[1:]))

@@ -74,3 +74,14 @@ def tree_hash(root: str | Path) -> str:
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def open_lerobot_dataset(root: str | Path):
+    """Open a written dataset with LeRobot 0.4.4 itself (pyav): proves LeRobot can read our outputs.
+
+    Tests only: the project reads datasets with `reward.dataset_source`, never through LeRobotDataset.
+    """
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = Path(root)
+    return LeRobotDataset(f"local/{root.name}", root=root, video_backend="pyav")

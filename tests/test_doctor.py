@@ -12,16 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from cluster.cli import main as hilserl
-from reward import doctor
-from reward.dataset import open_lerobot_dataset, read_info
-from tests.lerobot_data import make_dataset, tree_hash
+from reward.dataset import read_info
+from tests.lerobot_data import make_dataset, open_lerobot_dataset, tree_hash
 from tests.v21_data import level, make_v21_dataset, truncate_episode_by_hand
 
 FRONT = "observation.images.front"
 
 
 def run_doctor(capsys, *args) -> tuple[int, str, str]:
-    code = doctor.main([str(a) for a in args] + ["--no-progress"])
+    code = hilserl(["doctor", *(str(a) for a in args), "--no-progress"])
     out, err = capsys.readouterr()
     return code, out, err
 

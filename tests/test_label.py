@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from cluster.cli import main as hilserl
-from reward import label
-from reward.dataset import open_lerobot_dataset, read_info
+from reward.dataset import read_info
 from reward.label_spec import parse_cutoffs
-from tests.lerobot_data import make_dataset, tree_hash
+from tests.lerobot_data import make_dataset, open_lerobot_dataset, tree_hash
 from tests.v21_data import make_v21_dataset
 
 SEED_002_CUTOFFS = {0: 53, 1: 36, 2: 43, 3: 40, 4: 40, 5: 44, 6: 44, 7: 39, 8: 43, 9: 34}
@@ -27,7 +26,7 @@ def level(episode: int, frame: int) -> int:
 
 
 def run_label(capsys, *args) -> tuple[int, str, str]:
-    code = label.main([str(a) for a in args] + ["--no-progress"])
+    code = hilserl(["label", *(str(a) for a in args), "--no-progress"])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -258,16 +257,25 @@ def test_cutoffs_accept_json_python_dicts_and_files(tmp_path):
 
 def test_overwrite_replaces_only_when_asked(small_video_source, tmp_path, capsys):
     out = tmp_path / "existing"
-    out.mkdir()
-    (out / "keep.txt").write_text("old")
     args = (small_video_source, "--out", out, "--cutoffs", '{"0": 1, "1": 2}')
+    assert run_label(capsys, *args)[0] == 0
+    before = tree_hash(out)
     code, _, err = run_label(capsys, *args)
-    assert code == 2 and "--overwrite" in err
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    code, _, _ = run_label(capsys, *args, "--overwrite")
-    assert code == 0
-    assert not (out / "keep.txt").exists() and read_info(out)["total_frames"] == 44
+    assert code == 2 and "--overwrite" in err and tree_hash(out) == before
+    relabel = (small_video_source, "--out", out, "--cutoffs", '{"0": 5, "1": 2}', "--overwrite")
+    code, _, _ = run_label(capsys, *relabel)
+    assert code == 0 and tree_hash(out) != before and read_info(out)["total_frames"] == 44
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_dataset(small_video_source, tmp_path, capsys):
+    out = tmp_path / "my_documents"
+    out.mkdir()
+    (out / "thesis.txt").write_text("years of work")
+    code, _, err = run_label(capsys, small_video_source, "--out", out, "--cutoffs", '{"0": 1, "1": 2}', "--overwrite")
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "did not write" in err
+    assert (out / "thesis.txt").read_text() == "years of work"
 
 
 def test_interrupted_run_leaves_nothing_half_written(small_video_source, tmp_path, capsys, monkeypatch):
@@ -285,7 +293,9 @@ def test_interrupted_run_leaves_nothing_half_written(small_video_source, tmp_pat
     monkeypatch.setattr(LeRobotDataset, "save_episode", interrupted)
     before = tree_hash(small_video_source)
     fresh, existing = tmp_path / "fresh", tmp_path / "existing"
-    existing.mkdir()
+    existing.mkdir(parents=True)
+    (existing / "meta").mkdir()
+    (existing / "meta/info.json").write_text("{}")  # an earlier output (a dataset root)
     (existing / "old.txt").write_text("old")
     for out, extra in ((fresh, []), (existing, ["--overwrite"])):
         calls.clear()
@@ -294,7 +304,7 @@ def test_interrupted_run_leaves_nothing_half_written(small_video_source, tmp_pat
         )
         assert code == 130 and "no output was written" in err
     assert not fresh.exists()
-    assert [p.name for p in existing.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in existing.iterdir()) == ["meta", "old.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert tree_hash(small_video_source) == before
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from reward.checkpoint import load_checkpoint
-from reward.job import train_and_export
+from cluster.train_job import train_and_export
 from tests.reward_helpers import labeled_dataset, train_config, write_backbone
 
 

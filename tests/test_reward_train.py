@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from configs.parsing import save_config
-from reward import job
+from cluster import train_job as job
+from cluster.cli import main as hilserl
 from reward.checkpoint import load_checkpoint, save_checkpoint
 from reward.model import build_classifier, module_key
 from reward.train import run
@@ -127,7 +128,7 @@ def _bad_input(tmp_path, cfg, capsys):
     path = tmp_path / "cfg.json"
     save_config(cfg, path)
     capsys.readouterr()  # drop the dataset writer's progress bars
-    code = job.main(["--config_path", str(path)])
+    code = hilserl(["train-reward", "--config_path", str(path)])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("error: ") and "\n" not in err, err
