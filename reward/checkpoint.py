@@ -99,7 +99,13 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
             f"{directory} is not a reward classifier checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
             "pass the pretrained_model folder that hilserl train-reward printed"
         )
-    raw = json.loads(config_path.read_text())
+    try:
+        raw = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        reason = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        raise UserError(f"{config_path} is corrupt ({reason}); re-export the checkpoint or restore a copy") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{config_path} does not hold a JSON object; re-export the checkpoint or restore a copy")
     if raw.get("type") != "reward_classifier":
         raise UserError(
             f"{config_path} has type '{raw.get('type')}', not 'reward_classifier'; pass a classifier checkpoint"
@@ -111,7 +117,10 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
         raw.pop(key)
     config = decode_config(RewardClassifierConfig, raw, str(config_path))
     metrics_path = directory / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    try:
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{metrics_path} is corrupt; re-export the checkpoint or restore a copy") from None
     source = "hilserl_ray" if extras.get("format") == FORMAT else "lerobot"
     return CheckpointInfo(
         path=directory,
@@ -127,9 +136,23 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
 def load_checkpoint(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[RewardClassifier, CheckpointInfo]:
-    """Build the classifier and load its weights (strict: every key and shape must match)."""
+    """Build the classifier and load its weights (strict: every key and shape must match).
+
+    A checkpoint written here is verified first: the SHA-256 of model.safetensors must equal the
+    config's ``weights_sha256`` and the recorded ``preprocessing`` must be what ``preprocess_images``
+    does for its image size. A mismatch is a `UserError` naming the file: a run always knows which
+    classifier, with which input transform, it uses.
+    """
     info = read_checkpoint_info(directory)
-    state = load_file(str(info.path / WEIGHTS_FILE))
+    verify_checkpoint(info)
+    weights = info.path / WEIGHTS_FILE
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+        reason = " ".join(str(err).split())[:120]
+        raise UserError(
+            f"{weights} cannot be read ({reason}); it is damaged or truncated, re-export the checkpoint"
+        ) from None
     if info.source == "lerobot":
         from reward.interop import convert_lerobot_state_dict
 
@@ -152,6 +175,31 @@ def load_checkpoint(
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     return model, info
+
+
+def verify_checkpoint(info: CheckpointInfo) -> None:
+    """The weights hash and the preprocessing spec recorded in config.json must match (our checkpoints)."""
+    if info.source != "hilserl_ray":
+        return  # a LeRobot save_pretrained folder records neither
+    config_path, weights = info.path / CONFIG_FILE, info.path / WEIGHTS_FILE
+    if not info.weights_sha256:
+        raise UserError(f"{config_path} has no weights_sha256; re-export the checkpoint with hilserl train-reward")
+    digest = hashlib.sha256()
+    with weights.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != info.weights_sha256:
+        raise UserError(
+            f"{weights} does not match the weights_sha256 in {config_path} (the file changed after export); "
+            "restore the checkpoint or re-export it"
+        )
+    expected = preprocessing_spec(info.config.image_size)
+    if info.preprocessing != expected:
+        differs = sorted(k for k in set(expected) | set(info.preprocessing) if expected.get(k) != info.preprocessing.get(k))
+        raise UserError(
+            f"the preprocessing recorded in {config_path} differs from this version's preprocess_images "
+            f"({', '.join(differs)}); retrain the classifier or use the release that wrote it"
+        )
 
 
 def verify_against_features(info: CheckpointInfo, dataset_features: dict[str, dict]) -> None:

@@ -4,17 +4,18 @@
     train_eps, val_eps = episode_split(frames.episodes, val_fraction=0.2, seed=1000)
     sampler = BalancedBatchSampler(frames.labels, frames.indices_of(train_eps), batch_size=32, seed=1)
 
-The dataset is opened with an explicit root and ``video_backend="pyav"`` (seed 002: an implicit
-root let a hub copy replace local data; torchcodec needs system FFmpeg). Every frame of every
-camera is decoded once into memory as uint8, so training never touches the video files again.
-Nothing here writes anywhere; all the user errors (missing camera, no reward column, one class)
-are raised before a training run creates its output folder.
+The dataset is read with the project's one reader (`reward.dataset_source.iter_episodes`: an
+explicit local root, PyAV, never the hub; seed 002: an implicit root let a hub copy replace local
+data). Every frame of every used camera is decoded once into memory as uint8, episode by episode,
+so training never touches the video files again. Nothing here writes anywhere; all the user errors
+(missing camera, no reward column, one class, a damaged file) are one-line `UserError`s raised
+before a training run creates its output folder. ``flags`` name the command's own options in
+those messages (train-reward: ``--dataset.root``; eval-reward: ``--dataset``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,18 +58,24 @@ class LabeledFrames:
         return list(self.images[key].shape[1:])
 
 
-def check_dataset_root(dataset: DatasetConfig) -> Path:
-    """The dataset root must be given and hold a LeRobot dataset (LeRobot would otherwise try the hub)."""
+TRAIN_FLAGS = {"root": "--dataset.root", "episodes": "--dataset.episodes", "reward_key": "--reward_key"}
+
+
+def check_dataset_root(dataset: DatasetConfig, flags: dict[str, str] = TRAIN_FLAGS) -> Path:
+    """The dataset root must be given and hold a LeRobot dataset (a readable meta/info.json)."""
+    from reward.dataset import read_info
+
     if not dataset.root:
         raise UserError(
-            "dataset.root is not set: pass --dataset.root=/path/to/dataset (the folder with meta/)"
+            f"no dataset given: pass {flags['root']}=/path/to/dataset (the folder with meta/)"
         )
     root = Path(dataset.root).expanduser()
-    if not (root / "meta" / "info.json").is_file():
+    if not root.is_dir() or not (root / "meta" / "info.json").is_file():
         raise UserError(
-            f"{root} is not a LeRobot dataset (no meta/info.json): pass the dataset folder as --dataset.root"
+            f"{root} is not a LeRobot dataset (no meta/info.json): pass the dataset folder as {flags['root']}"
         )
-    return root
+    read_info(root)
+    return root.resolve()
 
 
 def resolve_input_features(
@@ -145,8 +152,8 @@ def check_labels(labels: torch.Tensor, num_classes: int, reward_key: str) -> Non
 @dataclass
 class _Opened:
     root: Path
-    dataset: object  # lerobot LeRobotDataset
-    table: object  # its hf_dataset without the torch transform
+    source: object  # reward.dataset_source.SourceDataset
+    episodes: list[int]
     features: dict[str, FeatureSpec]
     labels: torch.Tensor
     episode_index: torch.Tensor
@@ -154,46 +161,56 @@ class _Opened:
 
 
 def _open(
-    dataset: DatasetConfig, policy: RewardClassifierConfig, reward_key: str, require_both_classes: bool
+    dataset: DatasetConfig,
+    policy: RewardClassifierConfig,
+    reward_key: str,
+    require_both_classes: bool,
+    flags: dict[str, str] = TRAIN_FLAGS,
 ) -> _Opened:
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+    from reward.dataset_source import SourceDataset
 
-    root = check_dataset_root(dataset)
-    meta = LeRobotDatasetMetadata(dataset.repo_id, root=root)
-    features = resolve_input_features(policy, meta.features)
-    if reward_key not in meta.features:
+    root = check_dataset_root(dataset, flags)
+    source = SourceDataset(root)
+    features = resolve_input_features(policy, source.features)
+    if reward_key not in source.features:
         raise UserError(
             f"the dataset at {root} has no '{reward_key}' column: label it first "
-            "(hilserl label --dataset.root ... ) or set reward_key"
+            f"(hilserl label {root} --out NEW_ROOT --cutoffs ...) or pass {flags['reward_key']}"
         )
-    episodes = dataset.episodes
-    if episodes is not None:
-        unknown = sorted(set(episodes) - set(range(meta.total_episodes)))
-        if unknown:
+    episodes = source.select_episodes(dataset.episodes, flags["episodes"])
+    labels, episode_index, frame_index = [], [], []
+    for episode in episodes:
+        columns = source.episode_columns(episode, [reward_key])
+        if reward_key not in columns:
             raise UserError(
-                f"dataset.episodes lists episode {unknown[0]} but the dataset has {meta.total_episodes}; fix dataset.episodes"
+                f"episode {episode} of {root} has no '{reward_key}' data; check it with: hilserl doctor {root}"
             )
-    lerobot_dataset = LeRobotDataset(
-        dataset.repo_id,
-        root=root,
-        episodes=episodes,
-        video_backend=dataset.video_backend,
-        download_videos=False,
-    )
-    table = lerobot_dataset.hf_dataset.with_format(None)
-    labels = torch.tensor(_column(table, reward_key), dtype=torch.float32).reshape(-1)
-    episode_index = torch.tensor(_column(table, "episode_index"), dtype=torch.int64).reshape(-1)
-    frame_index = torch.tensor(_column(table, "frame_index"), dtype=torch.int64).reshape(-1)
+        n = source.lengths[episode]
+        labels.append(columns[reward_key].reshape(-1).astype(np.float32))
+        episode_index.append(np.full(n, episode, dtype=np.int64))
+        frame_index.append(np.arange(n, dtype=np.int64))
+    labels_t = torch.from_numpy(np.concatenate(labels))
     if require_both_classes:
-        check_labels(labels, policy.num_classes, reward_key)
-    return _Opened(root, lerobot_dataset, table, features, labels, episode_index, frame_index)
+        check_labels(labels_t, policy.num_classes, reward_key)
+    return _Opened(
+        root,
+        source,
+        episodes,
+        features,
+        labels_t,
+        torch.from_numpy(np.concatenate(episode_index)),
+        torch.from_numpy(np.concatenate(frame_index)),
+    )
 
 
 def preflight(
-    dataset: DatasetConfig, policy: RewardClassifierConfig, reward_key: str = "next.reward"
+    dataset: DatasetConfig,
+    policy: RewardClassifierConfig,
+    reward_key: str = "next.reward",
+    flags: dict[str, str] = TRAIN_FLAGS,
 ) -> dict[str, FeatureSpec]:
     """Every check of ``load_labeled_frames`` without decoding images (cheap; run before starting Ray)."""
-    return _open(dataset, policy, reward_key, True).features
+    return _open(dataset, policy, reward_key, True, flags).features
 
 
 def load_labeled_frames(
@@ -201,100 +218,32 @@ def load_labeled_frames(
     policy: RewardClassifierConfig,
     reward_key: str = "next.reward",
     require_both_classes: bool = True,
+    flags: dict[str, str] = TRAIN_FLAGS,
+    progress: bool = False,
 ) -> tuple[LabeledFrames, dict[str, FeatureSpec]]:
     """Decode every selected frame of every used camera; return them with the resolved input features."""
-    opened = _open(dataset, policy, reward_key, require_both_classes)
-    images = {}
-    for key in opened.features:
-        if key in opened.dataset.meta.video_keys:
-            images[key] = _decode_video_key(opened.dataset, opened.table, key, dataset.video_backend)
-        else:
-            images[key] = _decode_image_key(opened.dataset, key)
+    from tqdm import tqdm
+
+    from reward.dataset import dataset_fingerprint
+
+    opened = _open(dataset, policy, reward_key, require_both_classes, flags)
+    keys = list(opened.features)
+    chunks: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
+    episodes = opened.source.iter_episodes(keys, [], opened.episodes)
+    for episode in tqdm(
+        episodes, total=len(opened.episodes), desc="decoding frames", unit="episode", disable=not progress, leave=False
+    ):
+        for key in keys:
+            chunks[key].append(torch.from_numpy(episode.frames[key]).permute(0, 3, 1, 2).contiguous())
     frames = LabeledFrames(
-        camera_keys=list(opened.features),
-        images=images,
+        camera_keys=keys,
+        images={key: torch.cat(chunks[key]) for key in keys},
         labels=opened.labels,
         episode_index=opened.episode_index,
         frame_index=opened.frame_index,
     )
-    frames.fingerprint = dataset_fingerprint(opened.root, frames)
+    frames.fingerprint = dataset_fingerprint(opened.root, reward_key, opened.episodes)
     return frames, opened.features
-
-
-def _column(table, name: str) -> np.ndarray:
-    return np.asarray(table[name], dtype=np.float64)
-
-
-def _decode_image_key(dataset, key: str) -> torch.Tensor:
-    out = []
-    for i in range(len(dataset.hf_dataset)):
-        image = dataset.hf_dataset[i][key]  # float (3, H, W) in [0, 1] after LeRobot's transform
-        out.append((image * 255.0).round().clamp(0, 255).to(torch.uint8))
-    return torch.stack(out)
-
-
-def _decode_video_key(dataset, table, key: str, backend: str) -> torch.Tensor:
-    """Decode the frames of one camera, one sequential pass per video file (pyav) or per episode."""
-    timestamps = _column(table, "timestamp")
-    episode_index = _column(table, "episode_index").astype(np.int64)
-    tolerance = 0.5 / dataset.meta.fps
-    result: list[torch.Tensor | None] = [None] * len(timestamps)
-    # Group the wanted (video timestamp, row) pairs by video file: v3.0 concatenates episodes.
-    wanted: dict[Path, list[tuple[float, int]]] = {}
-    for ep in sorted(set(episode_index.tolist())):
-        ep_meta = dataset.meta.episodes[ep]
-        start = float(ep_meta[f"videos/{key}/from_timestamp"])
-        path = dataset.root / dataset.meta.get_video_file_path(ep, key)
-        rows = np.nonzero(episode_index == ep)[0]
-        wanted.setdefault(path, []).extend((start + float(timestamps[r]), int(r)) for r in rows)
-    for path, pairs in wanted.items():
-        if backend == "pyav":
-            decoded_ts, decoded = _decode_all_pyav(path)
-        else:
-            from lerobot.datasets.video_utils import decode_video_frames
-
-            ts = [t for t, _ in pairs]
-            frames = decode_video_frames(path, ts, dataset.tolerance_s, backend)
-            decoded_ts = np.asarray(ts)
-            decoded = [(f * 255).round().to(torch.uint8) for f in frames]
-        for ts, row in pairs:
-            j = int(np.argmin(np.abs(decoded_ts - ts)))
-            if abs(decoded_ts[j] - ts) > tolerance:
-                raise UserError(
-                    f"{path} has no frame near t={ts:.3f}s for {key}; the dataset's videos and timestamps "
-                    "disagree: repair it with hilserl doctor"
-                )
-            result[row] = decoded[j]
-    return torch.stack(result)  # type: ignore[arg-type]
-
-
-def _decode_all_pyav(path: Path) -> tuple[np.ndarray, list[torch.Tensor]]:
-    import av
-
-    stamps, frames = [], []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            stamps.append(float(frame.pts * frame.time_base))
-            frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).contiguous())
-    return np.asarray(stamps), frames
-
-
-def dataset_fingerprint(root: Path, frames: LabeledFrames) -> dict:
-    """What a checkpoint was trained on: root, episodes, frame count and a hash of the labels."""
-    digest = hashlib.sha256()
-    digest.update(frames.episode_index.numpy().astype(np.int64).tobytes())
-    digest.update(frames.frame_index.numpy().astype(np.int64).tobytes())
-    digest.update(frames.labels.numpy().astype(np.float32).tobytes())
-    positives = int((frames.labels > 0.5).sum())
-    return {
-        "root": str(Path(root).resolve()),
-        "episodes": frames.episodes,
-        "frames": len(frames),
-        "positives": positives,
-        "negatives": len(frames) - positives,
-        "label_hash": digest.hexdigest()[:16],
-    }
 
 
 def episode_split(episodes: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -1,13 +1,39 @@
-"""Read a local LeRobot dataset (v3.0 or v2.1) episode by episode, straight from its files.
+"""The one dataset reader: a local LeRobot dataset (v3.0 or v2.1), episode by episode, from its files.
 
-The data parquet files are the truth: episode lengths, rows and columns come from them, not from
-meta/ (seed 003's meta disagreed with the data). Meta is used only to find each episode's video
-segment. Camera frames are decoded sequentially with PyAV as uint8 (H, W, 3), so a rewrite through
-LeRobot's writer sees the same pixels a training run would.
+Every command that reads a dataset (train-reward, eval-reward, label, doctor, the demo importer)
+goes through this module. It never consults the Hugging Face hub and never writes: a missing or
+damaged file (info.json, a data or meta parquet, a video) is a one-line `UserError` naming the file
+and the fix, never a download. The data parquet files are the truth: episode lengths, rows and
+columns come from them, not from meta/ (seed 003's meta disagreed with the data). Meta is used
+only to find each episode's video segment. Camera frames are decoded with PyAV as uint8, one
+episode at a time, so memory stays bounded by the longest episode.
 
-    source = SourceDataset("/data/so101_reach_grasp")      # UserError if it is not a usable dataset
-    for frame in source.frames(episode=3, num_frames=60):  # dicts ready for LeRobotDataset.add_frame
-        ...
+API::
+
+    from reward.dataset_source import Episode, SourceDataset, iter_episodes
+
+    for episode in iter_episodes(root, image_keys=["observation.images.front"],
+                                 columns=["observation.state", "action", "next.reward", "next.done"]):
+        episode.index                                   # int, the dataset's episode_index
+        episode.frames["observation.images.front"]      # np.uint8 (T, H, W, 3)
+        episode.columns["action"]                       # np.ndarray (T, *feature shape), e.g. (T, 6)
+        len(episode)                                    # T
+
+    iter_episodes(root, image_keys=None, columns=None, episodes=None, required=True) -> Iterator[Episode]
+        image_keys  camera keys (full ``observation.images.x`` or short ``x``); None = every camera,
+                    [] = none (columns only, nothing decoded)
+        columns     numeric column keys (state, action, next.reward, next.done,
+                    complementary_info.*, timestamp, frame_index, ...); None = every numeric column
+        episodes    episode indices to read (default: all, in index order); an unknown one is a UserError
+        required    a requested column the dataset lacks is a UserError (False: it is left out)
+
+    source = SourceDataset(root)                # meta + row index only (cheap); UserError if unusable
+    source.episodes, source.lengths, source.features, source.fps, source.camera_keys, source.tasks
+    source.episode(3, image_keys, columns)      # one Episode
+    source.episode_columns(3, keys)             # numeric columns only, no decoding
+    source.frames(3, num_frames=60)             # add_frame dicts for LeRobot's writer (label, doctor --fix)
+
+One fingerprint identifies what a dataset holds: ``reward.dataset.dataset_fingerprint``.
 """
 
 from __future__ import annotations
@@ -104,6 +130,46 @@ def decode_video_frames(
     return frames, found
 
 
+@dataclass
+class Episode:
+    """One decoded episode: its index, uint8 camera frames (T, H, W, 3) and numeric columns (T, *shape)."""
+
+    index: int
+    frames: dict[str, np.ndarray]
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        for values in (*self.columns.values(), *self.frames.values()):
+            return int(values.shape[0])
+        return 0
+
+
+def iter_episodes(
+    root: str | Path,
+    image_keys: list[str] | None = None,
+    columns: list[str] | None = None,
+    episodes: list[int] | None = None,
+    required: bool = True,
+) -> Iterator[Episode]:
+    """Read a local dataset episode by episode (see the module docstring); never touches the hub."""
+    return SourceDataset(root).iter_episodes(image_keys, columns, episodes, required)
+
+
+def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A parquet file of the dataset; a damaged one is a UserError naming it."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError, KeyError, ValueError) as err:
+        reason = " ".join(str(err).split())[:120]
+        raise UserError(f"{path} is not a readable parquet file ({reason}); restore it from a copy") from None
+
+
+def _ranges(values: list[int]) -> str:
+    if not values:
+        return "none"
+    return f"{values[0]}-{values[-1]}" if values == list(range(values[0], values[-1] + 1)) else ", ".join(map(str, values))
+
+
 class SourceDataset:
     """A dataset read from its files: features, tasks, per-episode rows, and frames for rewriting."""
 
@@ -130,7 +196,7 @@ class SourceDataset:
             path = self.root / "meta/tasks.parquet"
             if not path.is_file():
                 return {}
-            table = pq.read_table(path).to_pandas()
+            table = _read_parquet(path).to_pandas()
             return {
                 int(index): str(task) for task, index in zip(table.index, table["task_index"], strict=True)
             }
@@ -140,7 +206,7 @@ class SourceDataset:
         if self.layout == V30:
             rows: list[dict[str, Any]] = []
             for path in sorted(self.root.glob("meta/episodes/*/*.parquet")):
-                rows += pq.read_table(path).to_pylist()
+                rows += _read_parquet(path).to_pylist()
         else:
             rows = self._jsonl("meta/episodes.jsonl")
         return {int(row["episode_index"]): row for row in rows}
@@ -196,8 +262,80 @@ class SourceDataset:
 
     def _table(self, path: Path) -> pa.Table:
         if self._cached is None or self._cached[0] != path:
-            self._cached = (path, pq.read_table(path))
+            self._cached = (path, _read_parquet(path))
         return self._cached[1]
+
+    def episode(
+        self,
+        episode: int,
+        image_keys: list[str] | None = None,
+        columns: list[str] | None = None,
+        required: bool = True,
+    ) -> Episode:
+        """One episode: uint8 frames per camera (T, H, W, 3) and numeric columns (T, *shape)."""
+        if episode not in self.lengths:
+            raise UserError(
+                f"{self.root} has no episode {episode} (its episodes: {_ranges(self.episodes)}); fix the episode list"
+            )
+        keys = self.camera_keys if image_keys is None else self.resolve_cameras(image_keys)
+        wanted = self._numeric_keys(columns, required)
+        read = list(dict.fromkeys([*wanted, *(k for k in ("timestamp",) if k in self.features)]))
+        values = self.episode_columns(episode, read)
+        if required and columns is not None:
+            absent = [k for k in wanted if k not in values]
+            if absent:
+                raise UserError(
+                    f"episode {episode} of {self.root} has no '{absent[0]}' data although meta/info.json lists it; "
+                    f"check it with: hilserl doctor {self.root}"
+                )
+        length = self.lengths[episode]
+        timestamps = values.get("timestamp", np.arange(length, dtype=np.float64)[:, None] / self.fps)
+        timestamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        frames = {key: np.stack(self.camera_frames(episode, key, timestamps)) for key in keys}
+        return Episode(episode, frames, {k: v for k, v in values.items() if k in wanted})
+
+    def iter_episodes(
+        self,
+        image_keys: list[str] | None = None,
+        columns: list[str] | None = None,
+        episodes: list[int] | None = None,
+        required: bool = True,
+    ) -> Iterator[Episode]:
+        """`episode` for each selected episode in turn (one decoded episode in memory at a time)."""
+        selected = self.select_episodes(episodes)
+        if image_keys is not None:
+            self.resolve_cameras(image_keys)
+        self._numeric_keys(columns, required)  # report a bad key before decoding anything
+        for episode in selected:
+            yield self.episode(episode, image_keys, columns, required)
+
+    def select_episodes(self, episodes: list[int] | None, flag: str = "the episode list") -> list[int]:
+        """The requested episodes in order (default: all); an unknown index is a UserError naming ``flag``."""
+        if episodes is None:
+            return self.episodes
+        unknown = [e for e in episodes if e not in self.lengths]
+        if unknown:
+            raise UserError(
+                f"{flag} names episode {unknown[0]}, but {self.root} holds episodes {_ranges(self.episodes)}; fix {flag}"
+            )
+        return list(dict.fromkeys(episodes))
+
+    def resolve_cameras(self, keys: list[str]) -> list[str]:
+        from reward.dataset import resolve_camera_key
+
+        return [resolve_camera_key(key, self.camera_keys) for key in keys]
+
+    def _numeric_keys(self, columns: list[str] | None, required: bool) -> list[str]:
+        numeric = [k for k, ft in self.features.items() if ft.get("dtype") not in (*CAMERA_DTYPES, "string")]
+        if columns is None:
+            return numeric
+        missing = [k for k in columns if k not in numeric]
+        if missing and required:
+            kind = "a camera or text feature" if missing[0] in self.features else "not a feature"
+            raise UserError(
+                f"column '{missing[0]}' of {self.root} is {kind}; its numeric columns are: {', '.join(numeric)}"
+            )
+        return [k for k in columns if k in numeric]
 
     def episode_table(self, episode: int, columns: list[str] | None = None) -> pa.Table:
         """The episode's rows from the data files (in file order)."""
@@ -259,7 +397,15 @@ class SourceDataset:
                 f"video {segment.path} of episode {episode} is missing; its frames cannot be recovered, "
                 "re-record the episode or restore the file"
             )
-        frames, found = decode_video_frames(segment.path, segment.from_timestamp + timestamps, self.fps)
+        try:
+            frames, found = decode_video_frames(segment.path, segment.from_timestamp + timestamps, self.fps)
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - PyAV raises many kinds for a damaged file
+            raise UserError(
+                f"video {segment.path} of episode {episode} cannot be decoded ({type(err).__name__}); restore the file "
+                f"or check the dataset with: hilserl doctor {self.root}"
+            ) from None
         if not found.all():
             have = int(found.sum())
             raise VideoShortError(
@@ -308,7 +454,9 @@ class SourceDataset:
 
 
 __all__ = [
+    "Episode",
     "SourceDataset",
+    "iter_episodes",
     "VideoSegment",
     "VideoShortError",
     "column_to_numpy",

@@ -35,6 +35,9 @@ GROUPS = 4
 KNOWN_PREFIXES = ("model.", "resnet.", "encoder.model.", "backbone.", "module.")
 
 
+_WARNED_RANDOM: set[str] = set()
+
+
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """JAX/TF "SAME" padding for one axis: output ceil(size/stride), the extra pixel goes after."""
     out = math.ceil(size / stride)
@@ -245,11 +248,13 @@ def load_resnet10(model_name: str, allow_random: bool = False) -> ResNet10:
                 f"ResNet-10 weights '{model_name}' are neither a local folder nor in the Hugging Face cache; "
                 "download them once (huggingface-cli download helper2424/resnet10) or pass a local folder"
             )
-        logger.warning(
-            "!!! ResNet-10 weights '%s' not found locally: using RANDOM backbone weights. "
-            "A frozen random backbone gives a much weaker reward classifier. !!!",
-            model_name,
-        )
+        if model_name not in _WARNED_RANDOM:  # once per process, however often the backbone is built
+            _WARNED_RANDOM.add(model_name)
+            logger.warning(
+                "!!! ResNet-10 weights '%s' not found locally: using RANDOM backbone weights. "
+                "A frozen random backbone gives a much weaker reward classifier. !!!",
+                model_name,
+            )
         return net
     _check_config(folder)
     load_state_dict_into(net, _read_state_dict(folder), str(folder))

@@ -18,7 +18,6 @@ from reward.dataset import (
     check_destination,
     dataset_fingerprint,
     detect_layout,
-    open_lerobot_dataset,
     read_info,
     require_camera_keys,
     safe_output,
@@ -87,25 +86,58 @@ def test_camera_keys_and_missing_key_error(image_root):
         require_camera_keys(image_root, ["top"])
 
 
-def test_open_lerobot_dataset_is_local_only(image_root, video_root, v21_root, tmp_path):
-    dataset = open_lerobot_dataset(image_root)
-    assert dataset.meta.total_frames == 10 and dataset.video_backend == "pyav"
-    with pytest.raises(UserError, match="v2.1 layout.*hilserl doctor"):
-        open_lerobot_dataset(v21_root)
-    # A missing video would make LeRobot download the dataset from the hub into the root: refused first.
-    damaged = tmp_path / "damaged"
-    shutil.copytree(video_root, damaged)
-    next(damaged.glob("videos/**/*.mp4")).unlink()
-    before = tree_hash(damaged)
-    with pytest.raises(UserError, match="is missing"):
-        open_lerobot_dataset(damaged)
-    assert tree_hash(damaged) == before
+def test_iter_episodes_reads_v30_videos_images_and_v21_one_episode_at_a_time(image_root, video_root, v21_root):
+    from reward.dataset_source import iter_episodes
+
+    episodes = list(iter_episodes(video_root, columns=["observation.state", "action", "next.reward"]))
+    assert [(e.index, len(e)) for e in episodes] == [(0, 5), (1, 5)]
+    frames = episodes[1].frames["observation.images.front"]
+    assert frames.dtype == np.uint8 and frames.shape == (5, 32, 32, 3)
+    # brightness encodes (episode, frame) in tests.lerobot_data
+    assert abs(float(frames[2].mean()) - ((1 * 37 + 2 * 5) % 200 + 20)) < 3
+    assert episodes[0].columns["action"].shape == (5, 4) and set(episodes[0].columns) == {
+        "observation.state",
+        "action",
+        "next.reward",
+    }
+    (only,) = iter_episodes(image_root, image_keys=["wrist"], columns=["next.reward"], episodes=[1])
+    assert only.index == 1 and list(only.frames) == ["observation.images.wrist"]
+    assert only.columns["next.reward"].reshape(-1).tolist() == [0.0, 0.0, 0.0, 1.0]
+    v21 = list(iter_episodes(v21_root, columns=[]))
+    assert [len(e) for e in v21] == [4, 3] and v21[0].frames["observation.images.front"].shape[0] == 4
+    with pytest.raises(UserError, match="episode 7"):
+        list(iter_episodes(image_root, episodes=[7]))
+    with pytest.raises(UserError, match="column 'next.done'"):
+        list(iter_episodes(image_root, columns=["next.done"]))
+
+
+def test_damaged_datasets_are_one_line_errors_never_downloads(video_root, tmp_path):
+    from reward.dataset_source import iter_episodes
+
+    cases = {
+        "missing-video": lambda root: next(root.glob("videos/**/*.mp4")).unlink(),
+        "no-meta-episodes": lambda root: shutil.rmtree(root / "meta/episodes"),
+        "corrupt-parquet": lambda root: next(root.glob("data/*/*.parquet")).write_bytes(b"PAR1 not really"),
+        "corrupt-video": lambda root: next(root.glob("videos/**/*.mp4")).write_bytes(b"\0" * 64),
+    }
+    for name, damage in cases.items():
+        damaged = tmp_path / name
+        shutil.copytree(video_root, damaged)
+        damage(damaged)
+        before = tree_hash(damaged)
+        with pytest.raises(UserError) as err:
+            list(iter_episodes(damaged))
+        assert "\n" not in str(err.value), name
+        assert tree_hash(damaged) == before, name
 
 
 def test_fingerprint_tracks_labels(image_root, tmp_path):
     first = dataset_fingerprint(image_root)
     assert first == dataset_fingerprint(image_root)
     assert (first["episodes"], first["frames"], first["reward_key"]) == (2, 10, "next.reward")
+    assert (first["positives"], first["negatives"], first["label_hash"]) == (4, 6, first["reward_sha256"][:16])
+    only = dataset_fingerprint(image_root, episodes=[1])
+    assert (only["episodes"], only["frames"], only["positives"]) == (1, 4, 1)
     relabeled = tmp_path / "relabeled"
     shutil.copytree(image_root, relabeled)
     path = next(relabeled.glob("data/*/*.parquet"))
@@ -132,6 +164,10 @@ def test_check_destination_refuses_unsafe_places(image_root, tmp_path):
     (tmp_path / "full/keep.txt").write_text("x")
     with pytest.raises(UserError, match="--overwrite"):
         check_destination(tmp_path / "full", [image_root])
+    with pytest.raises(UserError, match="did not write"):  # --overwrite replaces only what we wrote
+        check_destination(tmp_path / "full", [image_root], overwrite=True)
+    (tmp_path / "full/meta").mkdir()
+    (tmp_path / "full/meta/info.json").write_text("{}")
     assert check_destination(tmp_path / "full", [image_root], overwrite=True) == (tmp_path / "full").resolve()
     (tmp_path / "empty").mkdir()
     assert check_destination(tmp_path / "empty", [image_root]) == (tmp_path / "empty").resolve()

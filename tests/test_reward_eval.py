@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from cluster.cli import main as hilserl
 from reward import evaluate
 from reward.metrics import binary_metrics, calibrate_thresholds, multiclass_metrics, precision_recall_curve
 from reward.train import run
@@ -26,15 +27,27 @@ def test_eval_reward_prints_json_and_writes_plots(tmp_path, trained, capsys):
     checkpoint, root = trained
     before = tree_hash(root)
     capsys.readouterr()
-    code = evaluate.main(
-        ["--checkpoint", str(checkpoint), "--dataset", str(root), "--out", str(tmp_path / "ev")]
-    )
-    assert code == 0
+    args = ["--checkpoint", str(checkpoint), "--dataset", str(root), "--out", str(tmp_path / "ev")]
+    assert hilserl(["eval-reward", *args, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["dataset"]["frames"] == 10 and report["dataset"]["positives"] == 4
+    # The numbers must be the ones the model gives: recompute them from its own probabilities.
+    from reward.checkpoint import load_checkpoint
+    from reward.data import load_labeled_frames
+    from configs.dataset import DatasetConfig
+
+    model, info = load_checkpoint(checkpoint)
+    frames, _ = load_labeled_frames(DatasetConfig(root=str(root)), info.config, require_both_classes=False)
+    probs = evaluate.predict(model, frames).numpy().astype(np.float64)
+    labels = frames.labels.numpy()
     for name in ("0.5", "best_f1"):
         m = report["metrics"][name]
-        assert 0 <= m["accuracy"] <= 1 and sum(map(sum, m["confusion_matrix"])) == 10
+        predicted = probs > m["threshold"]
+        assert m["accuracy"] == pytest.approx(float(np.mean(predicted == (labels > 0.5))))
+        (tn, fp), (fn, tp) = m["confusion_matrix"]
+        assert (tp, fp) == (int((predicted & (labels > 0.5)).sum()), int((predicted & (labels < 0.5)).sum()))
+        assert tn + fp + fn + tp == 10
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["metrics"] == report["metrics"]
     assert (tmp_path / "ev" / "pr_curve.png").stat().st_size > 1000
     assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 1000
     assert tree_hash(root) == before  # the source dataset is never modified
@@ -42,9 +55,7 @@ def test_eval_reward_prints_json_and_writes_plots(tmp_path, trained, capsys):
 
 def _eval_error(tmp_path, checkpoint, root, capsys):
     capsys.readouterr()
-    code = evaluate.main(
-        ["--checkpoint", str(checkpoint), "--dataset", str(root), "--out", str(tmp_path / "ev")]
-    )
+    code = hilserl(["eval-reward", "--checkpoint", str(checkpoint), "--dataset", str(root), "--out", str(tmp_path / "ev")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err, err
     assert not (tmp_path / "ev").exists()
