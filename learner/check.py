@@ -5,6 +5,14 @@ at rest at |x0| in [0.5, 1] and must settle at 0 (reward -|x| per step, 40 steps
 truncation only). A myopic critic (a target network that never moves, or a sign error in the TD
 target) pushes toward 0 without braking and oscillates; a working agent learns to brake.
 
+Variants (``run_check(variant=...)``):
+
+    "state"   the task above: state only, UTD 1, no grasp critic, truncation only, no demos
+    "goal"    a terminal goal (|x|, |v| < GOAL ends the episode; -(|x| + STEP_COST) per step until
+              then) and a 100-step horizon: termination masking and a long discounted horizon matter
+    "image"   ``learner.check_image``: the mass drawn in a tiny camera frame, feature replay, UTD 2,
+              the grasp critic on and a demo buffer of PD-expert episodes mixed in
+
 The score is normalized: 0 is the random policy's return, 1 is a hand-tuned PD controller's, on
 the same seeded evaluation starts. ``run_check`` returns the figures; the test asserts the score.
 
@@ -30,15 +38,22 @@ logger = logging.getLogger(__name__)
 
 STATE = "observation.state"
 HORIZON = 40
+GOAL_HORIZON = 100
+GOAL = 0.05
+STEP_COST = 0.1
 ACCEL = 0.2
 DT = 0.1
 
 
 class DoubleIntegrator:
-    """x' = x + DT * v', v' = clip(v + ACCEL * a, -1, 1), reward -|x'|; truncated after HORIZON steps."""
+    """x' = x + DT * v', v' = clip(v + ACCEL * a, -1, 1), reward -|x'|; truncated after ``horizon`` steps.
 
-    def __init__(self, rng: np.random.Generator):
+    With ``goal`` the reward is -(|x'| + STEP_COST) and reaching |x'|, |v'| < GOAL terminates.
+    """
+
+    def __init__(self, rng: np.random.Generator, horizon: int = HORIZON, goal: bool = False):
         self.rng = rng
+        self.horizon, self.goal = horizon, goal
         self.x = self.v = 0.0
         self.t = 0
 
@@ -50,26 +65,31 @@ class DoubleIntegrator:
         self.v, self.t = 0.0, 0
         return self.observe()
 
-    def step(self, action: float) -> tuple[np.ndarray, float, bool]:
+    def step(self, action: float) -> tuple[np.ndarray, float, bool, bool]:
+        """-> (observation, reward, terminated, truncated)."""
         self.v = float(np.clip(self.v + ACCEL * float(np.clip(action, -1, 1)), -1.0, 1.0))
         self.x = float(np.clip(self.x + DT * self.v, -2.0, 2.0))
         self.t += 1
-        return self.observe(), -abs(self.x), self.t >= HORIZON
+        if not self.goal:
+            return self.observe(), -abs(self.x), False, self.t >= self.horizon
+        terminated = abs(self.x) < GOAL and abs(self.v) < GOAL
+        return self.observe(), -(abs(self.x) + STEP_COST), terminated, not terminated and self.t >= self.horizon
 
 
 def pd_controller(state: np.ndarray) -> float:
     return float(np.clip(-3.0 * state[0] - 2.5 * state[1], -1, 1))
 
 
-def evaluate(policy, starts: list[float]) -> float:
+def evaluate(policy, starts: list[float], **env_kwargs) -> float:
     """Mean return over fixed starts; ``policy`` maps a state (2,) to an action in [-1, 1]."""
-    env = DoubleIntegrator(np.random.default_rng(0))
+    env = DoubleIntegrator(np.random.default_rng(0), **env_kwargs)
     returns = []
     for start in starts:
         state, total, done = env.reset(start), 0.0, False
         while not done:
-            state, reward, done = env.step(policy(state))
+            state, reward, terminated, truncated = env.step(policy(state))
             total += reward
+            done = terminated or truncated
         returns.append(total)
     return float(np.mean(returns))
 
@@ -84,6 +104,11 @@ class CheckResult:
     env_steps: int
     updates: int
     seconds: float
+
+
+def passed(result: CheckResult, min_score: float = 0.9, min_improvement: float = 4.0) -> bool:
+    """The check's verdict: near the PD controller, and well above the untrained actor."""
+    return result.score >= min_score and result.final_return - result.initial_return >= min_improvement
 
 
 def check_config(**overrides) -> LearnerConfig:
@@ -112,6 +137,7 @@ def run_check(
     seed: int = 0,
     cfg: LearnerConfig | None = None,
     agent_hook=None,
+    variant: str = "state",
 ) -> CheckResult:
     """Train for ``env_steps`` (one update per step after ``warmup_steps`` random steps) and score it.
 
@@ -121,16 +147,23 @@ def run_check(
     # Tiny networks: one thread is faster, and far faster on a shared, oversubscribed machine.
     torch.set_num_threads(1)
     try:
-        return _run_check(env_steps, warmup_steps, seed, cfg, agent_hook)
+        if variant == "image":
+            from learner.check_image import run_image_check
+
+            return run_image_check(env_steps, warmup_steps, seed, cfg, agent_hook)
+        if variant not in ("state", "goal"):
+            raise ValueError(f"unknown check variant {variant!r}; use 'state', 'goal' or 'image'")
+        return _run_check(env_steps, warmup_steps, seed, cfg, agent_hook, goal=variant == "goal")
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_check(
-    env_steps: int, warmup_steps: int, seed: int, cfg: LearnerConfig | None, agent_hook
+    env_steps: int, warmup_steps: int, seed: int, cfg: LearnerConfig | None, agent_hook, goal: bool = False
 ) -> CheckResult:
     started = time.perf_counter()
-    cfg = cfg or check_config(seed=seed)
+    env_kwargs = {"horizon": GOAL_HORIZON, "goal": True} if goal else {}
+    cfg = cfg or check_config(seed=seed, **({"discount": 0.99} if goal else {}))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     agent = SACAgent(cfg)
@@ -143,11 +176,11 @@ def _run_check(
         return float(agent.act({STATE: torch.from_numpy(state)[None]}, deterministic=True)[0, 0])
 
     random_actions = np.random.default_rng(seed + 1)
-    random_return = evaluate(lambda s: float(random_actions.uniform(-1, 1)), starts)
-    controller_return = evaluate(pd_controller, starts)
-    initial_return = evaluate(greedy, starts)
+    random_return = evaluate(lambda s: float(random_actions.uniform(-1, 1)), starts, **env_kwargs)
+    controller_return = evaluate(pd_controller, starts, **env_kwargs)
+    initial_return = evaluate(greedy, starts, **env_kwargs)
 
-    env = DoubleIntegrator(rng)
+    env = DoubleIntegrator(rng, **env_kwargs)
     state = env.reset()
     batches = replay.batches(cfg.batch_size)
     updates = 0
@@ -156,22 +189,22 @@ def _run_check(
             action = np.array([rng.uniform(-1, 1)], dtype=np.float32)
         else:
             action = agent.act({STATE: torch.from_numpy(state)[None]})[0].numpy()
-        next_state, reward, truncated = env.step(float(action[0]))
+        next_state, reward, terminated, truncated = env.step(float(action[0]))
         replay.add(
             Transition(
                 {STATE: state},
                 action.astype(np.float32),
                 reward,
                 {STATE: next_state},
-                terminated=False,
+                terminated=terminated,
                 truncated=truncated,
             )
         )
-        state = env.reset() if truncated else next_state
+        state = env.reset() if terminated or truncated else next_state
         if step >= warmup_steps:
             agent.update(batches)
             updates += 1
-    final_return = evaluate(greedy, starts)
+    final_return = evaluate(greedy, starts, **env_kwargs)
     score = (final_return - random_return) / (controller_return - random_return)
     return CheckResult(
         random_return,
@@ -186,8 +219,11 @@ def _run_check(
 
 
 def main() -> None:
+    import sys
+
     logging.basicConfig(level=logging.INFO)
-    print(json.dumps(run_check().__dict__, indent=1))
+    variant = sys.argv[1] if len(sys.argv) > 1 else "state"
+    print(json.dumps(run_check(variant=variant).__dict__, indent=1))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ A checkpoint is a folder ``<root>/<step:09d>/``:
     rng.safetensors     torch CPU and CUDA generator states
     state.json          counters, numpy and python RNG states, the frozen backbone's hash
 
-It is written to a temporary folder and renamed into place, then ``<root>/latest`` is replaced
-atomically, so a crash leaves the previous checkpoint usable. The frozen backbone is not saved
+It is written to a temporary folder and renamed into place (``reward.dataset.safe_output``: an
+existing folder of the same step is moved aside and deleted only once the new one is in place),
+then ``<root>/latest`` is replaced atomically, so a crash leaves the previous checkpoint usable. The frozen backbone is not saved
 (it is loaded from the configured weights); its hash is checked on load. Replay buffers are saved
 separately (``MixedReplay.save``) and carry their own sampler state.
 
@@ -19,12 +20,9 @@ separately (``MixedReplay.save``) and carry their own sampler state.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,20 +30,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from configs.errors import UserError
+from learner.feature_cache import weights_sha256
 from learner.sac import SACAgent
+from reward.dataset import safe_output
 
 CHECKPOINT_FORMAT = 1
 
 
 def backbone_hash(agent: SACAgent) -> str | None:
     backbone = agent.policy.backbone
-    if backbone is None:
-        return None
-    digest = hashlib.sha256()
-    for key, value in sorted(backbone.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return None if backbone is None else weights_sha256(backbone)
 
 
 def _network_tensors(agent: SACAgent) -> dict[str, torch.Tensor]:
@@ -68,8 +62,8 @@ def save_checkpoint(agent: SACAgent, root: str | Path, extra: dict | None = None
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{agent.update_step:09d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
+    with safe_output(final, overwrite=True) as tmp:
+        tmp.mkdir()
         save_file(_network_tensors(agent), str(tmp / "model.safetensors"))
         torch.save(
             {name: opt.state_dict() for name, opt in agent.optimizers().items()}, tmp / "optimizers.pt"
@@ -90,12 +84,6 @@ def save_checkpoint(agent: SACAgent, root: str | Path, extra: dict | None = None
             "extra": extra or {},
         }
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     latest_tmp = root / ".latest.tmp"
     latest_tmp.write_text(final.name)
     os.replace(latest_tmp, root / "latest")
