@@ -14,6 +14,6 @@ class DatasetConfig:
     root: str | None = None
     """Local dataset root (the folder holding meta/, data/, videos/). Required by commands that read data."""
     video_backend: str = "pyav"
-    """Video decoder: 'pyav' needs no system FFmpeg; 'torchcodec' needs FFmpeg shared libraries."""
+    """(LeRobot compatibility) the project's reader always decodes with PyAV (no system FFmpeg needed)."""
     episodes: list[int] | None = None
     """Restrict to these episode indices (all when unset)."""

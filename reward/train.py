@@ -266,101 +266,103 @@ def run(cfg: RewardTrainConfig, run_name: str | None = None, hooks: TrainHooks |
         # The cached-feature step is a few small matmuls: OpenMP threads only add barrier waits,
         # which on a busy CPU cost more than the work (measured 24 ms vs 58 ms per step on 2 cores).
         torch.set_num_threads(1)
-    for step in range(1, cfg.steps + 1):
-        model.train()
-        t_data = time.perf_counter()
-        batch_idx = sampler.sample()
-        feats = source.features(batch_idx, train=True)
-        labels = frames.labels[batch_idx].to(device)
-        window["dataloading_s"] += time.perf_counter() - t_data
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = trainable(features=feats)
-        loss = model.loss(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), policy.grad_clip_norm)
-        optimizer.step()
-        with torch.no_grad():
-            pred = (logits.float() > 0).float() if policy.num_classes == 2 else logits.argmax(-1).float()
-            window["correct"] += int((pred == labels.round()).sum())
-        window["loss"] += loss.item()
-        window["seen"] += len(labels)
-        window["n"] += 1
-        progress.update(1)
-        if step % cfg.log_freq == 0 or step == cfg.steps:
-            train_metrics = {
-                "train/loss": window["loss"] / window["n"],
-                "train/accuracy": window["correct"] / window["seen"],
-                "train/dataloading_s": window["dataloading_s"] / window["n"],
-                "train/grad_norm": float(grad_norm),
-            }
-            progress.set_postfix(
-                loss=f"{train_metrics['train/loss']:.4f}", acc=f"{train_metrics['train/accuracy']:.3f}"
-            )
-            if writer:
-                for k, v in train_metrics.items():
-                    writer.add_scalar(k, v, step)
-            window = {"loss": 0.0, "correct": 0, "seen": 0, "dataloading_s": 0.0, "n": 0}
-        if step % cfg.eval_freq == 0 or step == cfg.steps:
-            # evaluate + keep best
-            result = evaluate(model, source, frames, val_idx)
-            metrics = result["metrics"]
-            history.append({"step": step, "elapsed_s": time.perf_counter() - wall_start, **_scalars(metrics)})
-            improved = _better(metrics, best)
-            if writer:
-                for k, v in _scalars(metrics).items():
-                    writer.add_scalar(f"eval/{k}", v, step)
-                for k, v in result["thresholds"].items():
-                    if isinstance(v, float):
-                        writer.add_scalar(f"eval/threshold_{k}", v, step)
-            reported_dir = None
-            if improved:
-                best = dict(metrics)
-                if is_main:
-                    record = {
-                        "step": step,
-                        "eval": metrics,
-                        "thresholds": result["thresholds"],
-                        "confusion_matrix": metrics["confusion_matrix"],
-                        "dataset": frames.fingerprint,
-                        "split": {
-                            "train_episodes": train_eps,
-                            "val_episodes": val_eps,
-                            "val_frames": len(val_idx),
-                        },
-                        "run_name": run_name,
-                    }
-                    save_checkpoint(best_dir, model, result["thresholds"], record, train_cfg_dict)
-                    reported_dir = best_dir
-            if is_main and step == cfg.steps:
-                # One grid per run (matplotlib is slow on a busy CPU), from the final model.
-                threshold = result["thresholds"].get("best_f1", 0.5)
-                grid = run_dir / "samples" / f"step_{step:06d}.png"
-                save_sample_grid(grid, frames, val_idx, result["probs"], threshold)
-                if writer:
-                    import numpy as np
-                    from PIL import Image
-
-                    writer.add_image(
-                        "eval/sample_predictions",
-                        np.asarray(Image.open(grid).convert("RGB")),
-                        step,
-                        dataformats="HWC",
-                    )
-            logger.info(
-                "step %d: eval loss %.4f accuracy %.4f f1 %.4f%s",
-                step,
-                metrics["loss"],
-                metrics["accuracy"],
-                metrics["f1"],
-                " (best)" if improved else "",
-            )
-            if hooks.report is not None:
-                hooks.report(
-                    {"step": step, **{f"eval/{k}": v for k, v in _scalars(metrics).items()}}, reported_dir
+    try:
+        for step in range(1, cfg.steps + 1):
+            model.train()
+            t_data = time.perf_counter()
+            batch_idx = sampler.sample()
+            feats = source.features(batch_idx, train=True)
+            labels = frames.labels[batch_idx].to(device)
+            window["dataloading_s"] += time.perf_counter() - t_data
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = trainable(features=feats)
+            loss = model.loss(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), policy.grad_clip_norm)
+            optimizer.step()
+            with torch.no_grad():
+                pred = (logits.float() > 0).float() if policy.num_classes == 2 else logits.argmax(-1).float()
+                window["correct"] += int((pred == labels.round()).sum())
+            window["loss"] += loss.item()
+            window["seen"] += len(labels)
+            window["n"] += 1
+            progress.update(1)
+            if step % cfg.log_freq == 0 or step == cfg.steps:
+                train_metrics = {
+                    "train/loss": window["loss"] / window["n"],
+                    "train/accuracy": window["correct"] / window["seen"],
+                    "train/dataloading_s": window["dataloading_s"] / window["n"],
+                    "train/grad_norm": float(grad_norm),
+                }
+                progress.set_postfix(
+                    loss=f"{train_metrics['train/loss']:.4f}", acc=f"{train_metrics['train/accuracy']:.3f}"
                 )
-    progress.close()
-    torch.set_num_threads(threads)
+                if writer:
+                    for k, v in train_metrics.items():
+                        writer.add_scalar(k, v, step)
+                window = {"loss": 0.0, "correct": 0, "seen": 0, "dataloading_s": 0.0, "n": 0}
+            if step % cfg.eval_freq == 0 or step == cfg.steps:
+                # evaluate + keep best
+                result = evaluate(model, source, frames, val_idx)
+                metrics = result["metrics"]
+                history.append({"step": step, "elapsed_s": time.perf_counter() - wall_start, **_scalars(metrics)})
+                improved = _better(metrics, best)
+                if writer:
+                    for k, v in _scalars(metrics).items():
+                        writer.add_scalar(f"eval/{k}", v, step)
+                    for k, v in result["thresholds"].items():
+                        if isinstance(v, float):
+                            writer.add_scalar(f"eval/threshold_{k}", v, step)
+                reported_dir = None
+                if improved:
+                    best = dict(metrics)
+                    if is_main:
+                        record = {
+                            "step": step,
+                            "eval": metrics,
+                            "thresholds": result["thresholds"],
+                            "confusion_matrix": metrics["confusion_matrix"],
+                            "dataset": frames.fingerprint,
+                            "split": {
+                                "train_episodes": train_eps,
+                                "val_episodes": val_eps,
+                                "val_frames": len(val_idx),
+                            },
+                            "run_name": run_name,
+                        }
+                        save_checkpoint(best_dir, model, result["thresholds"], record, train_cfg_dict)
+                        reported_dir = best_dir
+                if is_main and step == cfg.steps:
+                    # One grid per run (matplotlib is slow on a busy CPU), from the final model.
+                    threshold = result["thresholds"].get("best_f1", 0.5)
+                    grid = run_dir / "samples" / f"step_{step:06d}.png"
+                    save_sample_grid(grid, frames, val_idx, result["probs"], threshold)
+                    if writer:
+                        import numpy as np
+                        from PIL import Image
+
+                        writer.add_image(
+                            "eval/sample_predictions",
+                            np.asarray(Image.open(grid).convert("RGB")),
+                            step,
+                            dataformats="HWC",
+                        )
+                logger.info(
+                    "step %d: eval loss %.4f accuracy %.4f f1 %.4f%s",
+                    step,
+                    metrics["loss"],
+                    metrics["accuracy"],
+                    metrics["f1"],
+                    " (best)" if improved else "",
+                )
+                if hooks.report is not None:
+                    hooks.report(
+                        {"step": step, **{f"eval/{k}": v for k, v in _scalars(metrics).items()}}, reported_dir
+                    )
+    finally:
+        progress.close()  # also on Ctrl-C: no stale bar after the message
+        torch.set_num_threads(threads)
     if writer:
         writer.flush()
         writer.close()
