@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import statistics
 import sys
@@ -62,7 +63,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--skip_lerobot", action="store_true")
     p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--interleaved_rounds", type=int, default=15, help="alternated single-step timings")
+    p.add_argument("--interleaved_rounds", type=int, default=15, help="alternated windows of step timings")
+    p.add_argument("--window", type=int, default=3, help="steps per side in each alternated window")
     return p.parse_args(argv)
 
 
@@ -188,7 +190,7 @@ def _timed(fn) -> float:
 
 
 def interleaved_costs(
-    model, theirs: LeRobotRun, frames, train_idx, batch_size: int, rounds: int, seed: int
+    model, theirs: LeRobotRun, frames, train_idx, batch_size: int, rounds: int, seed: int, window: int = 3
 ) -> dict:
     """Per-step costs measured alternately (ours, LeRobot, ours, ...), so both see the same machine load.
 
@@ -255,20 +257,27 @@ def interleaved_costs(
     }
     for fn in (ours_step, theirs_step, backbone_chunk):  # warm-up
         fn()
+    load = [_load_average()]
     for _ in range(rounds):
+        # One window per side, alternating: both sides see the same machine load within a round.
         model.train()
-        times["ours"].append(_timed(ours_step))
-        times["theirs"].append(_timed(theirs_step))
-        times["backbone"].append(_timed(backbone_chunk))
+        times["ours"] += [_timed(ours_step) for _ in range(window)]
+        times["theirs"] += [_timed(theirs_step) for _ in range(window)]
+        times["backbone"] += [_timed(backbone_chunk) for _ in range(window)]
         model.eval()
         theirs.model.eval()
         times["oi1"].append(_timed(ours_infer(one)))
         times["ti1"].append(_timed(theirs_infer(pix1)))
         times["oi32"].append(_timed(ours_infer(many)))
         times["ti32"].append(_timed(theirs_infer(pix32)))
+    load.append(_load_average())
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "rounds": rounds,
+        "window_steps": window,
+        "load_average_1m": load,
+        "ours_step_is": "one step on cached backbone features (the backbone ran once per frame beforehand)",
+        "lerobot_step_is": "one step that runs the frozen backbone on every image of the batch",
         "ours_step_ms": round(1000 * med["ours"], 2),
         "lerobot_step_ms": round(1000 * med["theirs"], 2),
         "backbone_frames_per_s": round(batch_size / med["backbone"], 1),
@@ -279,8 +288,29 @@ def interleaved_costs(
     }
 
 
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def device_description() -> str:
+    """The device the numbers ran on, from torch (never a fixed phrase)."""
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)}); benchmark tensors on cpu"
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads); torch sees no CUDA device"
+
+
+def at_step(history: list[dict], steps: int) -> dict | None:
+    """The last evaluation at or before ``steps`` (accuracy at a matched step count)."""
+    done = [h for h in history if h["step"] <= steps]
+    return done[-1] if done else None
+
+
 def main(argv: list[str]) -> int:
     args = _parse(argv)
+    load_start = _load_average()
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO)
     torch.manual_seed(0)
     root, summary = ensure_dataset(args.data_dir)
@@ -351,8 +381,17 @@ def main(argv: list[str]) -> int:
             "lerobot_steps_done": result["steps_done"],
             "lerobot_s_extrapolated": extrapolated,
         }
+        matched = at_step(ours["history"], result["steps_done"])
+        report["matched_steps"] = {
+            "steps": result["steps_done"],
+            "ours_val_acc": round(matched["accuracy"], 4) if matched else None,
+            "ours_eval_step": matched["step"] if matched else None,
+            "lerobot_val_acc": round(result["history"][-1]["accuracy"], 4),
+            "how": "accuracy of both recipes after the same number of optimizer steps "
+            "(ours at LeRobot's step count; LeRobot stops at max_lerobot_s)",
+        }
         costs = interleaved_costs(
-            model, theirs, frames, train_idx, args.batch_size, args.interleaved_rounds, args.seed
+            model, theirs, frames, train_idx, args.batch_size, args.interleaved_rounds, args.seed, args.window
         )
         cameras = len(model.camera_keys)
         ours_est = (
@@ -393,7 +432,8 @@ def main(argv: list[str]) -> int:
             }
             for h in ours["history"]
         ],
-        "machine": machine_info(),
+        "machine": machine_info()
+        | {"device": device_description(), "load_average_1m": {"start": load_start, "end": _load_average()}},
     }
     print(json.dumps(report, indent=None if args.json else 2))
     return 0
