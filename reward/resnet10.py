@@ -238,9 +238,16 @@ def load_state_dict_into(net: ResNet10, state: dict[str, torch.Tensor], source: 
     net.load_state_dict({k: state[k].float() for k in expected}, strict=True)
 
 
+RANDOM_BACKBONE_SEED = 0
+
+
 def load_resnet10(model_name: str, allow_random: bool = False) -> ResNet10:
     """ResNet-10 with weights from a local folder or the hub cache; random init only if allowed (loudly)."""
-    net = ResNet10()
+    # Random weights come from a fixed seed, not the global RNG: every process of a run (robots,
+    # replay, learner, reward) must hold the SAME frozen backbone, or stored features and acting disagree.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_BACKBONE_SEED)
+        net = ResNet10()
     folder = _resolve_folder(model_name)
     if folder is None:
         if not allow_random:

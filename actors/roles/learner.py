@@ -1,0 +1,131 @@
+"""The learner role: SAC updates on batches from the replay role, versioned weights, checkpoints.
+
+    role = LearnerRole(cfg, replay_peer, folder="run/checkpoints")
+    role.step()                 # one update if the replay has learning_starts transitions (else no-op)
+    role.latest_weights(v)      # the newest export if newer than v, else None: a latest-only mailbox
+
+One ``step``: collect the batches prefetched during the previous update, ask the replay for the
+next ones (so the update never waits on sampling), run ``SACAgent.update``, then every
+``weight_push_every`` updates replace the mailbox's export (never a queue: a slow robot skips
+versions), and every ``checkpoint_every`` updates write a learner checkpoint and ask the replay for
+a snapshot. A restarted role resumes from the newest checkpoint in ``folder``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from actors.roles.peers import Call, Peer, PeerUnavailable
+from configs.rl import TrainRLConfig
+from learner.checkpoint import load_checkpoint, save_checkpoint
+from learner.export import export_policy
+from learner.sac import SACAgent
+
+logger = logging.getLogger(__name__)
+
+
+class LearnerRole:
+    """Owns the agent; pulls batches, publishes weights, checkpoints."""
+
+    def __init__(self, cfg: TrainRLConfig, replay: Peer, folder: str | Path, agent: SACAgent | None = None):
+        self.cfg = cfg
+        self.replay = replay
+        self.folder = Path(folder)
+        self.agent = agent or SACAgent(cfg.learner)
+        self.resumed_from: int | None = None
+        if (self.folder / "latest").is_file():
+            load_checkpoint(self.agent, self.folder)
+            self.resumed_from = self.agent.update_step
+            logger.info("learner resumed from update %d", self.agent.update_step)
+        self._mailbox: dict | None = None
+        self._mailbox_lock = threading.Lock()
+        self._prefetch: Call | None = None
+        self.replay_sizes = {"online": 0, "demo": 0, "added": 0}
+        self.last_metrics: dict[str, float] = {}
+        self.update_times: list[float] = []
+        self.checkpoints = 0
+        self.publish()  # version 0 (or the resumed one) is available at once
+
+    # ----------------------------------------------------------------- weights
+    def publish(self) -> None:
+        export = export_policy(self.agent.policy, version=self.agent.update_step)
+        with self._mailbox_lock:
+            self._mailbox = export
+
+    def latest_weights(self, have_version: int) -> dict | None:
+        with self._mailbox_lock:
+            export = self._mailbox
+        if export is None or export["version"] <= have_version:
+            return None
+        return export
+
+    # ----------------------------------------------------------------- updates
+    def _ready(self) -> bool:
+        """Enough data, and not ahead of the env-step budget of updates."""
+        runtime = self.cfg.runtime
+        self.replay_sizes = self.replay.call("sizes").result(timeout=30)
+        total = self.replay_sizes["online"] + self.replay_sizes["demo"]
+        if self.replay_sizes["online"] < 1 or total < max(1, runtime.learning_starts):
+            return False
+        if runtime.max_updates_per_env_step > 0:
+            allowed = runtime.max_updates_per_env_step * max(
+                0, self.replay_sizes["added"] - runtime.learning_starts
+            )
+            return self.agent.update_step < allowed
+        return True
+
+    def _request(self) -> Call:
+        return self.replay.call("sample", self.cfg.learner.batch_size, self.cfg.learner.utd_ratio)
+
+    def step(self) -> bool:
+        """One update when allowed; True if it ran. Raises PeerUnavailable while the replay is down."""
+        if not self._ready():
+            return False
+        call = self._prefetch or self._request()
+        batches = call.result(timeout=60)
+        self._prefetch = self._request()  # sampled while this update runs (remote replay)
+        start = time.perf_counter()
+        self.last_metrics = self.agent.update(iter(batches))
+        self.update_times.append(time.perf_counter() - start)
+        del self.update_times[:-200]
+        runtime = self.cfg.runtime
+        if self.agent.update_step % runtime.weight_push_every == 0:
+            self.publish()
+        if self.agent.update_step % runtime.checkpoint_every == 0:
+            self.checkpoint()
+        return True
+
+    def checkpoint(self) -> Path:
+        path = save_checkpoint(self.agent, self.folder)
+        self.checkpoints += 1
+        try:
+            self.replay.call("snapshot").result(timeout=300)
+        except PeerUnavailable:
+            logger.warning("replay unavailable for a snapshot; its log still holds every acknowledged chunk")
+        return path
+
+    def run(self, stop: threading.Event, idle_s: float = 0.05) -> None:
+        """Update until ``stop`` is set; hold (and retry) while the replay is down."""
+        while not stop.is_set():
+            try:
+                if not self.step():
+                    stop.wait(idle_s)
+            except PeerUnavailable:
+                self._prefetch = None
+                stop.wait(0.5)
+
+    def status(self) -> dict[str, Any]:
+        times = sorted(self.update_times) or [0.0]
+        return {
+            "updates": self.agent.update_step,
+            "version": self.agent.update_step,
+            "update_s_p50": times[len(times) // 2],
+            "checkpoints": self.checkpoints,
+            "resumed_from": self.resumed_from,
+            **{f"replay_{k}": v for k, v in self.replay_sizes.items()},
+            **{f"loss/{k}": v for k, v in self.last_metrics.items()},
+        }

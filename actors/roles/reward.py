@@ -1,0 +1,160 @@
+"""The reward role: one frozen classifier checkpoint serving every robot, with dynamic batching.
+
+HIL-SERL's rule: the classifier is trained offline and never changes during a run. The role loads
+one checkpoint (``reward.checkpoint.load_checkpoint``), checks it against the robots' cameras and
+image size, puts it in eval mode with gradients off, and records its identity (path,
+``weights_sha256``, validation metrics) so the run says which classifier it used.
+
+Batching: ``BatchingScorer.score`` queues a request; a single worker takes *every* request queued
+when a forward pass starts (up to ``max_batch``) and serves them in that pass. A lone request is
+served at once: there is no wait for a batch to fill.
+
+    role = RewardRole(path, image_keys, image_size)
+    role.score_batch([{"observation.images.front": hwc_uint8, ...}])  # [{"probability", "reward", "success"}]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from configs.errors import UserError
+from reward.checkpoint import load_checkpoint
+from reward.model import camera_keys
+
+
+class RewardRole:
+    """The frozen classifier and its identity."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        image_keys: list[str],
+        image_size: int,
+        success_threshold: float | None = None,
+        success_reward: float = 1.0,
+        device: str = "cpu",
+    ):
+        model, info = load_checkpoint(checkpoint, device=device)
+        keys = camera_keys(info.config)
+        missing = [k for k in keys if k not in image_keys]
+        if missing:
+            raise UserError(
+                f"classifier {info.path} uses camera '{missing[0]}' but the robot has {', '.join(image_keys)}; "
+                "train a classifier on this robot's cameras or fix env cameras"
+            )
+        for key in keys:
+            shape = list(info.config.input_features[key].shape)
+            if shape[1:] and shape[1:] != [image_size, image_size]:
+                raise UserError(
+                    f"classifier {info.path} was trained on {shape[1]}x{shape[2]} '{key}' images but the robot "
+                    f"sends {image_size}x{image_size}; set env.image_size={shape[1]} or retrain the classifier"
+                )
+        self.model = model.eval().requires_grad_(False)
+        self.keys = keys
+        self.info = info
+        self.threshold = float(info.success_threshold if success_threshold is None else success_threshold)
+        self.success_reward = float(success_reward)
+        self.device = torch.device(device)
+        self.batches = 0
+        self.frames = 0
+
+    def identity(self) -> dict[str, Any]:
+        """What a run records about its classifier."""
+        metrics = self.info.metrics or {}
+        val = metrics.get("val", metrics)
+        return {
+            "path": str(Path(self.info.path).resolve()),
+            "weights_sha256": self.info.weights_sha256,
+            "threshold": self.threshold,
+            "cameras": self.keys,
+            "val_metrics": {k: v for k, v in val.items() if isinstance(v, (int, float))},
+        }
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the loaded weights as they are now (the run's frozen check)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for key, value in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    @torch.no_grad()
+    def score_batch(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, float]]:
+        """One forward pass for all ``requests`` (each: camera key -> (H, W, 3) uint8)."""
+        if not requests:
+            return []
+        images = {
+            key: torch.from_numpy(np.stack([r[key] for r in requests])).permute(0, 3, 1, 2).contiguous()
+            for key in self.keys
+        }
+        probabilities = self.model.predict_proba(images).reshape(len(requests)).cpu().numpy()
+        self.batches += 1
+        self.frames += len(requests)
+        out = []
+        for p in probabilities:
+            success = bool(p >= self.threshold)
+            out.append(
+                {"probability": float(p), "reward": self.success_reward if success else 0.0, "success": success}
+            )
+        return out
+
+
+class BatchingScorer:
+    """Asyncio front of a ``RewardRole``: concurrent ``score`` calls share forward passes."""
+
+    def __init__(self, role: RewardRole, max_batch: int = 64):
+        self.role = role
+        self.max_batch = int(max_batch)
+        self.queue: list[tuple[dict[str, np.ndarray], asyncio.Future]] = []
+        self.worker: asyncio.Task | None = None
+        self.batch_sizes: list[int] = []
+        self.latencies_s: list[float] = []
+
+    async def score(self, frames: dict[str, np.ndarray]) -> dict[str, float]:
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((frames, future))
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.ensure_future(self._serve())
+        return await future
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.queue:
+            taken, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+            start = time.perf_counter()
+            try:
+                # The forward pass runs off the event loop, so new requests queue meanwhile.
+                results = await loop.run_in_executor(None, self.role.score_batch, [f for f, _ in taken])
+            except Exception as exc:  # answer every waiting robot, then keep serving
+                for _, future in taken:
+                    future.set_exception(exc)
+                continue
+            self.batch_sizes.append(len(taken))
+            self.latencies_s.append(time.perf_counter() - start)
+            del self.batch_sizes[:-1000], self.latencies_s[:-1000]
+            for (_, future), result in zip(taken, results, strict=True):
+                future.set_result(result)
+
+    def stats(self) -> dict[str, float]:
+        sizes = self.batch_sizes or [0]
+        latencies = self.latencies_s or [0.0]
+        return {
+            "reward_batches": float(self.role.batches),
+            "reward_frames": float(self.role.frames),
+            "reward_batch_size_mean": float(np.mean(sizes)),
+            "reward_latency_p50_ms": float(np.percentile(latencies, 50) * 1e3),
+            "reward_latency_p99_ms": float(np.percentile(latencies, 99) * 1e3),
+        }
+
+
+def identity_json(role: RewardRole) -> str:
+    return json.dumps(role.identity(), indent=2)

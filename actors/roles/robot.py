@@ -1,0 +1,318 @@
+"""The robot role: the episode loop with a transition sink, a local policy, and its peers.
+
+    robot = RobotRole(cfg, index=0, reward=reward_peer, replay=replay_peer, learner=learner_peer)
+    robot.run(stop)            # episodes until stop is set or the run's env-step budget is spent
+
+Per step (``actors.loop.episode``): the local policy copy acts (or the human), the env steps, the
+reward role scores the new frame (the classifier's success ends the episode; the human's keys
+override), and the step becomes a ``learner.types.Transition`` carrying the policy version that
+proposed its action. Transitions leave in chunks of ``runtime.chunk_size``, with at most one send
+in flight and at most ``runtime.max_queued_chunks`` waiting (bounded memory); interventions reach
+both buffers because ``MixedReplay`` routes them. Weights are polled without blocking and swapped
+between steps when a newer version has arrived.
+
+When a peer it needs is down (a failed or timed-out call) or the send queue is full, the robot
+holds a safe stop (the env's ``hold`` when it has one; the simulator simply waits) and retries;
+it goes on when the peer is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+
+from actors.intervention.factory import make_intervention_source
+from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep, ground_truth_success
+from actors.loop.rate import RateKeeper
+from actors.loop.record import is_realtime
+from actors.robots.factory import make_env
+from actors.roles.peers import Call, Peer, PeerUnavailable
+from configs.rl import TrainRLConfig
+from learner.export import apply_export
+from learner.networks import FrozenBackbone, Policy
+from learner.types import GRASP_PENALTY, Transition
+
+logger = logging.getLogger(__name__)
+
+POLICY_VERSION = "policy_version"
+WEIGHTS_POLL_S = 0.2
+
+
+class StopRun(Exception):
+    """Raised inside the loop when the run is asked to stop."""
+
+
+def to_chw(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+
+
+class _VersionedPolicy:
+    """The loop's policy: acts with the robot's local copy and names the weights' version."""
+
+    def __init__(self, robot: RobotRole):
+        self.robot = robot
+
+    def __call__(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.robot._act(obs)
+
+    @property
+    def version(self) -> int:
+        return self.robot.version
+
+
+class RobotRole:
+    """One arm (simulated or real), its human, its local policy and its link to the other roles."""
+
+    def __init__(
+        self,
+        cfg: TrainRLConfig,
+        index: int,
+        reward: Peer | None,
+        replay: Peer,
+        learner: Peer,
+        env: Any = None,
+        source: Any = None,
+    ):
+        self.cfg = cfg
+        self.index = index
+        self.name = f"robot-{index}"
+        self.reward, self.replay, self.learner = reward, replay, learner
+        env_cfg = cfg.env
+        env_cfg.seed = cfg.seed + 1000 * index  # each robot its own cube placements and human
+        self.env = env if env is not None else make_env(env_cfg)
+        self.source = source if source is not None else make_intervention_source(env_cfg, self.env)
+        torch.manual_seed(cfg.seed + index)
+        lcfg = cfg.learner
+        backbone = FrozenBackbone.from_config(lcfg) if lcfg.image_keys else None
+        self.policy = Policy(lcfg, backbone).to(cfg.runtime.policy_device).eval()
+        self.version = -1
+        self.rate = RateKeeper(env_cfg.fps if is_realtime(env_cfg) else None)
+        self.loop = EpisodeLoop(
+            env_cfg,
+            self.env,
+            self.source,
+            policy=_VersionedPolicy(self),
+            success=self._success,
+            rate=self.rate,
+            success_reward=self._success_reward(),
+        )
+        self.stop_event = threading.Event()
+        self.on_step: list = []  # callbacks after each step (the in-process runner's learner)
+        self.max_steps: int | None = None  # this robot's share of the env-step budget
+        # Sending: one chunk being built, a bounded queue, at most one call in flight.
+        self._chunk: list[Transition] = []
+        self._queue: deque[tuple[int, list[Transition]]] = deque()
+        self._inflight: tuple[Call, int, list[Transition]] | None = None
+        self._seq = 0
+        self._weights_call: Call | None = None
+        self._weights_polled = 0.0
+        self._held = False
+        # Counters the driver reads through status().
+        self.steps = self.episodes = self.acked = self.holds = 0
+        self.sent_versions: list[int] = []
+        self.recent: deque[dict] = deque(maxlen=20)  # last episodes
+        self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}  # classifier vs the simulator's truth
+        self._last_probability: float | None = None
+
+    def _success_reward(self) -> float:
+        block = self.cfg.classifier()
+        return block.success_reward if block is not None else 1.0
+
+    # ----------------------------------------------------------------- acting
+    def _act(self, obs: dict[str, Any]) -> np.ndarray:
+        batch = {k: torch.from_numpy(to_chw(obs[k]))[None] for k in self.cfg.learner.image_keys}
+        batch[self.cfg.learner.state_key] = torch.from_numpy(np.asarray(obs[self.cfg.learner.state_key]))[None]
+        action = self.policy.act(batch, deterministic=self.cfg.runtime.deterministic_policy)
+        return action[0].cpu().numpy().astype(np.float32)
+
+    def _success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
+        truth = ground_truth_success(next_obs, next_info) if "is_success" in next_info else None
+        if self.cfg.reward.source == "sparse" or self.reward is None:
+            return bool(truth)
+        frames = {k: next_obs[k] for k in self.cfg.learner.image_keys}
+        while True:
+            try:
+                scored = self.reward.call("score", frames).result(timeout=10)
+                break
+            except PeerUnavailable:
+                self._hold("reward")
+        self._last_probability = scored["probability"]
+        if truth is not None:
+            key = ("t" if scored["success"] == truth else "f") + ("p" if scored["success"] else "n")
+            self.agreement[key] += 1
+        return bool(scored["success"])
+
+    # ----------------------------------------------------------------- peers
+    def _hold(self, peer: str) -> None:
+        """Safe stop while a peer is unreachable: the arm holds, nothing stale drives it."""
+        if not self._held:
+            logger.warning("%s: %s unreachable, holding a safe stop until it is back", self.name, peer)
+        self._held = True
+        self.holds += 1
+        hold = getattr(self.env, "hold", None)
+        if hold is not None:
+            hold()
+        if self.stop_event.wait(0.2):
+            raise StopRun
+
+    def _poll_weights(self, block: bool = False) -> None:
+        now = time.monotonic()
+        if self._weights_call is None and (block or now - self._weights_polled >= WEIGHTS_POLL_S):
+            self._weights_call = self.learner.call("latest_weights", self.version)
+            self._weights_polled = now
+        call = self._weights_call
+        if call is None or not (block or call.ready()):
+            return
+        self._weights_call = None
+        try:
+            export = call.result(timeout=30 if block else 0)
+        except PeerUnavailable:
+            if block:
+                raise
+            return
+        if export is not None:
+            self.version = apply_export(self.policy, export)
+
+    def _pump(self) -> None:
+        """Collect the send in flight; start the next one. Never blocks."""
+        if self._inflight is not None:
+            call, seq, chunk = self._inflight
+            if not call.ready():
+                return
+            self._inflight = None
+            try:
+                call.result(timeout=0)
+                self.acked += len(chunk)
+                if self._held:
+                    logger.info("%s: replay is back", self.name)
+                    self._held = False
+            except PeerUnavailable:
+                self._queue.appendleft((seq, chunk))  # re-sent; the replay drops duplicates by seq
+                self._hold("replay")
+                return
+        if self._queue:
+            seq, chunk = self._queue.popleft()
+            self._inflight = (self.replay.call("add", self.name, seq, chunk), seq, chunk)
+
+    def _enqueue(self, chunk: list[Transition]) -> None:
+        self._queue.append((self._seq, chunk))
+        self._seq += 1
+        while len(self._queue) >= self.cfg.runtime.max_queued_chunks:
+            self._hold("replay (send queue full)")
+            self._pump()
+
+    # ----------------------------------------------------------------- sink
+    def add(self, step: EpisodeStep) -> None:
+        keys, state_key = self.cfg.learner.image_keys, self.cfg.learner.state_key
+
+        def frame(obs: dict[str, Any]) -> dict[str, np.ndarray]:
+            out = {k: to_chw(obs[k]) for k in keys}
+            out[state_key] = np.asarray(obs[state_key], dtype=np.float32)
+            return out
+
+        version = -1 if step.policy_version is None else int(step.policy_version)  # -1: the human acted
+        self._chunk.append(
+            Transition(
+                observation=frame(step.observation),
+                action=np.asarray(step.action, dtype=np.float32),
+                reward=step.reward,
+                next_observation=frame(step.next_observation),
+                terminated=step.terminated,
+                truncated=step.truncated,
+                is_intervention=step.is_intervention,
+                complementary_info={GRASP_PENALTY: step.penalty, POLICY_VERSION: float(version)},
+            )
+        )
+        self.sent_versions.append(version)
+        del self.sent_versions[:-1000]
+        self.steps += 1
+        if len(self._chunk) >= self.cfg.runtime.chunk_size or step.done:
+            self._enqueue(self._chunk)
+            self._chunk = []
+        self._pump()
+        self._poll_weights()
+        for callback in self.on_step:
+            callback()
+        if self.stop_event.is_set() or (self.max_steps is not None and self.steps >= self.max_steps):
+            raise StopRun
+
+    def end_episode(self, result: EpisodeResult) -> None:
+        self.episodes += 1
+        self.recent.append(
+            {
+                "success": bool(result.success),
+                "return": result.episode_return,
+                "steps": result.steps,
+                "intervention_rate": result.intervention_steps / max(1, result.steps),
+            }
+        )
+
+    def discard_episode(self) -> None:
+        """RL keeps what was streamed: a re-recorded or cut episode simply ends (a truncation)."""
+
+    # ----------------------------------------------------------------- run
+    def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
+        """Episodes until stopped; returns the final status. Always leaves the arm safe."""
+        if stop is not None:
+            self.stop_event = stop
+        try:
+            while self.version < 0:  # act only with the learner's weights (version 0 at least)
+                try:
+                    self._poll_weights(block=True)
+                except PeerUnavailable:
+                    self._hold("learner")
+            obs, info = self.loop.reset()
+            while True:
+                result, obs, info = self.loop.run_episode(obs, info, self)
+                if result.outcome == "terminate":
+                    break
+                obs, info = self.loop.reset()
+        except StopRun:
+            pass
+        finally:
+            self.flush()
+        return self.status()
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Send what is left (the partial chunk included), waiting at most ``timeout_s``."""
+        if self._chunk:  # no hold here: the run is ending
+            self._queue.append((self._seq, self._chunk))
+            self._seq += 1
+            self._chunk = []
+        deadline = time.monotonic() + timeout_s
+        while (self._queue or self._inflight) and time.monotonic() < deadline:
+            self._pump()
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        try:
+            self.source.close()
+        finally:
+            self.env.close()  # the real arm switches torque off here
+
+    def status(self) -> dict[str, Any]:
+        recent = list(self.recent)
+        rate = self.rate.stats()
+        return {
+            "robot": self.name,
+            "env_steps": self.steps,
+            "episodes": self.episodes,
+            "acked": self.acked,
+            "queued_chunks": len(self._queue),
+            "holds": self.holds,
+            "policy_version": self.version,
+            "success_rate": float(np.mean([e["success"] for e in recent])) if recent else 0.0,
+            "intervention_rate": float(np.mean([e["intervention_rate"] for e in recent])) if recent else 0.0,
+            "episode_return": float(np.mean([e["return"] for e in recent])) if recent else 0.0,
+            "period_p50_ms": rate.period_p50_s * 1e3,
+            "period_p99_ms": rate.period_p99_s * 1e3,
+            "overruns": rate.overruns,
+            "agreement": dict(self.agreement),
+            "recent": recent[-5:],
+        }

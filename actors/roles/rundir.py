@@ -1,0 +1,200 @@
+"""A run's folder and its monitor: what a run records, shared by the in-process and the Ray runner.
+
+    outputs/rl/<run>/
+        config.json        the resolved TrainRLConfig
+        classifier.json    the classifier of every start of this run: path, weights_sha256, val metrics
+        run.json           live summary: env steps, updates, success and intervention rates, checkpoint
+        tensorboard/       the same scalars as the progress line and the Ray dashboard gauges
+        checkpoints/       learner checkpoints (learner.checkpoint)
+        replay/            replay snapshot + append-only log (actors.roles.replay)
+        eval.json          the evaluation episodes after training, when asked for
+
+``hilserl runs [DIR]`` reads ``run.json`` and ``classifier.json`` of every run under DIR.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from configs.errors import UserError
+from configs.parsing import save_config
+from configs.rl import TrainRLConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(cfg: TrainRLConfig) -> Path:
+    """The run folder: new (refused if it exists) or, with ``resume``, the existing one."""
+    name = cfg.run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = Path(cfg.output_dir) / name
+    if cfg.resume:
+        if not (folder / "run.json").is_file():
+            raise UserError(f"--resume: no run at {folder}; pass --run_name of an existing run under {cfg.output_dir}")
+    elif folder.exists():
+        raise UserError(f"run folder {folder} already exists: pick another --run_name or add --resume=true")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, folder / "config.json")
+    if not (folder / "run.json").is_file():
+        _write_json(folder / "run.json", {"name": name, "started": dt.datetime.now().isoformat(timespec="seconds")})
+    return folder
+
+
+def record_classifier(folder: Path, identity: dict | None, allow_change: bool) -> None:
+    """Append this start's classifier to classifier.json; a different one on resume needs ``allow_change``."""
+    path = folder / "classifier.json"
+    history = json.loads(path.read_text()) if path.is_file() else []
+    entry = {"started": dt.datetime.now().isoformat(timespec="seconds"), **(identity or {"source": "sparse"})}
+    if history:
+        before = history[-1].get("weights_sha256")
+        if before != entry.get("weights_sha256") and not allow_change:
+            raise UserError(
+                f"this run used classifier {history[-1].get('path')} (sha256 {str(before)[:12]}) and is resumed "
+                f"with {entry.get('path')} (sha256 {str(entry.get('weights_sha256'))[:12]}); pass "
+                "--allow_classifier_change=true to continue with it (recorded), or start a new run"
+            )
+        if before != entry.get("weights_sha256"):
+            entry["changed_on_resume"] = True
+    history.append(entry)
+    _write_json(path, history)
+
+
+class RunMonitor:
+    """Aggregates role statuses into TensorBoard scalars, run.json and one live terminal line."""
+
+    def __init__(self, folder: Path, cfg: TrainRLConfig, extra_sinks: list | None = None):
+        self.folder = folder
+        self.cfg = cfg
+        self.sinks = list(extra_sinks or [])  # callables(scalars: dict[str, float]) e.g. Ray gauges
+        self.start = time.monotonic()
+        self.history: list[dict[str, float]] = []
+        self._writer = None
+        self._last_steps = 0
+        self._last_time = self.start
+        self._last_updates = 0
+
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.folder / "tensorboard"))
+        return self._writer
+
+    def scalars(self, robots: list[dict], learner: dict, reward: dict | None) -> dict[str, float]:
+        now = time.monotonic()
+        steps = sum(r["env_steps"] for r in robots)
+        updates = int(learner.get("updates", 0))
+        dt_s = max(1e-6, now - self._last_time)
+        out = {
+            "env_steps": float(steps),
+            "env_steps_per_s": (steps - self._last_steps) / dt_s,
+            "learner_updates": float(updates),
+            "learner_updates_per_s": (updates - self._last_updates) / dt_s,
+            "episodes": float(sum(r["episodes"] for r in robots)),
+            "success_rate": float(np.mean([r["success_rate"] for r in robots])),
+            "intervention_rate": float(np.mean([r["intervention_rate"] for r in robots])),
+            "episode_return": float(np.mean([r["episode_return"] for r in robots])),
+            "replay_online": float(learner.get("replay_online", 0)),
+            "replay_demo": float(learner.get("replay_demo", 0)),
+            "policy_version_lag": float(max(0, updates - min(r["policy_version"] for r in robots))),
+            "control_period_p99_ms": float(max(r["period_p99_ms"] for r in robots)),
+            "control_overruns": float(sum(r["overruns"] for r in robots)),
+            "robot_holds": float(sum(r["holds"] for r in robots)),
+            "wall_s": now - self.start,
+        }
+        agreement = {k: sum(r["agreement"][k] for r in robots) for k in ("tp", "fp", "fn", "tn")}
+        negatives, positives = agreement["fp"] + agreement["tn"], agreement["tp"] + agreement["fn"]
+        if negatives or positives:
+            out["classifier_false_positive_rate"] = agreement["fp"] / max(1, negatives)
+            out["classifier_false_negative_rate"] = agreement["fn"] / max(1, positives)
+        for key, value in learner.items():
+            if key.startswith("loss/"):
+                out[key] = float(value)
+        for key, value in (reward or {}).items():
+            out[key] = float(value)
+        self._last_steps, self._last_time, self._last_updates = steps, now, updates
+        return out
+
+    def record(self, robots: list[dict], learner: dict, reward: dict | None = None) -> dict[str, float]:
+        scalars = self.scalars(robots, learner, reward)
+        self.history.append(scalars)
+        step = int(scalars["env_steps"])
+        writer = self.writer()
+        for key, value in scalars.items():
+            writer.add_scalar(key, value, step)
+        writer.flush()
+        for sink in self.sinks:
+            sink(scalars)
+        summary = json.loads((self.folder / "run.json").read_text())
+        summary.update(
+            env_steps=step,
+            updates=int(scalars["learner_updates"]),
+            success_rate=scalars["success_rate"],
+            intervention_rate=scalars["intervention_rate"],
+            last_checkpoint=_latest_checkpoint(self.folder),
+            wall_s=round(scalars["wall_s"], 1),
+        )
+        _write_json(self.folder / "run.json", summary)
+        if self.cfg.runtime.progress:
+            self.progress_line(scalars)
+        return scalars
+
+    def progress_line(self, s: dict[str, float]) -> None:
+        budget = self.cfg.runtime.total_env_steps
+        line = (
+            f"\rsteps {int(s['env_steps'])}{'/' + str(budget) if budget else ''}  "
+            f"{s['env_steps_per_s']:.1f} steps/s  updates {int(s['learner_updates'])}  "
+            f"success {s['success_rate']:.0%}  intervention {s['intervention_rate']:.0%}  "
+            f"return {s['episode_return']:.2f}  replay {int(s['replay_online'])}+{int(s['replay_demo'])}  "
+            f"lag {int(s['policy_version_lag'])}   "
+        )
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.cfg.runtime.progress:
+            sys.stderr.write("\n")
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _latest_checkpoint(folder: Path) -> str | None:
+    latest = folder / "checkpoints" / "latest"
+    return str(latest.parent / latest.read_text().strip()) if latest.is_file() else None
+
+
+def list_runs(root: str | Path) -> list[dict[str, Any]]:
+    """Every run under ``root``: date, classifier, env steps, success and intervention rates, checkpoint."""
+    rows = []
+    for run in sorted(Path(root).glob("*/run.json")):
+        summary = json.loads(run.read_text())
+        classifier_path = run.parent / "classifier.json"
+        classifiers = json.loads(classifier_path.read_text()) if classifier_path.is_file() else []
+        last = classifiers[-1] if classifiers else {}
+        rows.append(
+            {
+                "run": str(run.parent),
+                "started": summary.get("started"),
+                "classifier": last.get("path", last.get("source", "-")),
+                "classifier_sha256": (last.get("weights_sha256") or "")[:12],
+                "env_steps": summary.get("env_steps", 0),
+                "success_rate": summary.get("success_rate"),
+                "intervention_rate": summary.get("intervention_rate"),
+                "last_checkpoint": summary.get("last_checkpoint"),
+            }
+        )
+    return rows

@@ -1,0 +1,163 @@
+"""The runtime roles as plain classes, and the in-process runner (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from actors.roles.local import LocalRunner
+from actors.roles.peers import LocalPeer
+from actors.roles.replay import ReplayRole
+from actors.roles.reward import BatchingScorer, RewardRole
+from actors.roles.rundir import list_runs
+from configs.errors import UserError
+from learner.types import Transition
+from tests.rl_fixtures import KEYS, SIZE, tiny_config, write_classifier
+
+
+def _transition(i: int, end: bool = False, intervention: bool = False) -> Transition:
+    def frame(v):
+        obs = {k: np.full((3, SIZE, SIZE), v % 255, np.uint8) for k in KEYS}
+        obs["observation.state"] = np.full(18, v, np.float32)
+        return obs
+
+    return Transition(frame(i), np.zeros(4, np.float32), float(i), frame(i + 1), False, end, intervention)
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    return write_classifier(tmp_path_factory.mktemp("clf") / "pretrained_model")
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, classifier):
+    tmp = tmp_path_factory.mktemp("local")
+    cfg = tiny_config(tmp, classifier, steps=40)
+    runner = LocalRunner(cfg)
+    digest = runner.reward.weights_digest()
+    sent = runner.robots[0].sent_versions
+    summary = runner.run()
+    return cfg, runner, summary, digest, sent
+
+
+def test_local_run_learns_pushes_weights_and_tags_versions(local_run):
+    cfg, runner, summary, _, sent = local_run
+    learner, robot = summary["learner"], summary["robots"][0]
+    assert robot["env_steps"] == 40 and robot["acked"] == 40
+    assert learner["updates"] > 5
+    # The robot swapped weights during the run and every transition names its producer's version.
+    assert robot["policy_version"] > 0
+    policy_versions = [v for v in sent if v >= 0]
+    assert policy_versions and len(set(policy_versions)) > 1
+    assert sorted(policy_versions) == policy_versions  # versions only move forward
+    assert learner["replay_online"] == 40 and learner["replay_demo"] > 0  # interventions in both
+
+
+def test_classifier_is_frozen_and_recorded(local_run, classifier):
+    cfg, runner, summary, digest, _ = local_run
+    assert runner.reward.weights_digest() == digest
+    assert not any(p.requires_grad for p in runner.reward.model.parameters())
+    recorded = json.loads((runner.folder / "classifier.json").read_text())
+    assert recorded[-1]["weights_sha256"] == runner.reward.info.weights_sha256
+    assert recorded[-1]["path"] == str(classifier.resolve())
+    rows = list_runs(cfg.output_dir)
+    assert rows[0]["env_steps"] == 40 and rows[0]["classifier_sha256"]
+    assert (runner.folder / "checkpoints" / "latest").is_file()
+    assert any((runner.folder / "tensorboard").iterdir())
+
+
+def test_resume_continues_the_learner_and_refuses_another_classifier(local_run, tmp_path):
+    cfg, runner, summary, _, _ = local_run
+    cfg.resume = True
+    other = write_classifier(tmp_path / "other", seed=1)
+    cfg.env.processor.reward_classifier.pretrained_path = str(other)
+    with pytest.raises(UserError, match="allow_classifier_change"):
+        LocalRunner(cfg)
+    cfg.allow_classifier_change = True
+    cfg.runtime.total_env_steps = 8
+    again = LocalRunner(cfg)
+    assert again.learner.resumed_from == summary["learner"]["updates"]
+    assert len(again.replay.replay.online) == 40  # snapshot + log: every acknowledged transition
+
+
+def test_reward_role_refuses_a_checkpoint_that_does_not_match_the_robot(classifier):
+    with pytest.raises(UserError, match="64x64"):
+        RewardRole(classifier, KEYS, 64)
+    with pytest.raises(UserError, match="camera"):
+        RewardRole(classifier, ["observation.images.front"], SIZE)
+
+
+def test_batching_serves_every_queued_request_in_one_pass(classifier):
+    role = RewardRole(classifier, KEYS, SIZE)
+    scorer = BatchingScorer(role, max_batch=64)
+    frames = {k: np.zeros((SIZE, SIZE, 3), np.uint8) for k in KEYS}
+
+    async def burst():
+        return await asyncio.gather(*[scorer.score(frames) for _ in range(8)])
+
+    results = asyncio.run(burst())
+    assert len(results) == 8 and all(set(r) == {"probability", "reward", "success"} for r in results)
+    assert scorer.batch_sizes == [8]  # all eight were queued when the pass started
+
+    async def lone():
+        return await scorer.score(frames)
+
+    asyncio.run(lone())
+    assert scorer.batch_sizes == [8, 1]  # a lone request does not wait for company
+    single = role.score_batch([frames])[0]
+    assert results[0]["probability"] == pytest.approx(single["probability"], abs=1e-6)
+
+
+def test_replay_role_recovers_every_acknowledged_chunk_and_drops_duplicates(tmp_path):
+    cfg = tiny_config(tmp_path).resolve().learner
+    role = ReplayRole(cfg, tmp_path / "replay", snapshot_every=6)
+    for seq in range(5):  # 5 chunks x 3: one snapshot after 6, then the log
+        chunk = [_transition(3 * seq + i, end=i == 2, intervention=i == 0) for i in range(3)]
+        assert role.add("robot-0", seq, chunk)["added"] == 3
+    assert role.add("robot-0", 4, chunk)["duplicate"] == 1
+    before = role.sizes()
+    # A killed process: no close, no final snapshot; plus a torn, never-acknowledged record.
+    log = sorted((tmp_path / "replay").glob("log-*.bin"))[-1]
+    with open(log, "ab") as f:
+        f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00partial")
+    recovered = ReplayRole(cfg, tmp_path / "replay", snapshot_every=6)
+    assert recovered.sizes() == before == {"online": 15, "demo": 5, "added": 15}
+    assert recovered.add("robot-0", 4, chunk)["duplicate"] == 1
+    assert recovered.add("robot-0", 5, chunk)["added"] == 3
+
+
+def test_robot_holds_while_the_replay_is_down_and_loses_nothing(tmp_path):
+    cfg = tiny_config(tmp_path, steps=24, learning_starts=1000, max_queued_chunks=64)
+    runner = LocalRunner(cfg)
+    robot, peer = runner.robots[0], runner.replay_peer
+    calls = {"n": 0}
+
+    def outage():  # the replay is down from the 4th to the 12th step
+        calls["n"] += 1
+        peer.down = 4 <= calls["n"] < 12
+
+    robot.on_step.insert(0, outage)
+    summary = runner.run()
+    status = summary["robots"][0]
+    assert status["holds"] > 0 and status["acked"] == status["env_steps"] == 24
+    assert runner.replay.sizes()["online"] == 24
+
+
+def test_the_replay_sees_the_policy_version_of_every_transition(local_run):
+    _, runner, summary, _, sent = local_run
+    versions = runner.replay.status()["versions"]
+    assert sum(versions.values()) == 40
+    assert versions == {v: sent.count(v) for v in set(sent)}  # what the robot sent, version by version
+    assert -1 in versions and any(v >= 0 for v in versions)  # the human's steps and the policy's
+
+
+def test_local_peer_reports_an_outage():
+    from actors.roles.peers import PeerUnavailable
+
+    peer = LocalPeer(object())
+    peer.down = True
+    with pytest.raises(PeerUnavailable):
+        peer.call("anything").result()
