@@ -7,6 +7,13 @@ Same data on both sides: two cameras 3x128x128, state 18, action 4, grasp penalt
 DrQ augmentation is timed separately: LeRobot's own ``random_shift`` (uncompiled, so no compiler
 time is counted) against ours, both on the CPU.
 
+Ours is measured in both storage modes: the pixel replay (uint8 frames, ``feature_cache: false``)
+and the feature replay (float16 frozen ResNet-10 maps, the default; frames encoded once, batched per
+``extend``). The demo-import entry writes a 1,000-frame, two-camera LeRobot dataset (images, not
+video, so decoding does not dominate) and imports it in a fresh subprocess per side, reporting
+wall time and peak RSS growth: ours (``import_lerobot_dataset`` into a feature replay, one
+backbone pass per episode) against LeRobot's ``ReplayBuffer.from_lerobot_dataset``.
+
 Prints a JSON list of {"metric", "ours", "lerobot", "ratio", ...}; ratio > 1 means ours is better
 (lerobot / ours for bytes, ours / lerobot for rates). Warm-up first, then the median of repeats.
 """
@@ -63,7 +70,8 @@ def make_episodes(transitions: int, episode_length: int, seed: int):
             made += 1
 
 
-def build_ours(transitions: int, episode_length: int):
+def build_ours(transitions: int, episode_length: int, encoder=None):
+    """Our MixedReplay; with ``encoder`` (a ``FeatureEncoder``) a feature replay, filled an episode per extend."""
     from learner.replay import MixedReplay, ReplayBuffer
     from learner.types import Transition
 
@@ -76,14 +84,16 @@ def build_ours(transitions: int, episode_length: int):
             STATE_DIM,
             ACTION_DIM,
             seed=seed,
+            encoder=encoder,
         )
 
     replay = MixedReplay(buffer(0), buffer(1), online_ratio=0.5)
     for target, seed in ((replay.online, 0), (replay.demo, 1)):
+        pending = []
         for images, state, action, reward, next_images, next_state, terminated, truncated in make_episodes(
             transitions, episode_length, seed
         ):
-            target.add(
+            pending.append(
                 Transition(
                     observation={**images, STATE: state},
                     action=action,
@@ -94,7 +104,20 @@ def build_ours(transitions: int, episode_length: int):
                     complementary_info={"grasp_penalty": -0.02},
                 )
             )
+            if terminated or truncated:
+                target.extend(pending)
+                pending = []
+        target.extend(pending)
     return replay
+
+
+def local_encoder(folder):
+    """A FeatureEncoder on the benchmark's local ResNet-10 folder (128 px), CPU."""
+    from learner.feature_cache import FeatureEncoder
+    from learner.networks import FrozenBackbone
+    from reward.resnet10 import load_resnet10
+
+    return FeatureEncoder(FrozenBackbone(load_resnet10(str(folder)), IMAGE_SHAPE[-1]))
 
 
 def build_lerobot(transitions: int, episode_length: int, use_drq: bool):
@@ -131,6 +154,102 @@ def build_lerobot(transitions: int, episode_length: int, use_drq: bool):
     return buffers
 
 
+def write_demo_dataset(root, frames: int = 1000, episode_length: int = 100):
+    """A LeRobot dataset of ``frames`` frames, two cameras (PNG images), next.reward and next.done."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    height, width = IMAGE_SHAPE[1:]
+    features = {key: {"dtype": "image", "shape": (height, width, 3), "names": ["height", "width", "channels"]} for key in CAMERAS}
+    features |= {
+        STATE: {"dtype": "float32", "shape": (STATE_DIM,), "names": None},
+        "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": None},
+        "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
+        "next.done": {"dtype": "bool", "shape": (1,), "names": None},
+    }
+    dataset = LeRobotDataset.create(repo_id="bench/demos", fps=10, features=features, root=root, use_videos=False)
+    rng = np.random.default_rng(0)
+    for start in range(0, frames, episode_length):
+        length = min(episode_length, frames - start)
+        for i in range(length):
+            frame = {key: rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for key in CAMERAS}
+            frame |= {
+                STATE: rng.standard_normal(STATE_DIM).astype(np.float32),
+                "action": rng.uniform(-1, 1, ACTION_DIM).astype(np.float32),
+                "next.reward": np.array([float(i == length - 1)], dtype=np.float32),
+                "next.done": np.array([i == length - 1]),
+                "task": "pick",
+            }
+            dataset.add_frame(frame)
+        dataset.save_episode()
+    dataset.finalize()
+
+
+def _import_child(side: str, root: str, folder: str, results) -> None:
+    """In a fresh process: open + import the dataset; report seconds, peak private-memory growth
+    (RSS minus file-backed shared pages, sampled every 5 ms: the dataset's memory-mapped Arrow files
+    are not counted) and stored transitions."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+
+    def private() -> int:
+        info = process.memory_info()
+        return info.rss - info.shared
+
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], private())
+            time.sleep(0.005)
+
+    if side == "lerobot":
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+        from lerobot.rl.buffer import ReplayBuffer
+
+        before = private()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start = time.perf_counter()
+        dataset = LeRobotDataset("bench/demos", root=root)
+        buffer = ReplayBuffer.from_lerobot_dataset(
+            dataset, device="cpu", state_keys=[*CAMERAS, STATE], optimize_memory=True, use_drq=False
+        )
+        count = len(buffer)
+    else:
+        from learner.demos import import_lerobot_dataset
+        from learner.replay import ReplayBuffer as Ours
+
+        encoder = local_encoder(folder) if side == "ours-features" else None
+        buffer = Ours(1100, CAMERAS, IMAGE_SHAPE, STATE, STATE_DIM, ACTION_DIM, encoder=encoder)
+        before = private()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start = time.perf_counter()
+        count = import_lerobot_dataset(buffer, root)
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    peak[0] = max(peak[0], private())
+    results.put({"seconds": seconds, "peak_rss_growth": max(peak[0] - before, 0), "transitions": count})
+
+
+def measure_import(root, folder) -> dict[str, dict]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    out = {}
+    for side in ("ours-features", "ours-pixels", "lerobot"):
+        results = context.Queue()
+        process = context.Process(target=_import_child, args=(side, str(root), str(folder), results))
+        process.start()
+        out[side] = results.get(timeout=1800)
+        process.join()
+    return out
+
+
 def lerobot_bytes_per_transition(buffer) -> float:
     tensors = [*buffer.states.values(), buffer.actions, buffer.rewards, buffer.dones, buffer.truncateds]
     tensors += [*buffer.complementary_info.values(), buffer.episode_ends]
@@ -152,13 +271,29 @@ def entry(metric, ours, lerobot, unit, higher_is_better, target=None, **extra):
     return item | extra
 
 
-def run(transitions: int = 1000, episode_length: int = 100, warmup: int = 3, repeats: int = 15) -> list[dict]:
+def run(
+    transitions: int = 1000,
+    episode_length: int = 100,
+    warmup: int = 3,
+    repeats: int = 15,
+    demo_frames: int = 1000,
+) -> list[dict]:
+    import os
+    import tempfile
+    from pathlib import Path
+
     from lerobot.rl.buffer import concatenate_batch_transitions
 
+    from benchmarks.resnet10_folder import make_local_resnet10_folder
     from learner.augment import random_shift
 
     torch.manual_seed(0)
+    tmp = tempfile.TemporaryDirectory()
+    folder = make_local_resnet10_folder(Path(tmp.name) / "resnet10", seed=0)
     ours = build_ours(transitions, episode_length)
+    started = time.perf_counter()
+    features = build_ours(transitions, episode_length, encoder=local_encoder(folder))
+    feature_fill_s = time.perf_counter() - started
     theirs_online, theirs_offline = build_lerobot(transitions, episode_length, use_drq=False)
     half = BATCH // 2
 
@@ -173,21 +308,71 @@ def run(transitions: int = 1000, episode_length: int = 100, warmup: int = 3, rep
         return batch
 
     ours_bytes = ours.online.bytes_per_slot * ours.online.size / len(ours.online)
+    feature_bytes = features.online.bytes_per_slot * features.online.size / len(features.online)
     theirs_bytes = lerobot_bytes_per_transition(theirs_online)
+    feature_s = median_seconds(lambda: features.sample(BATCH), warmup, repeats)
     ours_s = median_seconds(lambda: ours.sample(BATCH), warmup, repeats)
     theirs_s = median_seconds(lerobot_sample, warmup, repeats)
     ours_aug_s = median_seconds(ours_augmented, warmup, repeats)
     theirs_online.use_drq = theirs_offline.use_drq = True
     theirs_aug_s = median_seconds(lerobot_sample, warmup, repeats)
-    machine = machine_info()
+    demo_root = Path(tmp.name) / "demos"
+    write_demo_dataset(demo_root, demo_frames, episode_length)
+    imports = measure_import(demo_root, folder)
+    tmp.cleanup()
+    machine = machine_info() | {"load_average": list(os.getloadavg())}
     setup = (
         f"2 cameras {IMAGE_SHAPE}, state {STATE_DIM}, action {ACTION_DIM}, batch {BATCH} (50/50 online/demo), "
         f"{transitions} transitions per buffer, episodes of {episode_length}, CPU; no GPU in this session"
     )
     common = {"setup": setup, "machine": machine, "warmup": warmup, "repeats": repeats}
+    ours_import, theirs_import = imports["ours-features"], imports["lerobot"]
     return [
         entry(
-            "bytes per stored transition",
+            "bytes per stored transition (feature replay, the default)",
+            feature_bytes,
+            theirs_bytes,
+            "bytes",
+            False,
+            8.0,
+            target_bytes=48 * 1024,
+            meets_bytes_target=feature_bytes <= 48 * 1024,
+            note="two float16 512x4x4 maps + state/action/flags; one extra final-observation slot per episode",
+            **common,
+        ),
+        entry(
+            "sampled batches/s (feature replay)", 1 / feature_s, 1 / theirs_s, "batches/s", True, **common
+        ),
+        {
+            "metric": "feature replay fill: frames encoded per second (batched backbone, CPU)",
+            "ours": round((features.online.size + features.demo.size) * len(CAMERAS) / feature_fill_s, 1),
+            "lerobot": None,
+            "unit": "images/s",
+            "note": "LeRobot stores float32 pixels: no encode step to compare",
+            **common,
+        },
+        entry(
+            f"seconds to import a {demo_frames}-frame, 2-camera demo dataset (fresh process)",
+            ours_import["seconds"],
+            theirs_import["seconds"],
+            "s",
+            False,
+            ours_pixels=round(imports["ours-pixels"]["seconds"], 3),
+            note="ours: into a feature replay (decode + batched ResNet-10 per episode); ours_pixels: uint8 replay",
+            **common,
+        ),
+        entry(
+            f"peak private memory growth importing the {demo_frames}-frame demo dataset",
+            ours_import["peak_rss_growth"],
+            theirs_import["peak_rss_growth"],
+            "bytes",
+            False,
+            ours_pixels=imports["ours-pixels"]["peak_rss_growth"],
+            transitions={k: v["transitions"] for k, v in imports.items()},
+            **common,
+        ),
+        entry(
+            "bytes per stored transition (pixel replay, feature_cache: false)",
             ours_bytes,
             theirs_bytes,
             "bytes",
@@ -196,7 +381,7 @@ def run(transitions: int = 1000, episode_length: int = 100, warmup: int = 3, rep
             note="ours includes the one extra final-observation frame per episode",
             **common,
         ),
-        entry("sampled batches/s", 1 / ours_s, 1 / theirs_s, "batches/s", True, 2.0, **common),
+        entry("sampled batches/s (pixel replay)", 1 / ours_s, 1 / theirs_s, "batches/s", True, 2.0, **common),
         entry(
             "sampled + DrQ-augmented batches/s (CPU)",
             1 / ours_aug_s,
@@ -213,8 +398,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print only the JSON list")
     parser.add_argument("--transitions", type=int, default=1000, help="transitions per buffer")
     parser.add_argument("--repeats", type=int, default=15, help="timed repeats per measurement (median)")
+    parser.add_argument("--demo-frames", type=int, default=1000, help="frames of the imported demo dataset")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO)
-    results = run(transitions=args.transitions, repeats=args.repeats)
+    results = run(transitions=args.transitions, repeats=args.repeats, demo_frames=args.demo_frames)
     print(json.dumps(results, indent=None if args.json else 2))
     return 0

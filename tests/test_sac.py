@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,21 +143,94 @@ def test_exported_policy_holds_no_backbone_and_acts_identically(replay):
     assert sampled.shape == (5, 3) and set(sampled[:, -1].tolist()) <= {0.0, 1.0, 2.0}
 
 
-def test_state_only_agent_learns_without_a_backbone():
-    cfg = tiny_config(image_keys=[], grasp_critic=False, action_dim=2)
-    replay = fill(cfg)
+def test_state_only_critic_fits_terminal_rewards_without_a_backbone():
+    cfg = tiny_config(image_keys=[], grasp_critic=False, action_dim=2, critic_lr=3e-3)
+    torch.manual_seed(0)
     agent = SACAgent(cfg)
     assert agent.policy.backbone is None
-    metrics = agent.update(replay.batches(cfg.batch_size))
-    assert "grasp_critic_loss" not in metrics and metrics["critic_loss"] == metrics["critic_loss"]
+    online = fill(cfg).online
+    batch = online.gather(np.flatnonzero(online.valid)[:16])  # 16 distinct transitions
+    batch.terminated = torch.ones(16)  # Q(s, a) = r exactly: a regression the critic must fit
+    batch.reward = torch.linspace(-1, 1, 16)
+    first = agent.update_critic(batch, *agent.encode(batch))["critic_loss"]
+    for _ in range(150):
+        last = agent.update_critic(batch, *agent.encode(batch))["critic_loss"]
+    assert "grasp_critic_loss" not in agent.update(iter([batch, batch]))
+    assert last < 0.05 * first, (first, last)
 
 
-def test_ensemble_of_ten_with_subsample_two(replay):
+def test_ensemble_of_ten_takes_the_min_over_a_random_pair(replay):
     agent = make_agent(num_critics=10, num_subsample_critics=2)
     assert len(agent.critic.heads) == 10
+    with torch.no_grad():
+        for i, head in enumerate(agent.critic_target.heads):
+            head[-1].bias.fill_(float(i))  # heads differ by a constant: the pair is identifiable
+    batch = replay.sample(8).to(agent.device)
+    batch.terminated = torch.zeros(8)
+    _, next_embedding = agent.encode(batch)
+    pairs = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        target = agent.td_target(batch, next_embedding)
+        torch.manual_seed(seed)
+        next_action, _ = agent.policy.actor(next_embedding)
+        q = agent.critic_target(next_embedding, next_action)  # (10, B)
+        v = (target - batch.reward) / agent.cfg.discount
+        matching = [
+            (i, j)
+            for i in range(10)
+            for j in range(i + 1, 10)
+            if torch.allclose(torch.minimum(q[i], q[j]), v, atol=1e-5)
+        ]
+        assert matching, "the target is not the min over any pair of critics"
+        assert not torch.allclose(q.min(dim=0).values, v, atol=1e-5) or (0, 1) in matching
+        pairs.update(matching)
+    assert len(pairs) > 1  # a fresh random pair per target, not a fixed one
     agent.update(replay.batches(agent.cfg.batch_size))
     with pytest.raises(ConfigError, match="num_subsample_critics"):
         tiny_config(num_critics=2, num_subsample_critics=3)
+
+
+def test_drq_shift_moves_each_frame_independently_within_pad():
+    cfg = tiny_config(image_size=16, pad=2)
+    agent = make_agent(image_size=16, pad=2)
+    batch = fill(cfg).sample(64)
+    # Every pixel of a 16 x 16 frame has its own value: a shifted centre pixel reveals (dy, dx).
+    unique = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(1, 1, 16, 16).expand(64, 3, 16, 16)
+    for obs in (batch.observation, batch.next_observation):
+        for key in cfg.image_keys:
+            obs[key] = unique.clone()
+    shifted = agent.augment(batch)
+    shifts = {}
+    for name, obs in (("obs", shifted.observation), ("next", shifted.next_observation)):
+        for key in cfg.image_keys:
+            centre = obs[key][:, 0, 8, 8].long()
+            dy, dx = centre // 16 - 8, centre % 16 - 8
+            assert dy.abs().max() <= 2 and dx.abs().max() <= 2
+            assert torch.equal(obs[key][:, 0], obs[key][:, 2])  # one shift per frame, all channels
+            shifts[name, key] = torch.stack([dy, dx], 1)
+    values = list(shifts.values())
+    assert all((v != 0).any() for v in values)
+    assert not torch.equal(values[0], values[1]) and not torch.equal(values[0], values[2])
+    off = make_agent(image_size=16, augment=False).augment(batch)
+    assert torch.equal(off.observation[cfg.image_keys[0]], batch.observation[cfg.image_keys[0]])
+
+
+@pytest.mark.parametrize("log_std, direction", [(0.0, "falls"), (-4.0, "rises")])
+def test_temperature_falls_above_the_entropy_target_and_rises_below(log_std, direction):
+    cfg = tiny_config(image_keys=[], action_dim=3, grasp_critic=False, temperature_lr=1e-2)
+    torch.manual_seed(0)
+    agent = SACAgent(cfg)
+    with torch.no_grad():
+        agent.policy.actor.log_std.weight.zero_()
+        agent.policy.actor.log_std.bias.fill_(log_std)
+    embedding = torch.randn(64, agent.policy.encoder.output_dim)
+    before = agent.temperature.item()
+    metrics = agent.update_actor(embedding)
+    above = metrics["entropy"] > agent.target_entropy
+    assert above == (direction == "falls"), metrics
+    after = agent.temperature.item()
+    assert (after < before) if direction == "falls" else (after > before), (before, after)
 
 
 def test_defaults_are_hil_serl_values():
