@@ -1,6 +1,7 @@
 """Networks of the HIL-SERL SAC agent.
 
     uint8 images ──DrQ shift──▶ FrozenBackbone (ResNet-10, no grad, once per batch)
+    or stored float16 maps (feature replay, learner.feature_cache: the backbone ran at insert)
                                      │ (B, 512, h, w) per camera
     state ──────────────────────▶ ObservationEncoder: per-camera SpatialLearnedEmbeddings ->
                                      Dropout -> Linear -> LayerNorm -> tanh, state Linear -> LayerNorm -> tanh
