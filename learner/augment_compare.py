@@ -35,7 +35,8 @@ def compare(steps: int, warmup: int, seeds: list[int], batch_size: int, modes: l
     torch.set_num_threads(1)
     for mode in modes:
         for seed in seeds:
-            cfg = image_check_config(seed=seed, batch_size=batch_size, **MODES[mode])
+            # temperature_lr 1e-3: the setting the recorded table (learner/AUGMENTATION.md) ran with.
+            cfg = image_check_config(seed=seed, batch_size=batch_size, temperature_lr=1e-3, **MODES[mode])
             result = run_image_check(steps, warmup, seed, cfg, None, image_only=True)
             rows.append({"mode": mode, "seed": seed, **result.__dict__})
             logging.getLogger(__name__).info("%s", rows[-1])

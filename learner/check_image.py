@@ -107,7 +107,7 @@ def image_check_config(**overrides) -> LearnerConfig:
         image_embedding_pooling_dim=2,
         critic_lr=1e-3,
         actor_lr=1e-3,
-        temperature_lr=1e-3,
+        temperature_lr=1e-2,  # fast enough that a flipped temperature loss shows within the budget
         grasp_critic_lr=1e-3,
         online_capacity=5000,
         demo_capacity=2000,

@@ -23,6 +23,7 @@ Augmentation (``LearnerConfig.feature_augment``, chosen by measurement, see ``le
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -45,8 +46,12 @@ def weights_sha256(module: torch.nn.Module) -> str:
 class FeatureEncoder:
     """uint8 frames -> stored float16 backbone maps, batched, on the backbone's device."""
 
-    def __init__(self, backbone, shifts: int = 0, pad: int = 4, chunk: int | None = 256):
+    def __init__(self, backbone, shifts: int = 0, pad: int = 4, chunk: int | None = 256, memory: int = 1024):
         self.backbone = backbone  # learner.networks.FrozenBackbone
+        # Maps of the last ``memory`` frames by content digest: an intervention stored in both the
+        # online and the demo buffer is encoded once, not twice.
+        self.memory = int(memory)
+        self._recent: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.shifts = int(shifts)  # 0: one unshifted map per frame; K > 0: K random pixel shifts
         self.pad = int(pad)
         self.chunk = chunk
@@ -81,6 +86,22 @@ class FeatureEncoder:
                 maps = self.backbone(part)
             out.append(maps.to(torch.float16).cpu().numpy())
         return np.concatenate(out)
+
+
+    def encode_frames(self, frames: list[np.ndarray]) -> np.ndarray:
+        """Like ``encode`` for a list of (3, H, W) frames, reusing the maps of recently encoded ones."""
+        digests = [hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest() for f in frames]
+        missing = {d: f for d, f in zip(digests, frames, strict=True) if d not in self._recent}
+        if missing:
+            maps = self.encode(np.stack(list(missing.values())))
+            for digest, value in zip(missing, maps, strict=True):
+                self._recent[digest] = value
+        out = np.stack([self._recent[d] for d in digests])
+        for digest in digests:
+            self._recent.move_to_end(digest)
+        while len(self._recent) > self.memory:
+            self._recent.popitem(last=False)
+        return out
 
 
 def draw_shift(stored: np.ndarray, indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:

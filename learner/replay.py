@@ -167,8 +167,7 @@ class ReplayBuffer:
             return
         slots = np.array([slot for slot, _ in self._pending])
         n = len(slots)
-        images = np.concatenate([np.stack([obs[key] for _, obs in self._pending]) for key in self.image_keys])
-        maps = self.encoder.encode(images)
+        maps = self.encoder.encode_frames([obs[key] for key in self.image_keys for _, obs in self._pending])
         for i, key in enumerate(self.image_keys):
             # In slot order: a slot claimed twice in one extend (ring wrap) keeps its newest frame.
             self.frames[key][slots] = maps[i * n : (i + 1) * n]

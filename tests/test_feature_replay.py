@@ -161,3 +161,22 @@ def test_demo_import_fills_the_feature_replay_one_batched_pass_per_episode(tmp_p
     calls = count_images(net)
     assert import_lerobot_dataset(buffer, tmp_path / "d") == 4 + 3
     assert calls == [5, 4]  # every frame once, one call per episode
+
+
+def test_an_intervention_stored_in_both_buffers_is_encoded_once():
+    net = backbone()
+    cfg = tiny_config(feature_cache=True, image_keys=["observation.images.front"])
+    replay = MixedReplay.from_config(cfg, backbone=net)
+    calls = count_images(net)
+    rng = np.random.default_rng(0)
+    frames = [
+        {"observation.images.front": rng.integers(0, 256, (3, 32, 32), dtype=np.uint8), STATE: np.full(3, i, np.float32)}
+        for i in range(5)
+    ]
+    from learner.types import Transition
+
+    steps = [Transition(frames[i], np.zeros(3, np.float32), 0.0, frames[i + 1], False, i == 3, True) for i in range(4)]
+    replay.extend(steps)
+    assert len(replay.online) == len(replay.demo) == 4
+    assert calls == [5]  # the demo buffer reused the online buffer's maps
+    np.testing.assert_array_equal(replay.online.frames["observation.images.front"][:5], replay.demo.frames["observation.images.front"][:5])
