@@ -22,7 +22,7 @@ class LearnerConfig:
     image_keys: list[str] = field(
         default_factory=lambda: ["observation.images.front", "observation.images.wrist"]
     )
-    """Camera keys; each image is stored as uint8 (3, image_size, image_size). Empty: state-only agent."""
+    """Camera keys; frames arrive as uint8 (3, image_size, image_size), stored as such or (feature_cache) as their backbone maps. Empty: state-only agent."""
     image_size: int = 128
     """Camera images are (3, image_size, image_size) uint8 in the buffer and at the encoder."""
     state_key: str = "observation.state"
