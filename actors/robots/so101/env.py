@@ -40,13 +40,16 @@ import numpy as np
 from actors.robots.cameras import CameraSource, TestPatternCamera, make_camera_sources, rotate, to_observation
 from actors.robots.contract import MOTORS, STATE_DIM, STATE_LAYOUT  # noqa: F401  (STATE_LAYOUT documents the state)
 from actors.robots.so101.connect import (
+    BUS_ERRORS,
     calibrate_command,
     check_port,
     check_registers_match,
     configure_with_retries,
+    connect_bus,
     describe_error_bits,
-    drop_stale_replies,
     load_calibration,
+    port_is_gone,
+    port_lost_error,
     probe_servos,
     read_status_bits,
     safe_stop,
@@ -201,7 +204,7 @@ class SO101RealEnv(gym.Env):
     # ----- connection and safety -----
     def _connect(self) -> None:
         bus = self.robot.bus
-        bus.connect()
+        connect_bus(bus, self.port, PORT_OPTION)  # matched replies; LeRobot's handshake checks, retried
         fix = calibrate_command("follower", self.port, self.cfg.robot.id, self.calibration_path.parent)
         check_registers_match(bus, self.calibration, self.calibration_path, fix)
         configure_with_retries(self.robot)  # LeRobot's gains and limits, torque re-enabled at the end
@@ -220,8 +223,10 @@ class SO101RealEnv(gym.Env):
         except UserError:
             self._fault_stop()
             raise
-        except (ConnectionError, RuntimeError, OSError) as err:
+        except BUS_ERRORS as err:
             self._fault_stop()
+            if port_is_gone(self.port, err):
+                raise port_lost_error(self.port, err, "driving the SO-101") from err
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UserError(
                 f"SO-101 on {self.port} stopped: {first_line}; torque is off - check the cables, power and "
@@ -270,7 +275,8 @@ class SO101RealEnv(gym.Env):
             self._guarded(self._move_to, np.asarray(target, dtype=float), float(self.reset_cfg.reset_time_s))
         if self.leader is not None:
             # Seed 003, bug 3: a leader left with torque on after the reset cannot be moved by hand.
-            self.leader.disable_torque()
+            # Guarded: a leader that fails stops the follower too.
+            self._guarded(self.leader.disable_torque)
         self._last_read = None
         obs = self._guarded(self._observe)
         return obs, {"joint_positions": self._joints.copy()}
@@ -349,7 +355,6 @@ class SO101RealEnv(gym.Env):
     # ----- observation -----
     def _read_state(self) -> None:
         bus = self.robot.bus
-        drop_stale_replies(bus)
         positions = bus.sync_read("Present_Position", num_retry=2)
         faults = read_status_bits(bus)
         if faults:

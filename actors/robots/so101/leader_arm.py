@@ -19,12 +19,15 @@ import numpy as np
 
 from actors.robots.contract import MOTORS
 from actors.robots.so101.connect import (
+    BUS_ERRORS,
     calibrate_command,
     check_port,
     check_registers_match,
     configure_with_retries,
-    drop_stale_replies,
+    connect_bus,
     load_calibration,
+    port_is_gone,
+    port_lost_error,
     probe_servos,
     safe_stop,
 )
@@ -58,15 +61,17 @@ class SO101LeaderArm:
         self.device = SO101Leader(SO101LeaderConfig(port=self.port, id=leader_id, calibration_dir=directory))
         self._closed = False
         try:
-            self.device.bus.connect()
+            connect_bus(self.device.bus, self.port, PORT_OPTION)
             fix = calibrate_command("leader", self.port, leader_id, directory)
             check_registers_match(self.device.bus, self.calibration, self.calibration_path, fix)
             configure_with_retries(self.device)  # torque off, position mode
         except UserError:
             self.close()
             raise
-        except (ConnectionError, RuntimeError, OSError) as err:
+        except BUS_ERRORS as err:
             self.close()
+            if port_is_gone(self.port, err):
+                raise port_lost_error(self.port, err, "connecting the leader arm") from err
             raise UserError(
                 f"SO-101 leader on {self.port} failed to connect ({err}); check its cable and power"
             ) from err
@@ -78,10 +83,11 @@ class SO101LeaderArm:
     def read_joint_positions(self) -> np.ndarray:
         """(6,) float64: shoulder_pan .. wrist_roll in degrees, gripper 0-100."""
         try:
-            drop_stale_replies(self.device.bus)
             values = self.device.bus.sync_read("Present_Position", num_retry=2)
-        except (ConnectionError, RuntimeError) as err:
+        except BUS_ERRORS as err:
             self.close()
+            if port_is_gone(self.port, err):
+                raise port_lost_error(self.port, err, "reading the leader arm") from err
             raise UserError(
                 f"SO-101 leader on {self.port} stopped answering ({err}); check its cable and power"
             ) from err
@@ -90,10 +96,18 @@ class SO101LeaderArm:
     def disable_torque(self) -> None:
         """Release the leader so a human can move it (one sync write, then per-servo confirmation)."""
         bus = self.device.bus
-        bus.sync_write("Torque_Enable", dict.fromkeys(MOTORS, 0), normalize=False)
+        try:
+            bus.sync_write("Torque_Enable", dict.fromkeys(MOTORS, 0), normalize=False)
+        except BUS_ERRORS as err:
+            self.close()
+            if port_is_gone(self.port, err):
+                raise port_lost_error(self.port, err, "releasing the leader arm") from err
+            raise UserError(
+                f"SO-101 leader on {self.port} stopped answering ({err}); check its cable and power"
+            ) from err
         try:
             bus.disable_torque(num_retry=3)
-        except (ConnectionError, RuntimeError) as err:
+        except BUS_ERRORS as err:
             logger.warning("leader torque-off confirmation failed: %s", err)
 
     def enable_torque(self) -> None:
