@@ -10,6 +10,7 @@ import scservo_sdk as scs
 
 from actors.robots.servo_sim import ErrorBit, Instruction, ServoRegisters, SimulatedBus
 from actors.robots.servo_sim.arm import MOTORS, sim_calibration
+from actors.robots.servo_sim.cli import FaultFileWatcher
 from actors.robots.servo_sim.cli import main as servo_sim_main
 from actors.robots.servo_sim.process import BusProcess
 from actors.robots.servo_sim.protocol import (
@@ -113,8 +114,8 @@ def test_bus_instructions_without_a_port():
 def sdk_bus():
     # Served from its own process, like real servos: an in-process thread shares the SDK's GIL.
     with BusProcess() as bus:
-        allow_pty_latency(bus.port)
         port = scs.PortHandler(bus.port)
+        allow_pty_latency(port)
         assert port.openPort()
         yield bus, port, scs.PacketHandler(0)
         port.closePort()
@@ -188,9 +189,46 @@ def test_servo_sim_command_writes_a_matching_calibration(tmp_path, capsys):
     assert err.count("\n") == 2 and "already exists" in err and "bad --fault" in err
 
 
-def test_pty_ports_get_a_wider_sdk_timeout(sdk_bus, tmp_path):
+def test_servo_sim_refuses_a_file_as_calibration_folder_and_ids_that_are_paths(tmp_path, capsys):
+    target = tmp_path / "calib.json"
+    target.write_text("{}")
+    assert servo_sim_main(["--calibrate", str(target), "--seconds", "0"]) == 2
+    calib = tmp_path / "calib"
+    for bad_id in ("../x", "a/b", "..", ""):
+        assert servo_sim_main(["--calibrate", str(calib), "--id", bad_id, "--seconds", "0"]) == 2
+    assert target.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == ["calib.json"]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 5 and "is a file, not a folder" in lines[0]
+    assert all("bad --id" in line for line in lines[1:])
+
+
+def test_fault_file_injects_and_clears_faults_on_a_running_bus(tmp_path, capsys):
+    bus = SimulatedBus()
+    path = tmp_path / "faults"
+    watcher = FaultFileWatcher(bus, path, [(2, "overload")])
+    assert watcher.poll() and bus.faults == {2: {"overload"}}  # no file yet: only --fault
+    assert not watcher.poll()  # unchanged
+    path.write_text("# servo 4 overheats now\n4:overheat\n\n")
+    assert watcher.poll()
+    assert bus.faults == {2: {"overload"}, 4: {"overheat"}} and bus.servo(4).error_bits == ErrorBit.OVERHEAT
+    path.write_text("4:melt\n")
+    assert not watcher.poll() and 4 in bus.faults  # a bad line leaves the faults as they were
+    path.write_text("")
+    assert watcher.poll() and bus.faults == {2: {"overload"}} and bus.servo(4).error_bits == 0
+    out, err = capsys.readouterr()
+    assert "faults now: 2:overload, 4:overheat" in out and "bad --fault '4:melt'" in err
+
+
+def test_pty_ports_get_a_wider_sdk_timeout_on_that_handler_only(sdk_bus, tmp_path):
+    import scservo_sdk.port_handler as sdk_port
+
     from actors.robots.so101.connect import is_pseudo_terminal
 
-    bus, _, _ = sdk_bus
+    bus, port, _ = sdk_bus
     assert is_pseudo_terminal(bus.port)
     assert not is_pseudo_terminal("/dev/null") and not is_pseudo_terminal(str(tmp_path))
+    port.setPacketTimeout(6)
+    assert port.packet_timeout > 150  # 2 x 75 ms latency allowance on the patched handler
+    other = scs.PortHandler(bus.port)  # the SDK module and every other handler keep their timeout
+    other.setPacketTimeout(6)
+    assert sdk_port.LATENCY_TIMER == 16 and other.packet_timeout < 40

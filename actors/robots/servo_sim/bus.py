@@ -9,6 +9,8 @@ Answers PING (also broadcast), READ, WRITE (also broadcast), REG_WRITE/ACTION, S
 out of one register file per servo. A plant moves each servo: the default one drives the shaft toward
 its goal at a limited speed while torque is on; `actors.robots.servo_sim.mujoco_plant` drives a MuJoCo scene.
 The thread answers within a fraction of a millisecond, well inside the SDK's ~34 ms packet timeout.
+Like a servo on a half-duplex line it never answers a request the client has already given up on
+(one followed by a newer request): such a late reply would read as the answer to the newer one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 FAULTS = ("silent", "dead", "corrupt", "delay", "overload", "overheat", "voltage")
 SWITCH_INTERVAL_S = 0.0002
+PARTIAL_PACKET_TIMEOUT_S = 0.02  # the SDK writes a packet in one go; a fragment older than this is noise
 ADVANCE_PERIOD_S = 0.005
 _FAULT_BITS = {"overload": ErrorBit.OVERLOAD, "overheat": ErrorBit.OVERHEAT, "voltage": ErrorBit.VOLTAGE}
 
@@ -92,6 +95,8 @@ class SimulatedBus:
         self.reply_delay_s = 0.05
         self.parser = PacketParser()
         self.requests = 0
+        self.superseded = 0  # replies dropped because the client had moved on to a newer request
+        self._last_input = 0.0
         self._master: int | None = None
         self._slave: int | None = None
         self._thread: threading.Thread | None = None
@@ -239,6 +244,30 @@ class SimulatedBus:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def _answer(self, packets: list[Packet]) -> None:
+        """Apply each request; send the replies a client is still waiting for.
+
+        A client sends its next request only after the previous reply came or its timeout expired. So
+        a request followed by another one (in this batch, or already waiting on the pty) was given up:
+        a real servo would have answered it long before, while the client still listened. Its effects
+        are applied, its reply dropped - sent now, it would be read as the answer to the newer request.
+        The 'delay' fault keeps such late replies on purpose."""
+        for i, packet in enumerate(packets):
+            reply = self.handle(packet)
+            if not reply:
+                continue
+            if any(self._has(s, "delay") for s in self.servos):
+                time.sleep(self.reply_delay_s)
+            elif i < len(packets) - 1 or self.parser.holds_partial_packet() or self._input_waiting():
+                self.superseded += 1
+                logger.debug("dropped the reply to a request the client gave up on")
+                continue
+            os.write(self._master, reply)
+
+    def _input_waiting(self) -> bool:
+        ready, _, _ = select.select([self._master], [], [], 0)
+        return bool(ready)
+
     def _serve(self) -> None:
         assert self._master is not None
         # Real servos are hardware that answers on its own; on a busy machine this thread must still
@@ -257,12 +286,15 @@ class SimulatedBus:
                 except OSError:
                     data = b""
                     time.sleep(ADVANCE_PERIOD_S)
-                for packet in self.parser.feed(data):
-                    reply = self.handle(packet)
-                    if reply and any(self._has(s, "delay") for s in self.servos):
-                        time.sleep(self.reply_delay_s)
-                    if reply:
-                        os.write(self._master, reply)
+                if data:
+                    now = time.monotonic()
+                    if (
+                        self.parser.holds_partial_packet()
+                        and now - self._last_input > PARTIAL_PACKET_TIMEOUT_S
+                    ):
+                        self.parser.reset()  # a servo's receiver drops a half-received packet after a pause
+                    self._last_input = now
+                    self._answer(self.parser.feed(data))
             # The plant moves on its own clock, between requests, so a reply never waits for physics
             # (a servo reports its latest sample, a few milliseconds old at most).
             now = self.clock()

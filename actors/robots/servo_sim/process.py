@@ -139,6 +139,11 @@ class BusProcess:
         """The scene's 'front' and 'wrist' camera images (mujoco=True)."""
         return self._call("render")
 
+    def unplug(self) -> None:
+        """Kill the bus process at once, like pulling the arm's USB cable: the pty goes away."""
+        self._process.kill()
+        self._process.join(timeout=10)
+
     def stop(self) -> None:
         if self._process.is_alive():
             try:

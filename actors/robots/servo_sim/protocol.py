@@ -64,6 +64,14 @@ class PacketParser:
         self._buffer = bytearray()
         self.bad_checksums = 0
 
+    def reset(self) -> None:
+        """Forget a partly received packet."""
+        self._buffer.clear()
+
+    def holds_partial_packet(self) -> bool:
+        """Whether the start of a packet (a header) is waiting for the rest of its bytes."""
+        return self._buffer.startswith(HEADER)
+
     def feed(self, data: bytes) -> list[Packet]:
         self._buffer += data
         packets: list[Packet] = []
