@@ -221,3 +221,15 @@ def test_late_replies_of_the_delay_fault_never_answer_another_request():
         finally:
             port.closePort()
         assert scs.COMM_RX_TIMEOUT in results
+
+
+def test_a_request_without_a_reply_does_not_wait_for_owed_replies(line):
+    """A broadcast torque-off after a timeout goes out at once; the next read waits for the owed reply."""
+    _, port = line
+    packets = StrictPacketHandler(settle_quiet_s=1.0, settle_max_s=3.0)
+    fixed_timeouts(port, 50)
+    assert packets.ping(port, 1)[1] == scs.COMM_RX_TIMEOUT  # nobody answers
+    assert packets.owed == 1
+    start = time.monotonic()
+    assert packets.write1ByteTxOnly(port, scs.BROADCAST_ID, 40, 0) == scs.COMM_SUCCESS
+    assert time.monotonic() - start < 0.5 and packets.owed == 1

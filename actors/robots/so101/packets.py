@@ -11,7 +11,7 @@ reply becomes the answer to the next request - a Present_Position byte read as S
 one position limit read as another. ``StrictPacketHandler`` closes each gap:
 
 - before every request the input is flushed; if earlier requests still owe replies (they timed
-  out), those are waited for (briefly) and thrown away first;
+  out), a request that expects a reply first waits for those (briefly) and throws them away;
 - a reply must have a valid checksum, the id of the addressed servo and exactly the length the
   request asks for; anything else is dropped as stale or garbled and the wait goes on;
 - waiting blocks in ``select`` instead of polling the port in a tight loop, so the client does not
@@ -147,8 +147,15 @@ class StrictPacketHandler(protocol_packet_handler):
             logger.debug("dropped a status packet that answers another request: %s", bytes(packet).hex())
         return None
 
-    def _settle(self, port: Any) -> None:
-        """Before a request: let replies still owed by timed-out requests arrive, then drop all input."""
+    def _settle(self, port: Any, wait: bool = True) -> None:
+        """Before a request: let replies still owed by timed-out requests arrive, then drop all input.
+        ``wait=False`` (a request that gets no reply, e.g. a broadcast torque-off) only drops the input
+        and leaves the wait to the next request that expects a reply."""
+        if not wait:
+            port.ser.reset_input_buffer()
+            self._buffer.clear()
+            self._packets.clear()
+            return
         if self.owed:
             deadline = time.monotonic() + self.settle_max_s
             while self.owed:
@@ -194,10 +201,11 @@ class StrictPacketHandler(protocol_packet_handler):
     def txPacket(self, port, txpacket):  # noqa: N802 (the SDK's name)
         if port.is_using:
             return scs.COMM_PORT_BUSY
-        self._settle(port)
+        expected = replies_expected(txpacket)
+        self._settle(port, wait=expected > 0)
         result = super().txPacket(port, txpacket)
         if result == scs.COMM_SUCCESS:
-            self.owed += replies_expected(txpacket)
+            self.owed += expected
         return result
 
     def rxPacket(self, port):  # noqa: N802
