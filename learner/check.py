@@ -104,11 +104,17 @@ class CheckResult:
     env_steps: int
     updates: int
     seconds: float
+    value_error: float | None = None  # goal variant: |Q(s0, a0) - discounted return| / |return|, mean
+
+
+MAX_VALUE_ERROR = 0.3
 
 
 def passed(result: CheckResult, min_score: float = 0.9, min_improvement: float = 4.0) -> bool:
-    """The check's verdict: near the PD controller, and well above the untrained actor."""
-    return result.score >= min_score and result.final_return - result.initial_return >= min_improvement
+    """The check's verdict: near the PD controller, well above the untrained actor, and (goal
+    variant) a critic whose value predicts the discounted return it gets."""
+    calibrated = result.value_error is None or result.value_error <= MAX_VALUE_ERROR
+    return result.score >= min_score and result.final_return - result.initial_return >= min_improvement and calibrated
 
 
 def check_config(**overrides) -> LearnerConfig:
@@ -177,10 +183,17 @@ def _run_check(
     def greedy(state: np.ndarray) -> float:
         return float(agent.act({STATE: torch.from_numpy(state)[None]}, deterministic=True)[0, 0])
 
+    def sampled(state: np.ndarray) -> float:
+        return float(agent.act({STATE: torch.from_numpy(state)[None]})[0, 0])
+
+    # The goal variant scores the policy as it acts (sampled): an entropy temperature gone wrong
+    # shows there, while the mean action alone can stay good.
+    policy = sampled if goal else greedy
+
     random_actions = np.random.default_rng(seed + 1)
     random_return = evaluate(lambda s: float(random_actions.uniform(-1, 1)), starts, **env_kwargs)
     controller_return = evaluate(pd_controller, starts, **env_kwargs)
-    initial_return = evaluate(greedy, starts, **env_kwargs)
+    initial_return = evaluate(policy, starts, **env_kwargs)
 
     env = DoubleIntegrator(rng, **env_kwargs)
     state = env.reset()
@@ -206,8 +219,9 @@ def _run_check(
         if step >= warmup_steps:
             agent.update(batches)
             updates += 1
-    final_return = evaluate(greedy, starts, **env_kwargs)
+    final_return = evaluate(policy, starts, **env_kwargs)
     score = (final_return - random_return) / (controller_return - random_return)
+    value_error = value_calibration(agent, greedy, starts, env_kwargs, cfg.discount) if goal else None
     return CheckResult(
         random_return,
         controller_return,
@@ -217,7 +231,34 @@ def _run_check(
         env_steps,
         updates,
         time.perf_counter() - started,
+        value_error,
     )
+
+
+def value_calibration(agent: SACAgent, greedy, starts: list[float], env_kwargs: dict, discount: float) -> float:
+    """Mean |min_i Q_i(s0, pi(s0)) - G| / mean |G|, G the discounted return the greedy policy gets.
+
+    A TD target with the wrong discount, sign, or an optimistic max over the critics predicts
+    values the policy does not get.
+    """
+    env = DoubleIntegrator(np.random.default_rng(0), **env_kwargs)
+    errors, returns = [], []
+    for start in starts:
+        state = env.reset(start)
+        with torch.no_grad():
+            observation = {STATE: torch.from_numpy(state)[None]}
+            embedding = agent.policy.encoder({}, observation[STATE])
+            action = agent.act(observation, deterministic=True)
+            q = agent.critic(embedding, action).min(dim=0).values.item()
+        total, scale, done = 0.0, 1.0, False
+        while not done:
+            state, reward, terminated, truncated = env.step(greedy(state))
+            total += scale * reward
+            scale *= discount  # the configured one, not whatever the agent was given
+            done = terminated or truncated
+        errors.append(abs(q - total))
+        returns.append(abs(total))
+    return float(np.mean(errors) / np.mean(returns))
 
 
 def main() -> None:

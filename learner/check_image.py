@@ -173,7 +173,8 @@ def run_image_check(
     for _ in range(DEMO_EPISODES):
         replay.demo.extend(rollout(env, lambda o: noisy_expert(demo_expert(o), noisy)))
 
-    def act_all(observations: list[dict[str, np.ndarray]], deterministic: bool = True) -> np.ndarray:
+    def act_all(observations: list[dict[str, np.ndarray]], deterministic: bool = False) -> np.ndarray:
+        # Scored as it acts (sampled continuous action, greedy gripper): see learner.check.
         stacked = {k: torch.from_numpy(np.stack([o[k] for o in observations])) for k in observations[0]}
         return agent.act(stacked, deterministic=deterministic).numpy()
 
