@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from configs.errors import UserError
@@ -159,47 +158,17 @@ def _train_loop_per_worker(config: dict) -> None:
     run(cfg, run_name=config["run_name"], hooks=hooks)
 
 
-def _quiet_ray_environment() -> None:
-    """Ray Train's helper actors log warnings on a dashboard-less local Ray; keep logs readable."""
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # nothing to preempt here
-    if not sys.stderr.isatty():
-        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # no ANSI codes in redirected logs
-    for name in ("ray", "ray.train", "ray.tune"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def start_ray(cfg: RewardTrainConfig, quiet: bool = False) -> bool:
     """Attach to the job's cluster (RAY_ADDRESS) or start a private local Ray. True if we started one."""
-    import ray
+    from cluster.ray_session import start_ray as start
 
-    if ray.is_initialized():
-        return False
-    _quiet_ray_environment()
-    logging_config = ray.LoggingConfig(log_level="ERROR")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=not quiet, logging_config=logging_config)
-        return False
     needed = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
-    kwargs = dict(
-        address="local",
+    return start(
         num_cpus=max(2, math.ceil(needed)),
         num_gpus=cfg.scaling.num_workers if cfg.scaling.use_gpu else 0,
-        include_dashboard=False,
-        object_store_memory=100 * 2**20,  # only small metrics travel through it
-        log_to_driver=not quiet,
-        logging_level=logging.ERROR,
-        logging_config=logging_config,
+        quiet=quiet,
+        object_store_mb=100,  # only small metrics travel through it
     )
-    try:
-        ray.init(**kwargs)
-    except Exception as err:  # noqa: BLE001
-        # Ray gives its raylet a fixed 30 s to register; a saturated 2-core box can miss that once.
-        if "timed out during startup" not in str(err):
-            raise
-        logger.warning("local Ray did not start in time (%s); retrying once", err)
-        ray.shutdown()
-        ray.init(**kwargs)
-    return True
 
 
 def fit_with_ray(cfg: RewardTrainConfig, run_name: str, quiet: bool = False) -> Path:

@@ -76,6 +76,8 @@ class RuntimeConfig:
     """Torch device of each robot's local policy copy."""
     deterministic_policy: bool = False
     """Robots act with the policy's mean (evaluation) instead of sampling."""
+    eval_episodes: int = 0
+    """Episodes run after training with the final policy alone (no human, mean action), simulator only."""
     progress: bool = True
     """One live progress line in the terminal."""
 

@@ -124,6 +124,10 @@ class ReplayRole:
             self.snapshot()
         return {"seq": seq, "added": len(transitions), "duplicate": 0}
 
+    def next_seq(self, robot: str) -> int:
+        """The seq a (re)started robot continues from: nothing it sends is mistaken for a duplicate."""
+        return self.seen.get(robot, -1) + 1
+
     def sample(self, batch_size: int, count: int = 1) -> list[Batch]:
         """``count`` mixed batches (one learner update's worth at UTD ``count``)."""
         return [self.replay.sample(batch_size) for _ in range(count)]

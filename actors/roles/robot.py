@@ -262,6 +262,12 @@ class RobotRole:
         if stop is not None:
             self.stop_event = stop
         try:
+            while True:  # continue the replay's sequence (a restarted robot must not look like a duplicate)
+                try:
+                    self._seq = max(self._seq, int(self.replay.call("next_seq", self.name).result(timeout=30)))
+                    break
+                except PeerUnavailable:
+                    self._hold("replay")
             while self.version < 0:  # act only with the learner's weights (version 0 at least)
                 try:
                     self._poll_weights(block=True)

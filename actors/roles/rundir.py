@@ -4,6 +4,7 @@
         config.json        the resolved TrainRLConfig
         classifier.json    the classifier of every start of this run: path, weights_sha256, val metrics
         run.json           live summary: env steps, updates, success and intervention rates, checkpoint
+        history.jsonl      every monitor record (the scalars below), one JSON object a line
         tensorboard/       the same scalars as the progress line and the Ray dashboard gauges
         checkpoints/       learner checkpoints (learner.checkpoint)
         replay/            replay snapshot + append-only log (actors.roles.replay)
@@ -137,6 +138,8 @@ class RunMonitor:
         for key, value in scalars.items():
             writer.add_scalar(key, value, step)
         writer.flush()
+        with open(self.folder / "history.jsonl", "a") as f:
+            f.write(json.dumps(scalars) + "\n")
         for sink in self.sinks:
             sink(scalars)
         summary = json.loads((self.folder / "run.json").read_text())

@@ -1,0 +1,297 @@
+"""`hilserl run`: the HIL-SERL run on Ray (robot, reward, replay and learner actors).
+
+    hilserl run --config_path configs/sim_rl.json --env.processor.reward_classifier.pretrained_path=DIR
+    hilserl run --config_path configs/sim_rl.json --reward.source=sparse --runtime.num_robots=2
+    ray job submit --working-dir . -- hilserl run --config_path configs/so101_rl.json --runtime.ray_address=auto
+    hilserl runs outputs/rl                                  # past runs, one line each
+
+The driver reads like the loop it runs::
+
+    folder  = prepare_run_dir(cfg)                  # config.json, classifier.json, run.json
+    start_ray(...)                                  # private local Ray + dashboard, or join a cluster
+    reward, replay, learner, robots = make_actors() # placed by resources; missing ones fail in one line
+    while budget left: poll statuses -> TensorBoard, Ray metrics, progress line; restart dead loops
+    stop robots (safe) -> final learner checkpoint -> replay snapshot -> evaluation episodes
+
+Ctrl-C or `ray job stop` (SIGTERM; raise ``RAY_JOB_STOP_WAIT_TIME_S`` so the stop can finish) stop
+the robots safely and write the final checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from actors.roles.rundir import RunMonitor, list_runs, prepare_run_dir, record_classifier
+from configs.errors import UserError
+from configs.parsing import parse_config
+from configs.rl import TrainRLConfig
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 1.0
+
+
+def _needs(cfg: TrainRLConfig) -> dict[str, float]:
+    """Custom resources and GPUs the actors ask for."""
+    needs: dict[str, float] = {}
+    resource = robot_resource(cfg)
+    if resource:
+        needs[resource] = float(cfg.runtime.num_robots)
+    if cfg.runtime.learner_gpus:
+        needs["GPU"] = float(cfg.runtime.learner_gpus)
+    return needs
+
+
+def robot_resource(cfg: TrainRLConfig) -> str | None:
+    if cfg.runtime.robot_resource is not None:
+        return cfg.runtime.robot_resource or None
+    from actors.robots.factory import backend
+
+    return "so101" if backend(cfg.env) == "real" else None
+
+
+def wait_for_resources(cfg: TrainRLConfig) -> None:
+    """Wait up to ``resource_timeout_s`` for nodes offering what the actors need, else one line."""
+    import ray
+
+    needs = _needs(cfg)
+    deadline = time.monotonic() + cfg.runtime.resource_timeout_s
+    while True:
+        have = ray.cluster_resources()
+        missing = {k: v for k, v in needs.items() if have.get(k, 0.0) < v}
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            name, amount = next(iter(missing.items()))
+            flag = "--num-gpus=1" if name == "GPU" else f"--resources='{{\"{name}\": {int(amount)}}}'"
+            raise UserError(
+                f"no Ray node offers {amount:g} '{name}' (the cluster has {have.get(name, 0):g}) after "
+                f"{cfg.runtime.resource_timeout_s:g} s: start that node with `ray start --address=<head>:6379 {flag}`"
+                + (" (the node with the USB arm)" if name != "GPU" else "")
+            )
+        time.sleep(0.5)
+
+
+class RayRunner:
+    """Creates the actors, watches them, and stops them safely."""
+
+    def __init__(self, cfg: TrainRLConfig, folder: Path):
+        import ray
+
+        from cluster.metrics import RayMetrics
+        from cluster.ray_roles import LearnerActor, ReplayActor, RewardActor, RobotActor
+
+        self.cfg, self.folder = cfg, folder
+        wait_for_resources(cfg)
+        zero = {"num_cpus": 0}
+        self.reward = RewardActor.options(**zero).remote(cfg) if cfg.reward.source == "classifier" else None
+        self.replay = ReplayActor.options(**zero).remote(cfg, str(folder))
+        self.learner = LearnerActor.options(num_cpus=0, num_gpus=cfg.runtime.learner_gpus).remote(
+            cfg, str(folder), self.replay
+        )
+        resource = robot_resource(cfg)
+        robot_options = {"num_cpus": 0, **({"resources": {resource: 1}} if resource else {})}
+        self.robots = [
+            RobotActor.options(**robot_options).remote(cfg, i, self.reward, self.replay, self.learner)
+            for i in range(cfg.runtime.num_robots)
+        ]
+        others = [a for a in (self.reward, self.replay, self.learner) if a is not None]
+        ray.get([a.ready.remote() for a in [*others, *self.robots]])
+        identity = ray.get(self.reward.identity.remote()) if self.reward is not None else None
+        record_classifier(folder, identity, cfg.allow_classifier_change)
+        if cfg.demo_dataset and not cfg.resume:
+            added = ray.get(self.replay.import_demos.remote(str(Path(cfg.demo_dataset).resolve())))
+            logger.info("demo buffer: %d transitions from %s", added, cfg.demo_dataset)
+        self.metrics = RayMetrics()
+        self.monitor = RunMonitor(folder, cfg, extra_sinks=[self.metrics.record])
+        if identity is not None:
+            self.monitor.writer().add_text("classifier", "```\n" + json.dumps(identity, indent=2) + "\n```")
+        self.stop_requested = threading.Event()
+        self.restarts = {"robot": 0, "learner": 0}
+
+    def _statuses(self) -> tuple[list[dict], dict, dict | None, int]:
+        import ray
+
+        from cluster.ray_roles import PEER_ERRORS
+
+        def get(ref, default):
+            try:
+                return ray.get(ref, timeout=10)
+            except PEER_ERRORS:
+                return default
+
+        robots = []
+        for i, robot in enumerate(self.robots):
+            status = get(robot.status.remote(), None)
+            if status is None:
+                status = self._last_robot.get(i) or _empty_robot(i)
+            elif not status["running"] and not self.stop_requested.is_set():
+                self.restarts["robot"] += 1  # restarted by Ray: its loop starts again
+                robot.start.remote()
+            self._last_robot[i] = status
+            robots.append(status)
+        learner = get(self.learner.status.remote(), None) or self._last_learner
+        if not learner.get("running", True) and not self.stop_requested.is_set():
+            self.restarts["learner"] += 1
+            self.learner.start.remote()
+        self._last_learner = learner
+        reward = get(self.reward.stats.remote(), None) if self.reward is not None else None
+        sizes = get(self.replay.sizes.remote(), None) or {"added": learner.get("replay_added", 0)}
+        return robots, learner, reward, int(sizes["added"])
+
+    def run(self) -> dict[str, Any]:
+        import ray
+
+        self._last_robot: dict[int, dict] = {}
+        self._last_learner: dict = {"updates": 0}
+        ray.get([self.learner.start.remote(), *[r.start.remote() for r in self.robots]])
+        budget = self.cfg.runtime.total_env_steps
+        added_at_start = None
+        try:
+            while not self.stop_requested.is_set():
+                robots, learner, reward, added = self._statuses()
+                added_at_start = added if added_at_start is None else added_at_start
+                self.monitor.record(robots, learner, reward)
+                if budget and added - added_at_start >= budget:
+                    break
+                self.stop_requested.wait(POLL_S)
+        finally:
+            summary = self.shutdown()
+        return summary
+
+    def shutdown(self) -> dict[str, Any]:
+        """Robots first (safe stop, flush), then the learner's final checkpoint and the replay snapshot."""
+        import ray
+
+        self.stop_requested.set()
+        robots = ray.get([r.close.remote() for r in self.robots], timeout=120)
+        learner = ray.get(self.learner.stop.remote(), timeout=300)
+        ray.get(self.learner.checkpoint.remote(), timeout=300)
+        export = ray.get(self.learner.export.remote(), timeout=60)
+        reward = ray.get(self.reward.stats.remote()) if self.reward is not None else None
+        digest = ray.get(self.reward.weights_digest.remote()) if self.reward is not None else None
+        self.monitor.record([r for r in robots], ray.get(self.learner.status.remote()), reward)
+        self.monitor.close()
+        return {
+            "folder": str(self.folder),
+            "robots": robots,
+            "learner": learner,
+            "reward": reward,
+            "classifier_digest_after": digest,
+            "restarts": dict(self.restarts),
+            "history": self.monitor.history,
+            "export": export,
+        }
+
+
+def _empty_robot(index: int) -> dict:
+    return {
+        "robot": f"robot-{index}",
+        "env_steps": 0,
+        "episodes": 0,
+        "acked": 0,
+        "holds": 0,
+        "policy_version": 0,
+        "success_rate": 0.0,
+        "intervention_rate": 0.0,
+        "episode_return": 0.0,
+        "period_p50_ms": 0.0,
+        "period_p99_ms": 0.0,
+        "overruns": 0,
+        "agreement": {"tp": 0, "fp": 0, "fn": 0, "tn": 0},
+        "running": False,
+    }
+
+
+def run(cfg: TrainRLConfig) -> dict[str, Any]:
+    """The whole run: folder, Ray, actors, monitoring, safe stop, optional evaluation."""
+    import ray
+
+    from cluster.ray_session import start_ray
+
+    cfg.resolve()
+    folder = prepare_run_dir(cfg)
+    started = start_ray(
+        address=cfg.runtime.ray_address,
+        num_cpus=cfg.runtime.num_cpus,
+        dashboard=cfg.runtime.dashboard,
+    )
+    runner = None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):  # `ray job stop`: stop like Ctrl-C
+        if runner is not None:
+            runner.stop_requested.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        if started and cfg.runtime.dashboard:
+            context = ray.get_runtime_context()
+            url = getattr(context, "dashboard_url", None) or ray.worker.get_dashboard_url()
+            if url:
+                logger.info("Ray dashboard: http://%s", url)
+        runner = RayRunner(cfg, folder)
+        try:
+            summary = runner.run()
+        except KeyboardInterrupt:
+            summary = runner.shutdown() if not runner.stop_requested.is_set() else {"folder": str(folder)}
+        if cfg.runtime.eval_episodes and "export" in summary:
+            from actors.roles.evaluate import evaluate_policy
+
+            summary["eval"] = evaluate_policy(cfg, summary["export"], cfg.runtime.eval_episodes)
+            (folder / "eval.json").write_text(json.dumps(summary["eval"], indent=2) + "\n")
+        return summary
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+        if started:
+            ray.shutdown()
+
+
+def main(argv: list[str]) -> int:
+    """``hilserl run --config_path CFG.json [overrides]``."""
+    cfg = parse_config(TrainRLConfig, argv, prog="hilserl run")
+    summary = run(cfg)
+    learner = summary.get("learner", {})
+    robots = summary.get("robots", [])
+    print(
+        f"run {summary['folder']}: {sum(r.get('env_steps', 0) for r in robots)} env steps, "
+        f"{learner.get('updates', 0)} learner updates, success {robots[0]['success_rate']:.0%} (last episodes)"
+        if robots
+        else f"run {summary['folder']}"
+    )
+    if "eval" in summary:
+        ev = summary["eval"]
+        print(f"evaluation: success {ev['successes']}/{ev['episodes']} ({ev['success_rate']:.0%}) without intervention")
+    return 0
+
+
+def runs_main(argv: list[str]) -> int:
+    """``hilserl runs [DIR]``: past runs, newest last."""
+    root = argv[0] if argv and not argv[0].startswith("-") else "outputs/rl"
+    if not Path(root).is_dir():
+        raise UserError(f"no runs folder at {root}; pass the output_dir of your runs (default outputs/rl)")
+    rows = list_runs(root)
+    if "--json" in argv:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = f"{'run':<28} {'started':<20} {'classifier':<14} {'steps':>7} {'success':>8} {'interv.':>8}  checkpoint"
+    print(header)
+    for row in rows:
+        rate = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+        print(
+            f"{Path(row['run']).name:<28} {str(row['started']):<20} {row['classifier_sha256'] or 'sparse':<14} "
+            f"{row['env_steps']:>7} {rate(row['success_rate']):>8} {rate(row['intervention_rate']):>8}  "
+            f"{row['last_checkpoint'] or '-'}"
+        )
+    if not rows:
+        print(f"(no runs under {root})", file=sys.stderr)
+    return 0
