@@ -1,0 +1,290 @@
+"""The experiment report: one Markdown page with its plots, from run folders and a classifier evaluation.
+
+    write_report(Path("outputs/report"), {"classifier reward": run_a, "sparse reward": run_b},
+                 classifier_eval_dir=Path("outputs/reward_classifier/eval"), untrained_eval=ev0)
+
+    out_dir/
+        report.md                      the page below, figures linked relatively (plots/...)
+        plots/success_intervention.png success and intervention rate against env steps, a line per run
+        plots/episode_return.png       episode return against env steps, a line per run
+        plots/classifier_agreement.png the classifier against the simulator's true success: false-positive
+                                       and false-negative rates against env steps (runs that record them)
+        plots/losses.png               learner losses and temperature (``loss/...``), a subplot per key
+        plots/classifier_pr_curve.png  copies of eval-reward's pr_curve.png and confusion_matrix.png,
+        plots/classifier_confusion_matrix.png   so the folder stands on its own
+
+report.md: a headline table (a row per run: final evaluation without intervention, env steps and
+wall-clock at the end of training, the first env step where the rolling success rate reached 0.9,
+intervention rate at start and at end), the untrained policy's evaluation, the classifier's metrics
+table (every threshold report.json holds), then the figures. A figure is drawn only from recorded
+values; a run lacking a key has no curve there, and the page says which runs lack which curves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+PLOTS = "plots"
+SUCCESS_LEVEL = 0.9
+AGREEMENT_KEYS = ("classifier_false_positive_rate", "classifier_false_negative_rate")
+METRIC_COLUMNS = (
+    "threshold",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "false_positive_rate",
+    "confusion_matrix",
+)
+CLASSIFIER_PLOTS = {"pr_curve": "precision-recall curve", "confusion_matrix": "confusion matrix"}
+
+
+def load_history(folder: Path) -> list[dict]:
+    """The monitor records of a run (history.jsonl), oldest first; [] when the run has none."""
+    path = Path(folder) / "history.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _load_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _series(history: list[dict], key: str) -> tuple[list[float], list[float]]:
+    """(env_steps, value) of the records holding a finite ``key``."""
+    pairs = [(r["env_steps"], r[key]) for r in history if "env_steps" in r and _finite(r.get(key))]
+    return [p[0] for p in pairs], [float(p[1]) for p in pairs]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def first_step_reaching(history: list[dict], key: str = "success_rate", level: float = SUCCESS_LEVEL):
+    """The first env step at which ``key`` (a rolling rate) reached ``level``; None if it never did."""
+    steps, values = _series(history, key)
+    return next((s for s, v in zip(steps, values, strict=True) if v >= level), None)
+
+
+def wall_clock_s(history: list[dict]) -> float | None:
+    """Training wall-clock: wall_s restarts at every resume, so the segments' last values are summed."""
+    walls = [r["wall_s"] for r in history if _finite(r.get("wall_s"))]
+    if not walls:
+        return None
+    return sum(a for a, b in zip(walls, walls[1:] + [-1.0], strict=True) if b < a)
+
+
+def run_summary(name: str, folder: Path) -> dict[str, Any]:
+    """The headline numbers of one run."""
+    folder = Path(folder)
+    history = load_history(folder)
+    started = [r for r in history if r.get("episodes", 1) > 0]  # a rate means something after an episode
+    _, interventions = _series(started, "intervention_rate")
+    steps, _ = _series(history, "env_steps")
+    classifiers = _load_json(folder / "classifier.json") or [{}]
+    last = classifiers[-1]
+    return {
+        "name": name,
+        "folder": str(folder),
+        "history": history,
+        "reward": Path(last["path"]).name if last.get("path") else last.get("source", "-"),
+        "eval": _load_json(folder / "eval.json"),
+        "env_steps": int(steps[-1]) if steps else None,
+        "wall_s": wall_clock_s(history),
+        "reached": first_step_reaching(started),
+        "intervention_start": interventions[0] if interventions else None,
+        "intervention_end": interventions[-1] if interventions else None,
+    }
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def format_eval(ev: dict | None) -> str:
+    """'85% (17/20)' for an evaluation dict (eval.json); '-' without one."""
+    if not ev:
+        return "-"
+    return f"{ev['success_rate']:.0%} ({ev.get('successes', '?')}/{ev.get('episodes', '?')})"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"
+
+
+def headline_table(summaries: list[dict]) -> list[str]:
+    """The Markdown table: a row per run."""
+    lines = [
+        f"| run | reward | eval success (no intervention) | env steps | wall-clock | "
+        f"first step at success >= {SUCCESS_LEVEL:.0%} | intervention start -> end |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        reached = "not reached" if s["reached"] is None else str(int(s["reached"]))
+        lines.append(
+            f"| {s['name']} | {s['reward']} | {format_eval(s['eval'])} | {s['env_steps'] or '-'} | "
+            f"{_duration(s['wall_s'])} | {reached} | "
+            f"{_rate(s['intervention_start'])} -> {_rate(s['intervention_end'])} |"
+        )
+    return lines
+
+
+def plot_lines(path: Path, summaries: list[dict], keys: list[str]) -> list[str] | None:
+    """A subplot per key, a line per run holding it, against env steps. Returns the missing 'run: key'
+    pairs; draws nothing (and returns None) when no run holds any key."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {(s["name"], k): _series(s["history"], k) for s in summaries for k in keys}
+    if not any(xs for xs, _ in series.values()):
+        return None
+    cols = min(len(keys), 3)
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):  # the grid may have spare axes
+        for s in summaries:
+            xs, ys = series[(s["name"], key)]
+            if xs:
+                ax.plot(xs, ys, label=s["name"], marker="." if len(xs) < 30 else None)
+        ax.set(xlabel="env steps", title=key)
+        if key.endswith("_rate"):
+            ax.set_ylim(-0.03, 1.03)
+        if key == "success_rate":
+            ax.axhline(SUCCESS_LEVEL, color="gray", linestyle="--", linewidth=0.8)
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return [f"{name}: {key}" for (name, key), (xs, _) in series.items() if not xs]
+
+
+def loss_keys(summaries: list[dict]) -> list[str]:
+    """The ``loss/...`` keys any run records, in first-seen order."""
+    keys: dict[str, None] = {}
+    for s in summaries:
+        for record in s["history"]:
+            keys.update((k, None) for k in record if k.startswith("loss/"))
+    return list(keys)
+
+
+def figures(plots: Path, summaries: list[dict]) -> list[str]:
+    """Draw every figure; the Markdown that embeds them, or says why one is absent."""
+    specs = [
+        ("Success and intervention rate", "success_intervention.png", ["success_rate", "intervention_rate"]),
+        ("Episode return", "episode_return.png", ["episode_return"]),
+        (
+            "Classifier agreement with the simulator's success",
+            "classifier_agreement.png",
+            list(AGREEMENT_KEYS),
+        ),
+        ("Learner losses and temperature", "losses.png", loss_keys(summaries)),
+    ]
+    lines = ["## Figures", ""]
+    for title, filename, keys in specs:
+        missing = plot_lines(plots / filename, summaries, keys) if keys else None
+        lines.append(f"### {title}")
+        lines.append("")
+        if missing is None:
+            lines.append(f"No run records {', '.join(keys) or 'these values'}: no figure.")
+        else:
+            lines.append(f"![{title}]({PLOTS}/{filename})")
+            if missing:
+                lines += ["", f"Not recorded (no curve): {'; '.join(missing)}."]
+        lines.append("")
+    return lines
+
+
+def untrained_section(untrained_eval: dict | None) -> list[str]:
+    lines = ["## Untrained policy", ""]
+    if not untrained_eval:
+        return lines + ["No evaluation of the untrained policy was given.", ""]
+    return lines + [
+        f"Success without intervention: {format_eval(untrained_eval)}, "
+        f"mean return {untrained_eval.get('mean_return', float('nan')):.3f}.",
+        "",
+    ]
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def classifier_section(eval_dir: Path | None, plots: Path) -> list[str]:
+    """The classifier's metrics table from report.json, its plots copied into ``plots``."""
+    lines = ["## Reward classifier", ""]
+    report = _load_json(Path(eval_dir) / "report.json") if eval_dir else None
+    if report is None:
+        return lines + [f"No classifier evaluation ({'none given' if not eval_dir else eval_dir}).", ""]
+    lines += [f"Checkpoint: `{report.get('checkpoint', '-')}`", ""]
+    data = report.get("dataset") or {}
+    if data:
+        lines += [
+            f"Evaluated on `{data.get('root')}`: {data.get('episodes')} episodes, {data.get('frames')} frames, "
+            f"{data.get('positives')} success frames.",
+            "",
+        ]
+    lines += [
+        "| threshold name | " + " | ".join(METRIC_COLUMNS) + " |",
+        "|---" * (len(METRIC_COLUMNS) + 1) + "|",
+    ]
+    for name, m in (report.get("metrics") or {}).items():
+        lines.append(f"| {name} | " + " | ".join(_cell(m.get(c)) for c in METRIC_COLUMNS) + " |")
+    lines.append("")
+    if report.get("average_precision") is not None:
+        lines += [f"Average precision: {report['average_precision']:.3f}", ""]
+    for name, title in CLASSIFIER_PLOTS.items():
+        source = Path(eval_dir) / f"{name}.png"
+        if source.is_file():
+            plots.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, plots / f"classifier_{name}.png")
+            lines += [f"![classifier {title}]({PLOTS}/classifier_{name}.png)", ""]
+        else:
+            lines += [f"No {title} ({source} is missing).", ""]
+    return lines
+
+
+def extra_section(extra: dict | None) -> list[str]:
+    if not extra:
+        return []
+    lines = ["## Notes", "", "| key | value |", "|---|---|"]
+    return lines + [f"| {k} | {_cell(v)} |" for k, v in extra.items()] + [""]
+
+
+def write_report(
+    out_dir: Path,
+    runs: dict[str, Path],
+    classifier_eval_dir: Path | None,
+    untrained_eval: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write ``out_dir/report.md`` and ``out_dir/plots/*.png``; returns the path of report.md."""
+    out_dir = Path(out_dir)
+    plots = out_dir / PLOTS
+    plots.mkdir(parents=True, exist_ok=True)
+    summaries = [run_summary(name, folder) for name, folder in runs.items()]
+    lines = ["# HIL-SERL experiment report", "", "## Runs", ""]
+    lines += headline_table(summaries) + [""]
+    lines += [f"- {s['name']}: `{s['folder']}`" for s in summaries] + [""]
+    lines += untrained_section(untrained_eval)
+    lines += classifier_section(classifier_eval_dir, plots)
+    lines += figures(plots, summaries)
+    lines += extra_section(extra)
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
