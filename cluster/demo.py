@@ -1,6 +1,8 @@
-"""The main job on the simulated default: the user's day from recording to a checked reward model.
+"""The main job on the simulated default: from recording to a trained HIL-SERL policy and its report.
 
-    hilserl demo                                   # configs/sim_default.json
+    hilserl demo                                   # configs/sim_default.json, budget 'small'
+    hilserl demo --budget full                     # + configs/demo_full.json (the real run)
+    hilserl demo --budget tiny                     # + configs/demo_tiny.json (the test's size)
     hilserl demo --config_path my_demo.json --env.num_episodes=20
 
 Steps, each the same code the individual commands run:
@@ -10,9 +12,14 @@ Steps, each the same code the individual commands run:
 3. doctor   both datasets must be free of defects                   (hilserl doctor)
 4. train    the reward classifier as a Ray Train job                (hilserl train-reward)
 5. evaluate it on the held-out episodes                             (hilserl eval-reward)
+6. evaluate the untrained policy (no intervention)
+7. the HIL-SERL run on Ray with the frozen classifier reward, the demos in the demo buffer and
+   scripted interventions that taper off; then evaluation episodes without intervention
+                                                                    (hilserl run)
+8. the same run (seed, budget) with the terminal-only sparse reward (budget permitting)
+9. report.md + plots/ in the run folder                            (cluster.report)
 
 Every launch writes a new run folder under ``output_dir``; nothing existing is touched.
-The HIL-SERL RL run will be the next step of this pipeline.
 """
 
 from __future__ import annotations
@@ -23,13 +30,19 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from configs import preset_path
-from configs.demo import DemoConfig
+from configs.common import FeatureSpec
+from configs.demo import BUDGETS, DemoConfig
 from configs.errors import UserError
-from configs.parsing import parse_config
+from configs.parsing import load_config_dict, parse_config
+from configs.rl import TrainRLConfig
 
 logger = logging.getLogger(__name__)
+
+CLASSIFIER_RUN = "classifier reward"
+SPARSE_RUN = "sparse reward"
 
 
 def _banner(step: str) -> None:
@@ -60,10 +73,22 @@ def doctor_step(root: Path) -> None:
     print(f"{root}: no defects found", flush=True)
 
 
+def classifier_config(cfg: DemoConfig):
+    """The classifier training config, its image size and cameras taken from the recording env."""
+    train_cfg = copy.deepcopy(cfg.reward)
+    size = cfg.env.image_size
+    policy = train_cfg.policy
+    policy.image_size = size
+    keys = list(policy.input_features) or ["observation.images.front", "observation.images.wrist"]
+    policy.input_features = {k: FeatureSpec(type="VISUAL", shape=[3, size, size]) for k in keys}
+    policy.num_cameras = len(keys)
+    return train_cfg
+
+
 def train_step(cfg: DemoConfig, dataset_root: Path, out_dir: Path) -> Path:
     from cluster.train_job import train_and_export
 
-    train_cfg = copy.deepcopy(cfg.reward)
+    train_cfg = classifier_config(cfg)
     train_cfg.dataset.root = str(dataset_root)
     train_cfg.dataset.repo_id = f"local/{dataset_root.name}"
     train_cfg.output_dir = str(out_dir)
@@ -73,26 +98,93 @@ def train_step(cfg: DemoConfig, dataset_root: Path, out_dir: Path) -> Path:
 
 
 def evaluate_step(checkpoint: Path, dataset_root: Path, out_dir: Path) -> dict:
-    from reward.evaluate import evaluate_checkpoint
+    from reward.evaluate import evaluate_checkpoint, format_report
 
     report = evaluate_checkpoint(checkpoint, dataset_root, out_dir=out_dir)
-    print(
-        f"{'threshold':<16}{'value':>7}{'accuracy':>10}{'precision':>11}{'recall':>8}{'f1':>7}  confusion [[tn fp] [fn tp]]"
-    )
-    for name, m in report["metrics"].items():
-        if "threshold" not in m:
-            print(f"{name:<16}{'':>7}{m.get('accuracy', float('nan')):>10.3f}")
-            continue
-        print(
-            f"{name:<16}{m['threshold']:>7.3f}{m['accuracy']:>10.3f}{m['precision']:>11.3f}"
-            f"{m['recall']:>8.3f}{m['f1']:>7.3f}  {m['confusion_matrix']}"
-        )
-    print(f"plots: {', '.join(str(v) for v in (report.get('plots') or {}).values())}", flush=True)
+    print(format_report(report), flush=True)
     return report
+
+
+def rl_config(cfg: DemoConfig, run_dir: Path, demos: Path, checkpoint: Path | None, source: str) -> TrainRLConfig:
+    """The HIL-SERL run's config: the demo's rl block with what the pipeline produced filled in."""
+    from configs.env import ProcessorConfig, RewardClassifierEnvConfig
+
+    rl = copy.deepcopy(cfg.rl)
+    rl.output_dir = str(run_dir / "rl")
+    rl.run_name = source
+    rl.resume = False
+    rl.demo_dataset = str(demos)
+    rl.env.task, rl.env.image_size, rl.env.fps = cfg.env.task, cfg.env.image_size, cfg.env.fps
+    rl.env.mode = None
+    rl.reward.source = source
+    processor = rl.env.processor = rl.env.processor or ProcessorConfig()
+    block = processor.reward_classifier = processor.reward_classifier or RewardClassifierEnvConfig()
+    block.pretrained_path = str(checkpoint) if source == "classifier" and checkpoint else None
+    rl.env.reward_classifier_pretrained_path = None
+    return rl.resolve()
+
+
+def policy_change(rl: TrainRLConfig, export: dict | None) -> float:
+    """Largest absolute difference between the exported policy's weights and the initial policy's
+    (the one ``evaluate_policy(cfg, None, n)`` scores): 0.0 means the policy never changed."""
+    import torch
+
+    from learner.networks import FrozenBackbone, Policy
+
+    if not export:
+        return 0.0
+    lcfg = rl.learner
+    torch.manual_seed(rl.seed)
+    initial = Policy(lcfg, FrozenBackbone.from_config(lcfg) if lcfg.image_keys else None).trainable_state_dict()
+    trained = export["state_dict"]
+    return max(float((trained[k].float() - initial[k].float()).abs().max()) for k in initial)
+
+
+def untrained_step(rl: TrainRLConfig, episodes: int) -> dict:
+    from actors.roles.evaluate import evaluate_policy
+
+    ev = evaluate_policy(rl, None, episodes)
+    print(
+        f"untrained policy: success {ev['successes']}/{ev['episodes']} ({ev['success_rate']:.0%}), "
+        f"mean return {ev['mean_return']:.3f}",
+        flush=True,
+    )
+    return ev
+
+
+def rl_step(rl: TrainRLConfig) -> dict[str, Any]:
+    """One HIL-SERL run on Ray (``hilserl run``'s code) with its evaluation; returns its headline numbers."""
+    from cluster.rl_run import run as rl_run
+
+    summary = rl_run(rl)
+    robots = summary.get("robots") or []
+    learner = summary.get("learner") or {}
+    history = summary.get("history") or []
+    out = {
+        "folder": summary["folder"],
+        "env_steps": sum(r.get("env_steps", 0) for r in robots),
+        "episodes": sum(r.get("episodes", 0) for r in robots),
+        "learner_updates": int(learner.get("updates", 0)),
+        "final_intervention_rate": robots[0].get("intervention_rate") if robots else None,
+        "train_wall_s": next((r["wall_s"] for r in reversed(history) if "wall_s" in r), None),
+        "eval": summary.get("eval"),
+        "policy_change": policy_change(rl, summary.get("export")),
+    }
+    ev = out["eval"] or {}
+    print(
+        f"{rl.run_name}: {out['env_steps']} env steps, {out['episodes']} episodes, "
+        f"{out['learner_updates']} learner updates, policy version {ev.get('policy_version')}; "
+        f"evaluation without intervention: {ev.get('successes')}/{ev.get('episodes')} "
+        f"({ev.get('success_rate', 0.0):.0%})",
+        flush=True,
+    )
+    return out
 
 
 def run(cfg: DemoConfig) -> dict:
     """Run the pipeline; returns a summary dict (also written to <run>/summary.json)."""
+    if cfg.budget not in BUDGETS:
+        raise UserError(f"--budget '{cfg.budget}': use one of {', '.join(BUDGETS)}")
     run_dir = Path(cfg.output_dir) / (cfg.run_name or time.strftime("%Y%m%d-%H%M%S"))
     if run_dir.exists():
         raise UserError(
@@ -100,42 +192,114 @@ def run(cfg: DemoConfig) -> dict:
         )
     run_dir.mkdir(parents=True)
     started = time.perf_counter()
-    summary: dict = {"run_dir": str(run_dir.resolve())}
+    summary: dict = {"run_dir": str(run_dir.resolve()), "budget": cfg.budget}
+    steps = 9 if cfg.sparse_comparison else 8
 
-    _banner(f"1/5 record {cfg.env.num_episodes} demo episodes (simulator + scripted human)")
+    _banner(f"1/{steps} record {cfg.env.num_episodes} demo episodes (simulator + scripted human)")
     demos = run_dir / "demos"
     summary["record"] = record_step(cfg, demos, cfg.env.seed, cfg.env.num_episodes)
 
-    _banner(f"2/5 record {cfg.eval_episodes} held-out episodes (seed {cfg.env.seed + 1000})")
+    _banner(f"2/{steps} record {cfg.eval_episodes} held-out episodes (seed {cfg.env.seed + 1000})")
     held_out = run_dir / "held_out"
     summary["record_held_out"] = record_step(cfg, held_out, cfg.env.seed + 1000, cfg.eval_episodes)
 
-    _banner("3/5 doctor")
+    _banner(f"3/{steps} doctor")
     doctor_step(demos)
     doctor_step(held_out)
 
-    _banner("4/5 train the reward classifier")
+    _banner(f"4/{steps} train the reward classifier")
     checkpoint = train_step(cfg, demos, run_dir / "reward_classifier")
     summary["checkpoint"] = str(checkpoint)
 
-    _banner("5/5 evaluate on the held-out episodes")
-    report = evaluate_step(checkpoint, held_out, run_dir / "eval")
+    _banner(f"5/{steps} evaluate the classifier on the held-out episodes")
+    classifier_eval = run_dir / "eval"
+    report = evaluate_step(checkpoint, held_out, classifier_eval)
     summary["held_out_metrics"] = report["metrics"]
     summary["plots"] = report.get("plots")
+
+    rl_cls = rl_config(cfg, run_dir, demos, checkpoint, "classifier")
+    n_untrained = cfg.untrained_eval_episodes
+    n_untrained = rl_cls.runtime.eval_episodes if n_untrained is None else n_untrained
+    _banner(f"6/{steps} evaluate the untrained policy ({n_untrained} episodes, no intervention)")
+    untrained = untrained_step(rl_cls, n_untrained) if n_untrained else None
+    summary["untrained_eval"] = untrained
+
+    budget = rl_cls.runtime.total_env_steps
+    _banner(f"7/{steps} HIL-SERL run on Ray, classifier reward ({budget} env steps)")
+    runs = {CLASSIFIER_RUN: rl_step(rl_cls)}
+    if cfg.sparse_comparison:
+        _banner(f"8/{steps} the same run with the sparse reward (seed {rl_cls.seed}, {budget} env steps)")
+        runs[SPARSE_RUN] = rl_step(rl_config(cfg, run_dir, demos, None, "sparse"))
+    summary["rl"] = runs
+
+    _banner(f"{steps}/{steps} report")
+    extra = {"budget": cfg.budget}
+    for name, r in runs.items():
+        extra[f"{name}: learner updates"] = r["learner_updates"]
+        extra[f"{name}: largest policy weight change"] = r["policy_change"]
+    if untrained:
+        for name, r in runs.items():
+            final = (r["eval"] or {}).get("success_rate")
+            if final is not None:
+                extra[f"{name}: eval success minus untrained"] = round(final - untrained["success_rate"], 3)
     summary["wall_s"] = round(time.perf_counter() - started, 1)
+    extra["demo wall-clock s (all steps)"] = summary["wall_s"]
+    from cluster.report import write_report
+
+    path = write_report(
+        run_dir,
+        {name: Path(r["folder"]) for name, r in runs.items()},
+        classifier_eval,
+        untrained_eval=untrained,
+        extra=extra,
+    )
+    summary["report"] = str(path)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"report: {path}")
     print(f"\nDone in {summary['wall_s']} s. Everything is in {run_dir}", flush=True)
-    print(f"Use the classifier in an env config: processor.reward_classifier.pretrained_path={checkpoint}")
     return summary
 
 
+def _flatten(tree: dict, prefix: str = "") -> list[str]:
+    """Dotted ``--a.b=value`` overrides of a nested dict (leaf values as JSON)."""
+    out: list[str] = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and "." not in "".join(value):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append(f"--{prefix}{key}={json.dumps(value)}")
+    return out
+
+
+def _budget(argv: list[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg.startswith("--budget="):
+            return arg.split("=", 1)[1]
+        if arg == "--budget" and i + 1 < len(argv):
+            return argv[i + 1]
+    return DemoConfig.budget
+
+
+def budget_overrides(budget: str) -> list[str]:
+    """The overrides of ``configs/demo_<budget>.json`` (none for a budget without a file)."""
+    if budget not in BUDGETS:
+        raise UserError(f"--budget '{budget}': use one of {', '.join(BUDGETS)}")
+    path = Path(preset_path("sim_default")).with_name(f"demo_{budget}.json")
+    return _flatten(load_config_dict(path)) if path.is_file() else []
+
+
 def main(argv: list[str]) -> int:
+    if not any(a in ("-h", "--help") for a in argv):
+        argv = [*budget_overrides(_budget(argv)), *argv]
     if not any(a == "--config_path" or a.startswith("--config_path=") for a in argv):
         argv = ["--config_path", preset_path("sim_default"), *argv]
     try:
         cfg = parse_config(DemoConfig, argv, prog="hilserl demo")
-        run(cfg)
+        summary = run(cfg)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for name, r in summary["rl"].items():
+        ev = r["eval"] or {}
+        print(f"{name}: eval success {ev.get('success_rate', 0.0):.0%} over {ev.get('episodes')} episodes")
     return 0

@@ -216,6 +216,9 @@ class _Threaded:
 
         return os.getpid()
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
 
 @ray.remote(max_restarts=-1, max_concurrency=8)
 class LearnerActor(_Threaded):

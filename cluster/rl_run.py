@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from actors.roles.reward import check_checkpoint_matches
 from actors.roles.rundir import RunMonitor, list_runs, prepare_run_dir, record_classifier
 from configs.errors import UserError
 from configs.parsing import parse_config
@@ -89,6 +90,8 @@ class RayRunner:
         from cluster.ray_roles import LearnerActor, ReplayActor, RewardActor, RobotActor
 
         self.cfg, self.folder = cfg, folder
+        if cfg.reward.source == "classifier":  # a mismatched checkpoint is refused before anything starts
+            check_checkpoint_matches(cfg.classifier().pretrained_path, cfg.learner.image_keys, cfg.env.image_size)
         wait_for_resources(cfg)
         zero = {"num_cpus": 0}
         self.reward = RewardActor.options(**zero).remote(cfg) if cfg.reward.source == "classifier" else None

@@ -79,9 +79,6 @@ class LocalRunner:
             RobotRole(cfg, i, self.reward_peer, self.replay_peer, self.learner_peer, env=envs[i])
             for i in range(cfg.runtime.num_robots)
         ]
-        budget = cfg.runtime.total_env_steps
-        for robot in self.robots:
-            robot.max_steps = budget // len(self.robots) if budget else None
         self.monitor = RunMonitor(self.folder, cfg)
         self.stop = threading.Event()
         self._last_record = 0.0

@@ -25,8 +25,29 @@ import numpy as np
 import torch
 
 from configs.errors import UserError
-from reward.checkpoint import load_checkpoint
+from reward.checkpoint import load_checkpoint, read_checkpoint_info
 from reward.model import camera_keys
+
+
+def check_checkpoint_matches(checkpoint: str | Path, image_keys: list[str], image_size: int) -> list[str]:
+    """The checkpoint's cameras and image size must be the robot's (reads config.json only: fast,
+    so the launcher refuses a mismatch before any actor starts). Returns its camera keys."""
+    info = read_checkpoint_info(checkpoint)
+    keys = camera_keys(info.config)
+    missing = [k for k in keys if k not in image_keys]
+    if missing:
+        raise UserError(
+            f"classifier {info.path} uses camera '{missing[0]}' but the robot has {', '.join(image_keys)}; "
+            "train a classifier on this robot's cameras or fix env cameras"
+        )
+    for key in keys:
+        shape = list(info.config.input_features[key].shape)
+        if shape[1:] and shape[1:] != [image_size, image_size]:
+            raise UserError(
+                f"classifier {info.path} was trained on {shape[1]}x{shape[2]} '{key}' images but the robot "
+                f"sends {image_size}x{image_size}; set env.image_size={shape[1]} or retrain the classifier"
+            )
+    return keys
 
 
 class RewardRole:
@@ -41,21 +62,8 @@ class RewardRole:
         success_reward: float = 1.0,
         device: str = "cpu",
     ):
+        keys = check_checkpoint_matches(checkpoint, image_keys, image_size)
         model, info = load_checkpoint(checkpoint, device=device)
-        keys = camera_keys(info.config)
-        missing = [k for k in keys if k not in image_keys]
-        if missing:
-            raise UserError(
-                f"classifier {info.path} uses camera '{missing[0]}' but the robot has {', '.join(image_keys)}; "
-                "train a classifier on this robot's cameras or fix env cameras"
-            )
-        for key in keys:
-            shape = list(info.config.input_features[key].shape)
-            if shape[1:] and shape[1:] != [image_size, image_size]:
-                raise UserError(
-                    f"classifier {info.path} was trained on {shape[1]}x{shape[2]} '{key}' images but the robot "
-                    f"sends {image_size}x{image_size}; set env.image_size={shape[1]} or retrain the classifier"
-                )
         self.model = model.eval().requires_grad_(False)
         self.keys = keys
         self.info = info

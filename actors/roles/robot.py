@@ -104,7 +104,9 @@ class RobotRole:
         )
         self.stop_event = threading.Event()
         self.on_step: list = []  # callbacks after each step (the in-process runner's learner)
-        self.max_steps: int | None = None  # this robot's share of the env-step budget
+        budget = cfg.runtime.total_env_steps
+        # This robot's share of the env-step budget (the driver also stops the run at the total).
+        self.max_steps: int | None = -(-budget // cfg.runtime.num_robots) if budget else None
         # Sending: one chunk being built, a bounded queue, at most one call in flight.
         self._chunk: list[Transition] = []
         self._queue: deque[tuple[int, list[Transition]]] = deque()

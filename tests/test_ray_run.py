@@ -1,0 +1,147 @@
+"""The HIL-SERL run on a real local Ray: the whole graph, fault injection, placement, refusals.
+
+One Ray session for the module (``ray.init(address="local", num_cpus=2)``); the two-node placement
+test builds its own ``ray.cluster_utils.Cluster`` after it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from configs.errors import UserError
+from tests.rl_fixtures import tiny_config, write_classifier
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    from cluster.ray_session import start_ray
+
+    started = start_ray(num_cpus=2, quiet=True)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    return write_classifier(tmp_path_factory.mktemp("clf") / "pretrained_model")
+
+
+def _wait(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_whole_graph_survives_killing_each_actor_and_loses_nothing(local_ray, classifier, tmp_path):
+    from actors.roles.rundir import prepare_run_dir
+    from cluster.rl_run import RayRunner
+
+    cfg = tiny_config(tmp_path, classifier, steps=160, chunk_size=4, checkpoint_every=8).resolve()
+    runner = RayRunner(cfg, prepare_run_dir(cfg))
+    digest_before = ray.get(runner.reward.weights_digest.remote())
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(runner.run()), daemon=True)
+    thread.start()
+
+    def added() -> int:
+        return ray.get(runner.replay.sizes.remote(), timeout=60)["added"]
+
+    killed = []
+    for name in ("replay", "learner", "reward", "robot"):  # each actor killed once, mid-run
+        mark = added()
+        _wait(lambda mark=mark: added() >= mark + 12, 240, f"progress before killing the {name}")
+        handle = runner.robots[0] if name == "robot" else getattr(runner, name)
+        ray.kill(handle, no_restart=False)  # SIGKILL of its process; Ray restarts it
+        killed.append(name)
+    thread.join(600)
+    assert not thread.is_alive(), "the run did not finish after the kills"
+
+    robot = result["robots"][0]
+    sizes = ray.get(runner.replay.sizes.remote())
+    # Nothing acknowledged is lost: the replay holds every transition the robot saw acknowledged.
+    # (The killed robot's counters restart with it; the replay's count is the run's.)
+    assert sizes["online"] >= robot["acked"] and sizes["added"] >= cfg.runtime.total_env_steps
+    assert killed == ["replay", "learner", "reward", "robot"]
+    assert result["restarts"]["robot"] >= 1 and result["restarts"]["learner"] >= 1
+    # The learner resumed from its checkpoint and kept pushing; the robot acted with new weights.
+    assert result["learner"]["resumed_from"] is not None and result["learner"]["updates"] > 0
+    assert robot["policy_version"] > 0
+    # The restarted reward actor reloaded the same frozen classifier.
+    assert result["classifier_digest_after"] == digest_before
+
+
+def test_in_process_runner_gives_the_ray_runs_transitions(local_ray, classifier, tmp_path):
+    from actors.roles.local import LocalRunner
+    from actors.roles.replay import ReplayRole
+    from cluster.rl_run import run
+
+    def config(name):
+        cfg = tiny_config(tmp_path / name, classifier, steps=24, learning_starts=10_000, dashboard=False)
+        return cfg
+
+    ray_summary = run(config("ray"))
+    local_summary = LocalRunner(config("local")).run()
+    buffers = []
+    for summary in (ray_summary, local_summary):
+        role = ReplayRole(config("x").resolve().learner, f"{summary['folder']}/replay")
+        n = len(role.replay.online)
+        buffers.append((role.replay.online.action[:n].copy(), role.replay.online.reward[:n].copy()))
+    assert len(buffers[0][0]) == len(buffers[1][0]) == 24
+    np.testing.assert_array_equal(buffers[0][0], buffers[1][0])
+    np.testing.assert_array_equal(buffers[0][1], buffers[1][1])
+
+
+def test_a_resource_no_node_offers_is_one_line(local_ray, tmp_path):
+    from cluster.rl_run import run
+
+    cfg = tiny_config(tmp_path, steps=8, robot_resource="so101", resource_timeout_s=1)
+    with pytest.raises(UserError, match=r"so101.*ray start --address=<head>:6379 --resources") as err:
+        run(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_a_mismatched_checkpoint_is_refused_before_anything_starts(local_ray, tmp_path):
+    from cluster.rl_run import run
+
+    wrong = write_classifier(tmp_path / "wrong", size=64)
+    cfg = tiny_config(tmp_path, wrong, steps=8)
+    start = time.monotonic()
+    with pytest.raises(UserError, match="64x64"):
+        run(cfg)
+    assert time.monotonic() - start < 30
+
+
+def test_the_robot_lands_on_the_node_with_the_arm(classifier, tmp_path):
+    """Two nodes; only one offers {"so101": 1}: the robot actor is placed there."""
+    from ray.cluster_utils import Cluster
+
+    from actors.roles.rundir import prepare_run_dir
+    from cluster.rl_run import RayRunner, wait_for_resources
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    arm_node = cluster.add_node(num_cpus=1, resources={"so101": 1})
+    try:
+        ray.init(address=cluster.address, logging_level="ERROR")
+        cfg = tiny_config(tmp_path, classifier, steps=8, robot_resource="so101").resolve()
+        wait_for_resources(cfg)
+        runner = RayRunner(cfg, prepare_run_dir(cfg))
+        node = ray.get(runner.robots[0].node_id.remote())
+        assert node == arm_node.node_id
+        summary = runner.run()
+        assert summary["robots"][0]["env_steps"] >= 8
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
