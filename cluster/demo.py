@@ -165,6 +165,7 @@ def rl_step(rl: TrainRLConfig) -> dict[str, Any]:
         "env_steps": sum(r.get("env_steps", 0) for r in robots),
         "episodes": sum(r.get("episodes", 0) for r in robots),
         "learner_updates": int(learner.get("updates", 0)),
+        "robot_policy_version": max((int(r.get("policy_version") or 0) for r in robots), default=0),
         "final_intervention_rate": robots[0].get("intervention_rate") if robots else None,
         "train_wall_s": next((r["wall_s"] for r in reversed(history) if "wall_s" in r), None),
         "eval": summary.get("eval"),
@@ -236,6 +237,7 @@ def run(cfg: DemoConfig) -> dict:
     extra = {"budget": cfg.budget}
     for name, r in runs.items():
         extra[f"{name}: learner updates"] = r["learner_updates"]
+        extra[f"{name}: policy version the robot acted with at the end"] = r["robot_policy_version"]
         extra[f"{name}: largest policy weight change"] = r["policy_change"]
     if untrained:
         for name, r in runs.items():

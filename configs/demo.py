@@ -1,4 +1,16 @@
-"""`hilserl demo`: the main job on the simulated default (record -> check -> train reward -> evaluate)."""
+"""`hilserl demo`: the main job on the simulated default.
+
+record demos -> doctor -> train the reward classifier (Ray Train) -> evaluate it -> the HIL-SERL
+run on Ray with the frozen classifier reward (and, budget permitting, the same run with the
+sparse reward) -> evaluation episodes without intervention -> report.md + plots.
+
+``budget`` picks a preset (``configs/demo_<budget>.json``) merged over ``configs/sim_default.json``
+before the command line, so any preset value can still be overridden:
+
+    hilserl demo                      # budget 'small' (sim_default.json as it is)
+    hilserl demo --budget full        # + configs/demo_full.json
+    hilserl demo --budget tiny        # + configs/demo_tiny.json (tests)
+"""
 
 from __future__ import annotations
 
@@ -6,6 +18,9 @@ from dataclasses import dataclass, field
 
 from configs.env import EnvConfig
 from configs.reward import RewardTrainConfig
+from configs.rl import TrainRLConfig
+
+BUDGETS = ("tiny", "small", "full")
 
 
 @dataclass
@@ -16,9 +31,20 @@ class DemoConfig:
     """Parent folder; each launch writes a new run folder inside it and never touches older ones."""
     run_name: str | None = None
     """Run folder name (default: a timestamp). An existing run folder is an error, never overwritten."""
+    budget: str = "small"
+    """Size preset: 'tiny' (tests, ~2 min), 'small' (shows learning in ~15 min on 2 CPU cores) or
+    'full' (the real run); selects configs/demo_<budget>.json, merged under the command line."""
     env: EnvConfig = field(default_factory=EnvConfig)
-    """Recording: simulator + scripted human (env.num_episodes demos)."""
+    """Recording: simulator + scripted human (env.num_episodes demos). Its task, image_size and fps
+    are also the RL run's (one source: the classifier and the robot must see the same images)."""
     eval_episodes: int = 2
     """Extra held-out episodes, recorded with another seed, on which the classifier is evaluated."""
     reward: RewardTrainConfig = field(default_factory=RewardTrainConfig)
-    """Reward classifier training (dataset.root and output_dir are filled in by the demo)."""
+    """Reward classifier training (dataset.root, output_dir and the image size are filled in by the demo)."""
+    rl: TrainRLConfig = field(default_factory=TrainRLConfig)
+    """The HIL-SERL run on Ray. Filled in by the demo: output_dir, run_name, demo_dataset (the
+    recorded demos), the classifier checkpoint, env.task/image_size/fps (from env)."""
+    sparse_comparison: bool = True
+    """Also run the same RL run (same seed and budget) with the terminal-only sparse reward."""
+    untrained_eval_episodes: int | None = None
+    """Evaluation episodes of the untrained policy (default: rl.runtime.eval_episodes)."""

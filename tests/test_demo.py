@@ -1,31 +1,28 @@
-"""The main job end to end through its real entry point, with a tiny budget (in-process trainer)."""
+"""The main job end to end through its real entry point (`hilserl demo --budget tiny`, real local Ray)."""
 
 import json
+import re
 
 import pytest
 
 from cluster.cli import main
+from cluster.demo import _flatten, budget_overrides
+from configs.errors import UserError
 
-TINY = [
-    "--env.num_episodes=2",
-    "--eval_episodes=1",
-    "--env.image_size=64",
-    "--env.number_of_steps_after_success=3",
-    "--reward.policy.image_size=64",
-    '--reward.policy.input_features={"observation.images.front": {"type": "VISUAL", "shape": [3, 64, 64]}, '
-    '"observation.images.wrist": {"type": "VISUAL", "shape": [3, 64, 64]}}',
-    "--reward.steps=4",
-    "--reward.eval_freq=2",
-    "--reward.log_freq=2",
-    "--reward.batch_size=8",
-    "--reward.use_ray=false",
-    "--reward.val_fraction=0.5",
-]
+
+def test_budget_presets_become_overrides_the_command_line_can_beat():
+    tiny = budget_overrides("tiny")
+    assert "--rl.runtime.total_env_steps=60" in tiny and "--env.image_size=32" in tiny
+    assert budget_overrides("small") == []  # sim_default.json as it is
+    assert any(a.startswith("--rl.runtime.total_env_steps=") for a in budget_overrides("full"))
+    assert _flatten({"a": {"b": [1, 2], "c": {"x.y": 1}}}) == ['--a.b=[1, 2]', '--a.c={"x.y": 1}']
+    with pytest.raises(UserError, match="budget 'huge'"):
+        budget_overrides("huge")
 
 
 @pytest.mark.slow
-def test_demo_runs_the_pipeline_and_never_reuses_a_run_folder(tmp_path, capsys):
-    argv = ["demo", f"--output_dir={tmp_path}", "--run_name=r1", *TINY]
+def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys):
+    argv = ["demo", "--budget", "tiny", f"--output_dir={tmp_path}", "--run_name=r1"]
     assert main(argv) == 0
     run_dir = tmp_path / "r1"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -34,6 +31,22 @@ def test_demo_runs_the_pipeline_and_never_reuses_a_run_folder(tmp_path, capsys):
     assert set(summary["held_out_metrics"]) >= {"0.5"}
     out = capsys.readouterr().out
     assert "no defects found" in out and "pretrained_model:" in out
+
+    # The RL run trained and its weights reached the robot: fails if weights are never pushed.
+    rl = summary["rl"]["classifier reward"]
+    assert rl["learner_updates"] > 0 and rl["env_steps"] >= 60
+    assert rl["robot_policy_version"] > 0
+    assert rl["eval"]["episodes"] == 2 and rl["eval"]["policy_version"] > 0
+    assert rl["policy_change"] > 0.0
+    assert summary["untrained_eval"]["policy_version"] is None
+
+    report = (run_dir / "report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| classifier reward |"))
+    assert re.search(r"\| \d+% \(\d+/2\) \| \d+ \|", row), row  # eval and env steps filled in
+    assert "Untrained policy" in report and "Success without intervention: " in report
+    for png in ("success_intervention", "episode_return", "losses", "classifier_pr_curve"):
+        assert (run_dir / "plots" / f"{png}.png").stat().st_size > 1000
+        assert f"plots/{png}.png" in report
 
     before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
     assert main(argv) == 2
