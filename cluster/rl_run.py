@@ -171,16 +171,16 @@ class RayRunner:
 
     def shutdown(self) -> dict[str, Any]:
         """Robots first (safe stop, flush), then the learner's final checkpoint and the replay snapshot."""
-        import ray
-
         self.stop_requested.set()
-        robots = ray.get([r.close.remote() for r in self.robots], timeout=120)
-        learner = ray.get(self.learner.stop.remote(), timeout=300)
-        ray.get(self.learner.checkpoint.remote(), timeout=300)
-        export = ray.get(self.learner.export.remote(), timeout=60)
-        reward = ray.get(self.reward.stats.remote()) if self.reward is not None else None
-        digest = ray.get(self.reward.weights_digest.remote()) if self.reward is not None else None
-        self.monitor.record([r for r in robots], ray.get(self.learner.status.remote()), reward)
+        robots = [_retry(lambda r=r: r.close.remote(), 120) for r in self.robots]
+        learner = _retry(lambda: self.learner.stop.remote(), 300)
+        _retry(lambda: self.learner.checkpoint.remote(), 300)
+        export = _retry(lambda: self.learner.export.remote(), 60)
+        reward = digest = None
+        if self.reward is not None:
+            reward = _retry(lambda: self.reward.stats.remote(), 60)
+            digest = _retry(lambda: self.reward.weights_digest.remote(), 60)
+        self.monitor.record(robots, _retry(lambda: self.learner.status.remote(), 60), reward)
         self.monitor.close()
         return {
             "folder": str(self.folder),
@@ -192,6 +192,22 @@ class RayRunner:
             "history": self.monitor.history,
             "export": export,
         }
+
+
+def _retry(submit, timeout_s: float) -> Any:
+    """``ray.get(submit())``, submitting again while the actor restarts (up to ``timeout_s``)."""
+    import ray
+
+    from cluster.ray_roles import PEER_ERRORS
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get(submit(), timeout=max(1.0, deadline - time.monotonic()))
+        except PEER_ERRORS:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _empty_robot(index: int) -> dict:

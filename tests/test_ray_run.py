@@ -54,8 +54,15 @@ def test_whole_graph_survives_killing_each_actor_and_loses_nothing(local_ray, cl
     thread = threading.Thread(target=lambda: result.update(runner.run()), daemon=True)
     thread.start()
 
+    from cluster.ray_roles import PEER_ERRORS
+
     def added() -> int:
-        return ray.get(runner.replay.sizes.remote(), timeout=60)["added"]
+        for _ in range(120):  # the replay may be restarting
+            try:
+                return ray.get(runner.replay.sizes.remote(), timeout=60)["added"]
+            except PEER_ERRORS:
+                time.sleep(1)
+        raise AssertionError("the replay actor did not come back")
 
     killed = []
     for name in ("replay", "learner", "reward", "robot"):  # each actor killed once, mid-run

@@ -48,11 +48,13 @@ class LearnerRole:
         self.last_metrics: dict[str, float] = {}
         self.update_times: list[float] = []
         self.checkpoints = 0
+        self.batch_bytes = 0  # replay -> learner traffic
         self.publish()  # version 0 (or the resumed one) is available at once
 
     # ----------------------------------------------------------------- weights
     def publish(self) -> None:
         export = export_policy(self.agent.policy, version=self.agent.update_step)
+        export["published_at"] = time.time()  # the robots measure the version lag in seconds with it
         with self._mailbox_lock:
             self._mailbox = export
 
@@ -87,6 +89,7 @@ class LearnerRole:
             return False
         call = self._prefetch or self._request()
         batches = call.result(timeout=60)
+        self.batch_bytes += sum(_batch_bytes(b) for b in batches)
         self._prefetch = self._request()  # sampled while this update runs (remote replay)
         start = time.perf_counter()
         self.last_metrics = self.agent.update(iter(batches))
@@ -125,7 +128,13 @@ class LearnerRole:
             "version": self.agent.update_step,
             "update_s_p50": times[len(times) // 2],
             "checkpoints": self.checkpoints,
+            "batch_bytes": self.batch_bytes,
             "resumed_from": self.resumed_from,
             **{f"replay_{k}": v for k, v in self.replay_sizes.items()},
             **{f"loss/{k}": v for k, v in self.last_metrics.items()},
         }
+
+
+def _batch_bytes(batch) -> int:
+    tensors = [*batch.observation.values(), *batch.next_observation.values(), batch.action, batch.reward]
+    return int(sum(t.numel() * t.element_size() for t in tensors))

@@ -118,6 +118,8 @@ class RobotRole:
         # Counters the driver reads through status().
         self.steps = self.episodes = self.acked = self.holds = 0
         self.sent_versions: list[int] = []
+        self.sent_bytes = self.weight_bytes = 0  # robot -> replay and learner -> robot traffic
+        self.lag_s: list[float] = []  # publish-to-apply delay of each weight version received
         self.recent: deque[dict] = deque(maxlen=20)  # last episodes
         self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}  # classifier vs the simulator's truth
         self._last_probability: float | None = None
@@ -180,6 +182,10 @@ class RobotRole:
             return
         if export is not None:
             self.version = apply_export(self.policy, export)
+            self.weight_bytes += sum(t.numel() * t.element_size() for t in export["state_dict"].values())
+            if "published_at" in export:
+                self.lag_s.append(time.time() - float(export["published_at"]))
+                del self.lag_s[:-200]
 
     def _pump(self) -> None:
         """Collect the send in flight; start the next one. Never blocks."""
@@ -231,6 +237,8 @@ class RobotRole:
                 complementary_info={GRASP_PENALTY: step.penalty, POLICY_VERSION: float(version)},
             )
         )
+        last = self._chunk[-1]
+        self.sent_bytes += sum(a.nbytes for a in (*last.observation.values(), *last.next_observation.values()))
         self.sent_versions.append(version)
         del self.sent_versions[:-1000]
         self.steps += 1
@@ -322,5 +330,9 @@ class RobotRole:
             "period_p99_ms": rate.period_p99_s * 1e3,
             "overruns": rate.overruns,
             "agreement": dict(self.agreement),
+            "sent_bytes": self.sent_bytes,
+            "weight_bytes": self.weight_bytes,
+            "version_lag_s_p50": float(np.median(self.lag_s)) if self.lag_s else 0.0,
+            "version_lag_s_max": float(max(self.lag_s)) if self.lag_s else 0.0,
             "recent": recent[-5:],
         }

@@ -87,6 +87,8 @@ class RunMonitor:
         self._last_steps = 0
         self._last_time = self.start
         self._last_updates = 0
+        self._last_bytes = 0
+        self._last_line = 0.0
 
     def writer(self):
         if self._writer is None:
@@ -100,6 +102,7 @@ class RunMonitor:
         steps = sum(r["env_steps"] for r in robots)
         updates = int(learner.get("updates", 0))
         dt_s = max(1e-6, now - self._last_time)
+        moved = sum(r.get("sent_bytes", 0) + r.get("weight_bytes", 0) for r in robots) + learner.get("batch_bytes", 0)
         out = {
             "env_steps": float(steps),
             "env_steps_per_s": (steps - self._last_steps) / dt_s,
@@ -115,6 +118,8 @@ class RunMonitor:
             "control_period_p99_ms": float(max(r["period_p99_ms"] for r in robots)),
             "control_overruns": float(sum(r["overruns"] for r in robots)),
             "robot_holds": float(sum(r["holds"] for r in robots)),
+            "bytes_moved_per_s": max(0.0, moved - self._last_bytes) / dt_s,
+            "policy_version_lag_s": float(max(r.get("version_lag_s_p50", 0.0) for r in robots)),
             "wall_s": now - self.start,
         }
         agreement = {k: sum(r["agreement"][k] for r in robots) for k in ("tp", "fp", "fn", "tn")}
@@ -127,7 +132,7 @@ class RunMonitor:
                 out[key] = float(value)
         for key, value in (reward or {}).items():
             out[key] = float(value)
-        self._last_steps, self._last_time, self._last_updates = steps, now, updates
+        self._last_steps, self._last_time, self._last_updates, self._last_bytes = steps, now, updates, moved
         return out
 
     def record(self, robots: list[dict], learner: dict, reward: dict | None = None) -> dict[str, float]:
@@ -165,11 +170,15 @@ class RunMonitor:
             f"return {s['episode_return']:.2f}  replay {int(s['replay_online'])}+{int(s['replay_demo'])}  "
             f"lag {int(s['policy_version_lag'])}   "
         )
-        sys.stderr.write(line)
+        if sys.stderr.isatty():
+            sys.stderr.write(line)
+        elif time.monotonic() - self._last_line >= 15.0:  # a log file gets a line every 15 s, not a flood
+            self._last_line = time.monotonic()
+            sys.stderr.write(line.strip("\r").rstrip() + "\n")
         sys.stderr.flush()
 
     def close(self) -> None:
-        if self.cfg.runtime.progress:
+        if self.cfg.runtime.progress and sys.stderr.isatty():
             sys.stderr.write("\n")
         if self._writer is not None:
             self._writer.close()

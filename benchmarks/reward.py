@@ -1,0 +1,169 @@
+"""`hilserl bench reward --json`: the reward actor's round trip and throughput on a local Ray.
+
+Two 128x128 cameras, a classifier with the HIL-SERL architecture (random weights: the cost does not
+depend on them). Measured through real Ray actors, robot clients calling ``score.remote``:
+
+    p50_ms_1, p99_ms_1     round trip robot -> reward actor -> robot, one robot calling back to back
+    p99_ms_8               the same with 8 robots calling at once
+    batched_fps_8          frames/s served to 8 robots by the batching actor
+    per_frame_fps_8        frames/s with one forward pass per frame (max_batch=1: LeRobot's pattern,
+                           where each actor runs the classifier on its own frame)
+    ratio                  batched_fps_8 / per_frame_fps_8
+    robots_at_10hz         most robots (of 1, 2, 4, 8, 16, 32) each asking at 10 Hz whose p99 stays under 100 ms
+
+The two modes alternate in windows so both see the same machine load; medians of the windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+KEYS = ["observation.images.front", "observation.images.wrist"]
+
+
+def make_classifier(folder: Path, size: int) -> Path:
+    import torch
+
+    from configs.common import FeatureSpec
+    from configs.reward import RewardClassifierConfig
+    from reward.checkpoint import save_checkpoint
+    from reward.model import build_classifier
+
+    torch.manual_seed(0)
+    config = RewardClassifierConfig(
+        model_name="unused",
+        num_cameras=2,
+        image_size=size,
+        input_features={k: FeatureSpec(type="VISUAL", shape=[3, size, size]) for k in KEYS},
+    )
+    return save_checkpoint(folder, build_classifier(config, load_weights=False).eval(), thresholds={"best_f1": 0.5})
+
+
+def _client_class():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Client:
+        """A robot's side of the round trip: one frame per call, paced or back to back."""
+
+        def __init__(self, reward, size: int, seed: int):
+            rng = np.random.default_rng(seed)
+            self.reward = reward
+            self.frames = {k: rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for k in KEYS}
+
+        def run(self, seconds: float, hz: float | None) -> list[float]:
+            import ray
+
+            latencies, end = [], time.perf_counter() + seconds
+            next_t = time.perf_counter()
+            while time.perf_counter() < end:
+                start = time.perf_counter()
+                ray.get(self.reward.score.remote(self.frames))
+                latencies.append(time.perf_counter() - start)
+                if hz:
+                    next_t += 1.0 / hz
+                    time.sleep(max(0.0, next_t - time.perf_counter()))
+            return latencies
+
+    return Client
+
+
+def _reward_actor(checkpoint: Path, size: int, max_batch: int):
+    from cluster.ray_roles import RewardActor
+    from configs.env import EnvConfig, ProcessorConfig, RewardClassifierEnvConfig
+    from configs.rl import RewardActorConfig, TrainRLConfig
+
+    cfg = TrainRLConfig(
+        env=EnvConfig(
+            image_size=size,
+            processor=ProcessorConfig(reward_classifier=RewardClassifierEnvConfig(pretrained_path=str(checkpoint))),
+        ),
+        reward=RewardActorConfig(max_batch=max_batch),
+    )
+    cfg.reward.source = "classifier"
+    cfg.learner.image_keys = list(KEYS)
+    return RewardActor.options(num_cpus=0).remote(cfg)
+
+
+def _window(reward, clients: int, seconds: float, size: int, hz: float | None = None) -> tuple[float, list[float]]:
+    import ray
+
+    client_cls = _client_class()
+    actors = [client_cls.remote(reward, size, i) for i in range(clients)]
+    ray.get([a.run.remote(0.5, None) for a in actors])  # warm-up
+    start = time.perf_counter()
+    per_client = ray.get([a.run.remote(seconds, hz) for a in actors])
+    wall = time.perf_counter() - start
+    for a in actors:
+        ray.kill(a)
+    latencies = [x for lat in per_client for x in lat]
+    return len(latencies) / wall, latencies
+
+
+def run(size: int = 128, seconds: float = 4.0, windows: int = 3) -> dict:
+    import ray
+
+    from benchmarks import machine_info
+    from cluster.ray_session import start_ray
+
+    started = start_ray(num_cpus=os.cpu_count(), quiet=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = make_classifier(Path(tmp) / "clf", size)
+            batched = _reward_actor(checkpoint, size, max_batch=64)
+            per_frame = _reward_actor(checkpoint, size, max_batch=1)
+            ray.get([batched.ready.remote(), per_frame.ready.remote()])
+            one = _window(batched, 1, seconds, size)[1]
+            fps_b, fps_p, p99_8 = [], [], []
+            for _ in range(windows):  # alternate so both modes see the same load
+                fps, lat = _window(batched, 8, seconds, size)
+                fps_b.append(fps)
+                p99_8.append(float(np.percentile(lat, 99)))
+                fps_p.append(_window(per_frame, 8, seconds, size)[0])
+            robots_at_10hz = 0
+            for n in (1, 2, 4, 8, 16, 32):
+                _, lat = _window(batched, n, seconds, size, hz=10.0)
+                if float(np.percentile(lat, 99)) * 1e3 >= 100.0:
+                    break
+                robots_at_10hz = n
+            import torch
+
+            result = {
+                "p50_ms_1": float(np.percentile(one, 50) * 1e3),
+                "p99_ms_1": float(np.percentile(one, 99) * 1e3),
+                "p99_ms_8": float(np.median(p99_8) * 1e3),
+                "batched_fps_8": float(np.median(fps_b)),
+                "per_frame_fps_8": float(np.median(fps_p)),
+                "ratio": float(np.median(fps_b) / max(1e-9, np.median(fps_p))),
+                "robots_at_10hz": robots_at_10hz,
+                "device": "cuda" if torch.cuda.is_available() else "cpu",
+                "image_size": size,
+                "cameras": 2,
+                "windows": windows,
+                "window_s": seconds,
+                "load_average_1m": os.getloadavg()[0],
+                "machine": machine_info(),
+            }
+    finally:
+        if started:
+            ray.shutdown()
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hilserl bench reward", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the JSON only")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of one timing window")
+    parser.add_argument("--windows", type=int, default=3)
+    args = parser.parse_args(argv)
+    result = run(args.image_size, args.seconds, args.windows)
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0

@@ -1,0 +1,108 @@
+"""`hilserl bench run --json`: a short HIL-SERL run on Ray with the robot held at 10 Hz.
+
+The simulated SO-101 (two 128x128 cameras) runs in real time at ``fps`` while the learner trains on
+the same machine, against the reward actor (a classifier with random weights: the cost is the
+same) and the replay actor. Reported from the run's own monitor records, after a warm-up:
+
+    env_steps_per_s, learner_updates_per_s        medians over the records
+    period_p50_ms, period_p99_ms, overruns        the robot's control loop (target 1000/fps ms)
+    version_lag_updates, version_lag_s            learner version minus the robot's, and the
+                                                  publish-to-apply delay of the weights
+    bytes_per_s                                   robot->replay + replay->learner + learner->robot
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def bench_config(folder: Path, steps: int, fps: int, batch: int):
+    from benchmarks.reward import make_classifier
+    from configs.env import EnvConfig, ProcessorConfig, ResetConfig, RewardClassifierEnvConfig, TeleopConfig
+    from configs.learner import LearnerConfig
+    from configs.rl import RuntimeConfig, TrainRLConfig
+
+    checkpoint = make_classifier(folder / "clf", 128)
+    return TrainRLConfig(
+        output_dir=str(folder / "runs"),
+        run_name="bench",
+        env=EnvConfig(
+            task="reach_grasp",
+            fps=fps,
+            realtime=True,
+            image_size=128,
+            teleop=TeleopConfig(type="scripted", schedule="decay"),
+            processor=ProcessorConfig(
+                reset=ResetConfig(control_time_s=6.0),
+                reward_classifier=RewardClassifierEnvConfig(pretrained_path=str(checkpoint)),
+            ),
+        ),
+        learner=LearnerConfig(
+            batch_size=batch,
+            allow_random_vision_weights=True,
+            vision_model_name=str(folder / "no-weights"),
+            online_capacity=10_000,
+            demo_capacity=10_000,
+        ),
+        runtime=RuntimeConfig(
+            total_env_steps=steps,
+            learning_starts=min(50, steps // 4),
+            max_updates_per_env_step=0,
+            checkpoint_every=10**6,
+            progress=False,
+            dashboard=False,
+        ),
+    )
+
+
+def run(steps: int = 400, fps: int = 10, batch: int = 256) -> dict:
+    from benchmarks import machine_info
+    from cluster.rl_run import run as run_hilserl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = bench_config(Path(tmp), steps, fps, batch)
+        summary = run_hilserl(cfg)
+    history = summary["history"]
+    warm = [h for h in history if h["learner_updates"] > 0][1:-1] or history[1:-1] or history
+    robot = summary["robots"][0]
+
+    def median(key: str) -> float:
+        return float(np.median([h[key] for h in warm]))
+
+    return {
+        "env_steps": int(robot["env_steps"]),
+        "env_steps_per_s": median("env_steps_per_s"),
+        "learner_updates": int(summary["learner"]["updates"]),
+        "learner_updates_per_s": median("learner_updates_per_s"),
+        "period_target_ms": 1000.0 / fps,
+        "period_p50_ms": float(robot["period_p50_ms"]),
+        "period_p99_ms": float(robot["period_p99_ms"]),
+        "overruns": int(robot["overruns"]),
+        "version_lag_updates": median("policy_version_lag"),
+        "version_lag_s": float(robot.get("version_lag_s_p50", 0.0)),
+        "version_lag_s_max": float(robot.get("version_lag_s_max", 0.0)),
+        "bytes_per_s": median("bytes_moved_per_s"),
+        "batch_size": batch,
+        "utd_ratio": cfg.learner.utd_ratio,
+        "records": len(warm),
+        "load_average_1m": os.getloadavg()[0],
+        "machine": machine_info(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hilserl bench run", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the JSON only")
+    parser.add_argument("--steps", type=int, default=400, help="env steps (at 10 Hz: 40 s)")
+    parser.add_argument("--fps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    result = run(args.steps, args.fps, args.batch_size)
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
