@@ -104,6 +104,11 @@ def check_inputs(cfg: RewardTrainConfig) -> None:
         raise UserError(f"val_fraction is {cfg.val_fraction}; use a value in [0, 1), e.g. 0.2")
     if cfg.scaling.num_workers < 1:
         raise UserError("scaling.num_workers must be at least 1 (use --use_ray=false for a plain process)")
+    if cfg.num_workers:
+        raise UserError(
+            f"num_workers={cfg.num_workers}: there is no DataLoader to give workers (frames are decoded once per "
+            "episode and their backbone features cached); remove it (scaling.num_workers sets Ray Train workers)"
+        )
     check_outputs(cfg)
     preflight(cfg.dataset, cfg.policy, cfg.reward_key)
     build_backbone(cfg.policy, load_weights=True, allow_random=cfg.allow_random_backbone)

@@ -117,7 +117,7 @@ class RewardTrainConfig:
     save_freq: int = 2000
     """(LeRobot compatibility) the best checkpoint is always kept."""
     num_workers: int = 0
-    """DataLoader worker processes."""
+    """(LeRobot compatibility) must stay 0: frames are decoded once and cached, there is no DataLoader."""
     seed: int = 1000
     """Random seed."""
     val_fraction: float = 0.2
