@@ -43,7 +43,9 @@ def make_classifier(folder: Path, size: int) -> Path:
         image_size=size,
         input_features={k: FeatureSpec(type="VISUAL", shape=[3, size, size]) for k in KEYS},
     )
-    return save_checkpoint(folder, build_classifier(config, load_weights=False).eval(), thresholds={"best_f1": 0.5})
+    return save_checkpoint(
+        folder, build_classifier(config, load_weights=False).eval(), thresholds={"best_f1": 0.5}
+    )
 
 
 def _client_class():
@@ -83,7 +85,9 @@ def _reward_actor(checkpoint: Path, size: int, max_batch: int):
     cfg = TrainRLConfig(
         env=EnvConfig(
             image_size=size,
-            processor=ProcessorConfig(reward_classifier=RewardClassifierEnvConfig(pretrained_path=str(checkpoint))),
+            processor=ProcessorConfig(
+                reward_classifier=RewardClassifierEnvConfig(pretrained_path=str(checkpoint))
+            ),
         ),
         reward=RewardActorConfig(max_batch=max_batch),
     )
@@ -92,7 +96,9 @@ def _reward_actor(checkpoint: Path, size: int, max_batch: int):
     return RewardActor.options(num_cpus=0).remote(cfg)
 
 
-def _window(reward, clients: int, seconds: float, size: int, hz: float | None = None) -> tuple[float, list[float]]:
+def _window(
+    reward, clients: int, seconds: float, size: int, hz: float | None = None
+) -> tuple[float, list[float]]:
     import ray
 
     client_cls = _client_class()

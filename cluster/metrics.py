@@ -24,7 +24,9 @@ def metric_name(key: str) -> str:
 class RayMetrics:
     def __init__(self):
         self.gauges: dict[str, ray_metrics.Gauge] = {}
-        self.counters = {k: ray_metrics.Counter(v, description=f"{k} (cumulative)") for k, v in COUNTERS.items()}
+        self.counters = {
+            k: ray_metrics.Counter(v, description=f"{k} (cumulative)") for k, v in COUNTERS.items()
+        }
         self.last = {k: 0.0 for k in COUNTERS}
         self.period = ray_metrics.Histogram(
             "hilserl_control_period_p99_ms_hist",

@@ -45,7 +45,9 @@ class RayCall:
         try:
             return ray.get(self.ref, timeout=timeout)
         except PEER_ERRORS as err:
-            raise PeerUnavailable(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+            raise PeerUnavailable(
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
         except RayTaskError as err:
             cause = err.cause if isinstance(getattr(err, "cause", None), Exception) else err
             if isinstance(cause, PEER_ERRORS):
@@ -246,12 +248,14 @@ class LearnerActor(_Threaded):
 
 @ray.remote(max_restarts=-1, max_concurrency=8)
 class RobotActor(_Threaded):
-    def __init__(self, cfg, index: int, reward, replay, learner):
+    def __init__(self, cfg, index: int, reward, replay, learner, folder: str | None = None):
         _setup_worker_logging()
         from actors.roles.robot import RobotRole
 
         reward_peer = RayPeer(reward) if reward is not None else None
-        self._start_home(lambda: RobotRole(cfg, index, reward_peer, RayPeer(replay), RayPeer(learner)))
+        self._start_home(
+            lambda: RobotRole(cfg, index, reward_peer, RayPeer(replay), RayPeer(learner), folder=folder)
+        )
 
     def status(self) -> dict:
         self.ready()

@@ -91,7 +91,9 @@ class RayRunner:
 
         self.cfg, self.folder = cfg, folder
         if cfg.reward.source == "classifier":  # a mismatched checkpoint is refused before anything starts
-            check_checkpoint_matches(cfg.classifier().pretrained_path, cfg.learner.image_keys, cfg.env.image_size)
+            check_checkpoint_matches(
+                cfg.classifier().pretrained_path, cfg.learner.image_keys, cfg.env.image_size
+            )
         wait_for_resources(cfg)
         zero = {"num_cpus": 0}
         self.reward = RewardActor.options(**zero).remote(cfg) if cfg.reward.source == "classifier" else None
@@ -102,7 +104,9 @@ class RayRunner:
         resource = robot_resource(cfg)
         robot_options = {"num_cpus": 0, **({"resources": {resource: 1}} if resource else {})}
         self.robots = [
-            RobotActor.options(**robot_options).remote(cfg, i, self.reward, self.replay, self.learner)
+            RobotActor.options(**robot_options).remote(
+                cfg, i, self.reward, self.replay, self.learner, str(folder)
+            )
             for i in range(cfg.runtime.num_robots)
         ]
         others = [a for a in (self.reward, self.replay, self.learner) if a is not None]
@@ -289,7 +293,9 @@ def main(argv: list[str]) -> int:
     )
     if "eval" in summary:
         ev = summary["eval"]
-        print(f"evaluation: success {ev['successes']}/{ev['episodes']} ({ev['success_rate']:.0%}) without intervention")
+        print(
+            f"evaluation: success {ev['successes']}/{ev['episodes']} ({ev['success_rate']:.0%}) without intervention"
+        )
     return 0
 
 

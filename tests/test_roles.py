@@ -161,3 +161,23 @@ def test_local_peer_reports_an_outage():
     peer.down = True
     with pytest.raises(PeerUnavailable):
         peer.call("anything").result()
+
+
+def test_disagreements_become_a_labeled_dataset_train_reward_reads(tmp_path):
+    from actors.roles.relabel import DisagreementLog
+    from reward.dataset_source import iter_episodes
+
+    log = DisagreementLog(tmp_path / "next", fps=10, image_keys=KEYS, state_key="observation.state")
+    rng = np.random.default_rng(0)
+    for episode, truths in enumerate([(True, False, False), (True,)]):
+        for truth in truths:
+            obs = {k: rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8) for k in KEYS}
+            obs["observation.state"] = np.zeros(18, np.float32)
+            log.add(obs, truth, probability=0.2 if truth else 0.9)
+        log.end_episode()
+    log.close()
+    episodes = list(iter_episodes(tmp_path / "next", KEYS, ["next.reward"]))
+    labels = [e.columns["next.reward"].reshape(-1).tolist() for e in episodes]
+    assert labels == [[1.0, 0.0, 0.0], [1.0]]
+    assert episodes[0].frames[KEYS[0]].shape == (3, SIZE, SIZE, 3)
+    assert (log.false_positives, log.false_negatives) == (2, 2)

@@ -34,7 +34,9 @@ class _Discard:
     def discard_episode(self) -> None: ...
 
 
-def evaluate_policy(cfg: TrainRLConfig, export: dict | None, episodes: int, env: Any = None) -> dict[str, Any]:
+def evaluate_policy(
+    cfg: TrainRLConfig, export: dict | None, episodes: int, env: Any = None
+) -> dict[str, Any]:
     """Run ``episodes`` episodes with the exported policy (``None``: the untrained initial policy)."""
     env_cfg = copy.deepcopy(cfg.env)
     env_cfg.seed = cfg.seed + EVAL_SEED_OFFSET
@@ -48,7 +50,10 @@ def evaluate_policy(cfg: TrainRLConfig, export: dict | None, episodes: int, env:
         apply_export(policy, export)
 
     def act(obs: dict[str, Any]) -> np.ndarray:
-        batch = {k: torch.from_numpy(np.ascontiguousarray(obs[k].transpose(2, 0, 1)))[None] for k in lcfg.image_keys}
+        batch = {
+            k: torch.from_numpy(np.ascontiguousarray(obs[k].transpose(2, 0, 1)))[None]
+            for k in lcfg.image_keys
+        }
         batch[lcfg.state_key] = torch.from_numpy(np.asarray(obs[lcfg.state_key], dtype=np.float32))[None]
         return policy.act(batch, deterministic=True)[0].numpy()
 

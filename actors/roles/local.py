@@ -65,7 +65,9 @@ class LocalRunner:
         self.cfg = cfg.resolve()
         self.folder = folder or prepare_run_dir(cfg)
         self.reward = build_reward(cfg)
-        record_classifier(self.folder, self.reward.identity() if self.reward else None, cfg.allow_classifier_change)
+        record_classifier(
+            self.folder, self.reward.identity() if self.reward else None, cfg.allow_classifier_change
+        )
         self.replay = ReplayRole(cfg.learner, self.folder / "replay", cfg.runtime.replay_snapshot_every)
         if cfg.demo_dataset and not cfg.resume:
             added = self.replay.import_demos(cfg.demo_dataset)
@@ -76,7 +78,9 @@ class LocalRunner:
         self.reward_peer = LocalRewardPeer(self.reward) if self.reward else None
         envs = envs or [None] * cfg.runtime.num_robots
         self.robots = [
-            RobotRole(cfg, i, self.reward_peer, self.replay_peer, self.learner_peer, env=envs[i])
+            RobotRole(
+                cfg, i, self.reward_peer, self.replay_peer, self.learner_peer, env=envs[i], folder=self.folder
+            )
             for i in range(cfg.runtime.num_robots)
         ]
         self.monitor = RunMonitor(self.folder, cfg)
@@ -102,7 +106,9 @@ class LocalRunner:
                 self.robots[0].on_step.append(self._learn_between_steps)
                 self.robots[0].run(self.stop)
             else:
-                threads = [threading.Thread(target=r.run, args=(self.stop,), daemon=True) for r in self.robots]
+                threads = [
+                    threading.Thread(target=r.run, args=(self.stop,), daemon=True) for r in self.robots
+                ]
                 learner = threading.Thread(target=self.learner.run, args=(self.stop,), daemon=True)
                 for t in [*threads, learner]:
                     t.start()

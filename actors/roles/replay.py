@@ -177,7 +177,12 @@ class ReplayRole:
         return self.folder / name
 
     def status(self) -> dict[str, Any]:
-        return {**self.sizes(), "robots": dict(self.seen), "segment": self.segment, "versions": dict(self.versions)}
+        return {
+            **self.sizes(),
+            "robots": dict(self.seen),
+            "segment": self.segment,
+            "versions": dict(self.versions),
+        }
 
     def close(self) -> None:
         self._log.close()

@@ -111,7 +111,11 @@ class RewardRole:
         for p in probabilities:
             success = bool(p >= self.threshold)
             out.append(
-                {"probability": float(p), "reward": self.success_reward if success else 0.0, "success": success}
+                {
+                    "probability": float(p),
+                    "reward": self.success_reward if success else 0.0,
+                    "success": success,
+                }
             )
         return out
 

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from actors.loop.rate import RateKeeper
 from actors.loop.record import is_realtime
 from actors.robots.factory import make_env
 from actors.roles.peers import Call, Peer, PeerUnavailable
+from actors.roles.relabel import DisagreementLog
 from configs.rl import TrainRLConfig
 from learner.export import apply_export
 from learner.networks import FrozenBackbone, Policy
@@ -78,6 +80,7 @@ class RobotRole:
         learner: Peer,
         env: Any = None,
         source: Any = None,
+        folder: str | Path | None = None,
     ):
         self.cfg = cfg
         self.index = index
@@ -123,6 +126,11 @@ class RobotRole:
         self.recent: deque[dict] = deque(maxlen=20)  # last episodes
         self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}  # classifier vs the simulator's truth
         self._last_probability: float | None = None
+        self.disagreements = None  # frames the classifier got wrong, for the next classifier
+        if folder is not None and self.cfg.reward.source == "classifier" and reward is not None:
+            self.disagreements = DisagreementLog(
+                Path(folder) / "next_classifier" / self.name, env_cfg.fps, lcfg.image_keys, lcfg.state_key
+            )
 
     def _success_reward(self) -> float:
         block = self.cfg.classifier()
@@ -131,7 +139,9 @@ class RobotRole:
     # ----------------------------------------------------------------- acting
     def _act(self, obs: dict[str, Any]) -> np.ndarray:
         batch = {k: torch.from_numpy(to_chw(obs[k]))[None] for k in self.cfg.learner.image_keys}
-        batch[self.cfg.learner.state_key] = torch.from_numpy(np.asarray(obs[self.cfg.learner.state_key]))[None]
+        batch[self.cfg.learner.state_key] = torch.from_numpy(np.asarray(obs[self.cfg.learner.state_key]))[
+            None
+        ]
         action = self.policy.act(batch, deterministic=self.cfg.runtime.deterministic_policy)
         return action[0].cpu().numpy().astype(np.float32)
 
@@ -150,6 +160,8 @@ class RobotRole:
         if truth is not None:
             key = ("t" if scored["success"] == truth else "f") + ("p" if scored["success"] else "n")
             self.agreement[key] += 1
+            if key[0] == "f" and self.disagreements is not None:
+                self.disagreements.add(next_obs, truth, scored["probability"])
         return bool(scored["success"])
 
     # ----------------------------------------------------------------- peers
@@ -238,7 +250,9 @@ class RobotRole:
             )
         )
         last = self._chunk[-1]
-        self.sent_bytes += sum(a.nbytes for a in (*last.observation.values(), *last.next_observation.values()))
+        self.sent_bytes += sum(
+            a.nbytes for a in (*last.observation.values(), *last.next_observation.values())
+        )
         self.sent_versions.append(version)
         del self.sent_versions[:-1000]
         self.steps += 1
@@ -254,6 +268,8 @@ class RobotRole:
 
     def end_episode(self, result: EpisodeResult) -> None:
         self.episodes += 1
+        if self.disagreements is not None:
+            self.disagreements.end_episode()
         self.recent.append(
             {
                 "success": bool(result.success),
@@ -274,7 +290,9 @@ class RobotRole:
         try:
             while True:  # continue the replay's sequence (a restarted robot must not look like a duplicate)
                 try:
-                    self._seq = max(self._seq, int(self.replay.call("next_seq", self.name).result(timeout=30)))
+                    self._seq = max(
+                        self._seq, int(self.replay.call("next_seq", self.name).result(timeout=30))
+                    )
                     break
                 except PeerUnavailable:
                     self._hold("replay")
@@ -311,6 +329,8 @@ class RobotRole:
             self.source.close()
         finally:
             self.env.close()  # the real arm switches torque off here
+            if self.disagreements is not None:
+                self.disagreements.close()
 
     def status(self) -> dict[str, Any]:
         recent = list(self.recent)

@@ -45,13 +45,17 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
     folder = Path(cfg.output_dir) / name
     if cfg.resume:
         if not (folder / "run.json").is_file():
-            raise UserError(f"--resume: no run at {folder}; pass --run_name of an existing run under {cfg.output_dir}")
+            raise UserError(
+                f"--resume: no run at {folder}; pass --run_name of an existing run under {cfg.output_dir}"
+            )
     elif folder.exists():
         raise UserError(f"run folder {folder} already exists: pick another --run_name or add --resume=true")
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder / "config.json")
     if not (folder / "run.json").is_file():
-        _write_json(folder / "run.json", {"name": name, "started": dt.datetime.now().isoformat(timespec="seconds")})
+        _write_json(
+            folder / "run.json", {"name": name, "started": dt.datetime.now().isoformat(timespec="seconds")}
+        )
     return folder
 
 
@@ -102,7 +106,9 @@ class RunMonitor:
         steps = sum(r["env_steps"] for r in robots)
         updates = int(learner.get("updates", 0))
         dt_s = max(1e-6, now - self._last_time)
-        moved = sum(r.get("sent_bytes", 0) + r.get("weight_bytes", 0) for r in robots) + learner.get("batch_bytes", 0)
+        moved = sum(r.get("sent_bytes", 0) + r.get("weight_bytes", 0) for r in robots) + learner.get(
+            "batch_bytes", 0
+        )
         out = {
             "env_steps": float(steps),
             "env_steps_per_s": (steps - self._last_steps) / dt_s,

@@ -1,0 +1,100 @@
+"""The next classifier's data: frames where the frozen classifier and the truth disagreed.
+
+HIL-SERL keeps the classifier frozen within a run; this log improves it *between* runs. Every
+frame where the classifier's success differs from the simulator's ground truth (or, on the real
+arm, from the human's success/failure key) is written, labeled with the truth, into a LeRobot
+dataset in the run folder::
+
+    outputs/rl/<run>/next_classifier/robot-0/     a labeled LeRobot v3.0 dataset (next.reward 0/1)
+
+which ``hilserl train-reward`` takes as ``dataset.root`` (alone, or after ``hilserl label``-style
+merging with the original labeled set) to train the next checkpoint for the next run. Episodes of
+the log are the robot's episodes that had at least one disagreement; at most ``max_frames`` are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+REWARD = "next.reward"
+PROBABILITY = "complementary_info.classifier_probability"
+
+
+class DisagreementLog:
+    """Collects disagreeing frames per episode and writes them through LeRobot's own writer."""
+
+    def __init__(self, root: Path, fps: int, image_keys: list[str], state_key: str, max_frames: int = 2000):
+        self.root = Path(root)
+        self.fps = int(fps)
+        self.image_keys = list(image_keys)
+        self.state_key = state_key
+        self.max_frames = int(max_frames)
+        self.pending: list[dict[str, Any]] = []
+        self.dataset: Any = None
+        self.frames = self.false_positives = self.false_negatives = 0
+
+    def add(self, observation: dict[str, Any], truth: bool, probability: float) -> None:
+        if self.frames + len(self.pending) >= self.max_frames:
+            return
+        frame = {k: np.asarray(observation[k], dtype=np.uint8) for k in self.image_keys}
+        frame[self.state_key] = np.asarray(observation[self.state_key], dtype=np.float32).reshape(-1)
+        frame[REWARD] = np.array([1.0 if truth else 0.0], dtype=np.float32)
+        frame[PROBABILITY] = np.array([probability], dtype=np.float32)
+        self.pending.append(frame)
+        if truth:
+            self.false_negatives += 1
+        else:
+            self.false_positives += 1
+
+    def _create(self, first: dict[str, Any]) -> None:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        features = {
+            k: {"dtype": "video", "shape": tuple(first[k].shape), "names": ["height", "width", "channels"]}
+            for k in self.image_keys
+        }
+        features[self.state_key] = {
+            "dtype": "float32",
+            "shape": tuple(first[self.state_key].shape),
+            "names": None,
+        }
+        features[REWARD] = {"dtype": "float32", "shape": (1,), "names": None}
+        features[PROBABILITY] = {"dtype": "float32", "shape": (1,), "names": None}
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        self.dataset = LeRobotDataset.create(
+            repo_id=f"local/{self.root.name}",
+            fps=self.fps,
+            features=features,
+            root=self.root,
+            use_videos=True,
+        )
+
+    def end_episode(self) -> None:
+        """Write this episode's disagreements (if any) as one dataset episode."""
+        if not self.pending:
+            return
+        if self.dataset is None:
+            self._create(self.pending[0])
+        for frame in self.pending:
+            self.dataset.add_frame({**frame, "task": "classifier disagreement"})
+        self.dataset.save_episode()
+        self.frames += len(self.pending)
+        self.pending = []
+
+    def close(self) -> None:
+        self.pending = []  # an unfinished episode is dropped
+        if self.dataset is not None:
+            self.dataset.finalize()
+            logger.info(
+                "next-classifier log: %d frames (%d false positives, %d false negatives) in %s",
+                self.frames,
+                self.false_positives,
+                self.false_negatives,
+                self.root,
+            )
