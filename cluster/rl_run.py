@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.roles.reward import check_checkpoint_matches
 from actors.roles.rundir import RunMonitor, list_runs, prepare_run_dir, record_classifier
 from configs.errors import UserError
 from configs.parsing import parse_config
@@ -91,6 +90,8 @@ class RayRunner:
 
         self.cfg, self.folder = cfg, folder
         if cfg.reward.source == "classifier":  # a mismatched checkpoint is refused before anything starts
+            from actors.roles.reward import check_checkpoint_matches
+
             check_checkpoint_matches(
                 cfg.classifier().pretrained_path, cfg.learner.image_keys, cfg.env.image_size
             )
@@ -139,7 +140,7 @@ class RayRunner:
             status = get(robot.status.remote(), None)
             if status is None:
                 status = self._last_robot.get(i) or _empty_robot(i)
-            elif not status["running"] and not self.stop_requested.is_set():
+            elif not status["running"] and not status.get("finished") and not self.stop_requested.is_set():
                 self.restarts["robot"] += 1  # restarted by Ray: its loop starts again
                 robot.start.remote()
             self._last_robot[i] = status
@@ -167,6 +168,8 @@ class RayRunner:
                 added_at_start = added if added_at_start is None else added_at_start
                 self.monitor.record(robots, learner, reward)
                 if budget and added - added_at_start >= budget:
+                    break
+                if all(r.get("finished") for r in robots):  # every robot did its share
                     break
                 self.stop_requested.wait(POLL_S)
         finally:

@@ -68,6 +68,8 @@ def test_whole_graph_survives_killing_each_actor_and_loses_nothing(local_ray, cl
     for name in ("replay", "learner", "reward", "robot"):  # each actor killed once, mid-run
         mark = added()
         _wait(lambda mark=mark: added() >= mark + 12, 240, f"progress before killing the {name}")
+        if name == "learner":  # a checkpoint to resume from
+            _wait(lambda: (runner.folder / "checkpoints" / "latest").is_file(), 240, "a learner checkpoint")
         handle = runner.robots[0] if name == "robot" else getattr(runner, name)
         ray.kill(handle, no_restart=False)  # SIGKILL of its process; Ray restarts it
         killed.append(name)

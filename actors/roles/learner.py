@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from configs.rl import TrainRLConfig
 from learner.checkpoint import load_checkpoint, save_checkpoint
@@ -35,6 +37,8 @@ class LearnerRole:
         self.cfg = cfg
         self.replay = replay
         self.folder = Path(folder)
+        if agent is None:
+            torch.manual_seed(cfg.learner.seed)  # the same initial policy in every process layout
         self.agent = agent or SACAgent(cfg.learner)
         self.resumed_from: int | None = None
         if (self.folder / "latest").is_file():

@@ -106,6 +106,7 @@ class RobotRole:
             success_reward=self._success_reward(),
         )
         self.stop_event = threading.Event()
+        self.finished = False  # its share of the budget is done: nothing to restart
         self.on_step: list = []  # callbacks after each step (the in-process runner's learner)
         budget = cfg.runtime.total_env_steps
         # This robot's share of the env-step budget (the driver also stops the run at the total).
@@ -263,7 +264,10 @@ class RobotRole:
         self._poll_weights()
         for callback in self.on_step:
             callback()
-        if self.stop_event.is_set() or (self.max_steps is not None and self.steps >= self.max_steps):
+        if self.max_steps is not None and self.steps >= self.max_steps:
+            self.finished = True
+            raise StopRun
+        if self.stop_event.is_set():
             raise StopRun
 
     def end_episode(self, result: EpisodeResult) -> None:
@@ -337,6 +341,7 @@ class RobotRole:
         rate = self.rate.stats()
         return {
             "robot": self.name,
+            "finished": self.finished,
             "env_steps": self.steps,
             "episodes": self.episodes,
             "acked": self.acked,
