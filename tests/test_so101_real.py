@@ -49,7 +49,7 @@ def env_config(bus: BusProcess | str, tmp_path: Path, **reset) -> EnvConfig:
     return cfg
 
 
-def connect_retrying(connect, port_handler, attempts: int = 3) -> None:
+def connect_retrying(connect, port_handler, attempts: int = 5) -> None:
     """LeRobot's own connect, as LeRobot's tools use it. Its handshake pings each servo once, with
     no retry and a ~50 ms timeout, so on a loaded machine a single reply that waits on the scheduler
     fails it ("motor check failed"; it was the first packet only by being the first to time out).
@@ -64,7 +64,7 @@ def connect_retrying(connect, port_handler, attempts: int = 3) -> None:
             port_handler.closePort()  # the failed handshake left the port open
 
 
-def retrying(call, attempts: int = 3):
+def retrying(call, attempts: int = 5):
     """One of LeRobot's bus operations, whole, until it gets through: LeRobot's configuration writes
     and reads have no retry of their own, and on a loaded machine a simulated servo's reply can miss
     the ~50 ms timeout (as LeRobot's tools on a loaded machine, "run it again"). The operations retried
