@@ -8,6 +8,7 @@
 Steps, each the same code the individual commands run:
 
 1. record   demos with the MuJoCo SO-101 and the scripted human     (hilserl record)
+            (and ``rl_demo_episodes`` more that end at the success frame, for the RL demo buffer)
 2. record   held-out episodes with another seed, for evaluation
 3. doctor   both datasets must be free of defects                   (hilserl doctor)
 4. train    the reward classifier as a Ray Train job                (hilserl train-reward)
@@ -49,10 +50,12 @@ def _banner(step: str) -> None:
     print(f"\n=== {step} ===", flush=True)
 
 
-def record_step(cfg: DemoConfig, root: Path, seed: int, num_episodes: int) -> dict:
+def record_step(cfg: DemoConfig, root: Path, seed: int, num_episodes: int, after_success: int | None = None) -> dict:
     from actors.loop.record import run as record
 
     env_cfg = copy.deepcopy(cfg.env)
+    if after_success is not None:
+        env_cfg.number_of_steps_after_success = after_success
     env_cfg.mode = "record"
     env_cfg.dataset_root = str(root)
     env_cfg.repo_id = env_cfg.repo_id or f"local/{root.name}"
@@ -199,14 +202,19 @@ def run(cfg: DemoConfig) -> dict:
     _banner(f"1/{steps} record {cfg.env.num_episodes} demo episodes (simulator + scripted human)")
     demos = run_dir / "demos"
     summary["record"] = record_step(cfg, demos, cfg.env.seed, cfg.env.num_episodes)
+    rl_demos = demos
+    if cfg.rl_demo_episodes:
+        print(f"\n{cfg.rl_demo_episodes} more, ending at the success frame, for the RL demo buffer", flush=True)
+        rl_demos = run_dir / "rl_demos"
+        summary["record_rl_demos"] = record_step(cfg, rl_demos, cfg.env.seed + 2000, cfg.rl_demo_episodes, 0)
 
     _banner(f"2/{steps} record {cfg.eval_episodes} held-out episodes (seed {cfg.env.seed + 1000})")
     held_out = run_dir / "held_out"
     summary["record_held_out"] = record_step(cfg, held_out, cfg.env.seed + 1000, cfg.eval_episodes)
 
     _banner(f"3/{steps} doctor")
-    doctor_step(demos)
-    doctor_step(held_out)
+    for root in dict.fromkeys([demos, rl_demos, held_out]):
+        doctor_step(root)
 
     _banner(f"4/{steps} train the reward classifier")
     checkpoint = train_step(cfg, demos, run_dir / "reward_classifier")
@@ -218,7 +226,7 @@ def run(cfg: DemoConfig) -> dict:
     summary["held_out_metrics"] = report["metrics"]
     summary["plots"] = report.get("plots")
 
-    rl_cls = rl_config(cfg, run_dir, demos, checkpoint, "classifier")
+    rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier")
     n_untrained = cfg.untrained_eval_episodes
     n_untrained = rl_cls.runtime.eval_episodes if n_untrained is None else n_untrained
     _banner(f"6/{steps} evaluate the untrained policy ({n_untrained} episodes, no intervention)")
@@ -230,7 +238,7 @@ def run(cfg: DemoConfig) -> dict:
     runs = {CLASSIFIER_RUN: rl_step(rl_cls)}
     if cfg.sparse_comparison:
         _banner(f"8/{steps} the same run with the sparse reward (seed {rl_cls.seed}, {budget} env steps)")
-        runs[SPARSE_RUN] = rl_step(rl_config(cfg, run_dir, demos, None, "sparse"))
+        runs[SPARSE_RUN] = rl_step(rl_config(cfg, run_dir, rl_demos, None, "sparse"))
     summary["rl"] = runs
 
     _banner(f"{steps}/{steps} report")

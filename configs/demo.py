@@ -39,6 +39,10 @@ class DemoConfig:
     are also the RL run's (one source: the classifier and the robot must see the same images)."""
     eval_episodes: int = 2
     """Extra held-out episodes, recorded with another seed, on which the classifier is evaluated."""
+    rl_demo_episodes: int = 0
+    """Demos recorded for the RL demo buffer alone, ending at the success frame (a terminal
+    transition, as online episodes end); 0 reuses the classifier's demos, whose
+    number_of_steps_after_success frames after a success are non-terminal reward-1 steps."""
     reward: RewardTrainConfig = field(default_factory=RewardTrainConfig)
     """Reward classifier training (dataset.root, output_dir and the image size are filled in by the demo)."""
     rl: TrainRLConfig = field(default_factory=TrainRLConfig)
