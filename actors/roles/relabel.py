@@ -56,7 +56,7 @@ class DisagreementLog:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         features = {
-            k: {"dtype": "video", "shape": tuple(first[k].shape), "names": ["height", "width", "channels"]}
+            k: {"dtype": "image", "shape": tuple(first[k].shape), "names": ["height", "width", "channels"]}
             for k in self.image_keys
         }
         features[self.state_key] = {
