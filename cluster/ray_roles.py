@@ -68,16 +68,10 @@ class RayPeer:
 
 def _setup_worker_logging() -> None:
     """Warnings and errors of our roles reach the driver; encoders and Ray's INFO stay quiet."""
-    import os
+    from reward.dataset_write import quiet_third_party_output
 
-    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 (LeRobot's video encoder) banners per file
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        import av
-
-        av.logging.set_level(av.logging.ERROR)  # "[mp4 @ ...] Starting second pass" lines
-    except (ImportError, AttributeError):
-        pass
+    quiet_third_party_output()
 
 
 @ray.remote(max_restarts=-1, max_concurrency=16)

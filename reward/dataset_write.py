@@ -63,7 +63,7 @@ def write_dataset(
     Keeps the source's fps, robot_type, features, tasks and video/image choice. Episodes are renumbered
     0..n-1 in plan order.
     """
-    _quiet_third_party_output()
+    quiet_third_party_output()
     quiet = _DropRootInfo()
     logging.getLogger().addFilter(quiet)  # LeRobot logs "Using video codec" per episode on the root logger
     try:
@@ -148,14 +148,20 @@ def rewrite_dataset(
     return Path(dest_root).expanduser().resolve()
 
 
-def _quiet_third_party_output() -> None:
-    """Keep the command's own output readable: no SVT-AV1 banner per episode, no `datasets` map bars."""
+def quiet_third_party_output() -> None:
+    """Keep our output readable: no SVT-AV1 banner per video, no `datasets` map bars, no libav info."""
     os.environ.setdefault("SVT_LOG", "1")
     try:
         from datasets.utils.logging import disable_progress_bar
 
         disable_progress_bar()
     except ImportError:  # pragma: no cover - datasets is a LeRobot dependency
+        pass
+    try:
+        import av
+
+        av.logging.set_level(av.logging.ERROR)  # "[mp4 @ ...] Starting second pass" lines
+    except (ImportError, AttributeError):  # pragma: no cover
         pass
 
 

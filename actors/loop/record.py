@@ -212,6 +212,9 @@ class DatasetSink:
     def create(self, observation: dict[str, Any]) -> None:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+        from reward.dataset_write import quiet_third_party_output
+
+        quiet_third_party_output()
         gripper = self.cfg.processor.gripper
         self.features = dataset_features(observation, use_gripper=gripper.use_gripper if gripper else True)
         self.dataset = LeRobotDataset.create(
