@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -298,7 +299,14 @@ def budget_overrides(budget: str) -> list[str]:
     return _flatten(load_config_dict(path)) if path.is_file() else []
 
 
+# A saturated 2-core box can starve the raylet long enough for the GCS's default health check
+# (5 missed 3 s heartbeats) to declare the only node dead mid-run; the demo tolerates a minute.
+RAY_PATIENCE = {"RAY_health_check_failure_threshold": "20", "RAY_health_check_timeout_ms": "20000"}
+
+
 def main(argv: list[str]) -> int:
+    for key, value in RAY_PATIENCE.items():
+        os.environ.setdefault(key, value)
     if not any(a in ("-h", "--help") for a in argv):
         argv = [*budget_overrides(_budget(argv)), *argv]
     if not any(a == "--config_path" or a.startswith("--config_path=") for a in argv):
