@@ -139,7 +139,8 @@ class GripperConfig:
     use_gripper: bool = True
     """Discrete gripper action {open, stay, close}."""
     gripper_penalty: float = 0.0
-    """Penalty for gripper state changes (HIL-SERL grasp penalty)."""
+    """Penalty for an effective gripper change (HIL-SERL's grasp penalty, e.g. -0.02); the grasp critic's
+    target adds it to the reward. The only place the penalty is set."""
 
 
 @dataclass

@@ -86,9 +86,9 @@ class LearnerConfig:
 
     # --- grasp critic ---
     grasp_critic: bool = True
-    """Learn the gripper with HIL-SERL's discrete critic (3 actions: close, stay, open) instead of the actor."""
-    grasp_penalty: float = -0.02
-    """Penalty the robot actor writes into complementary_info['grasp_penalty'] for an effective gripper change."""
+    """Learn the gripper with HIL-SERL's discrete critic (3 actions: close, stay, open) instead of the actor.
+    Its penalty for a gripper change is the env's ``processor.gripper.gripper_penalty`` (one source),
+    which the robot writes into every transition's ``complementary_info['grasp_penalty']``."""
 
     # --- augmentation ---
     augment: bool = True

@@ -2,8 +2,8 @@
 
 Only one decoded episode is held in memory (as uint8); video frames of an episode are decoded in
 one call instead of once per frame, and each episode goes to the buffer in one ``extend`` (a
-feature replay runs its backbone on the whole episode in batches; the transitions are views). The dataset is
-opened read-only with an explicit ``root`` and the pyav decoder.
+feature replay runs its backbone on the whole episode in batches; the transitions are views). The dataset
+is read with the project's one local-only reader (``reward.dataset_source``): never the hub.
 
     import_lerobot_dataset(buffer, root="data/demos")
 
@@ -30,46 +30,40 @@ import torch.nn.functional as F
 from configs.errors import UserError
 from learner.replay import ReplayBuffer
 from learner.types import GRASP_PENALTY, Transition
+from reward.dataset_source import SourceDataset
 
 logger = logging.getLogger(__name__)
 
 PENALTY_COLUMNS = ("complementary_info.grasp_penalty", "complementary_info.discrete_penalty")
 TRUNCATED_COLUMN = "complementary_info.truncated"
+INTERVENTION_COLUMN = "complementary_info.is_intervention"
 
 
-def open_dataset(root: str | Path, repo_id: str | None = None):
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    root = Path(root)
-    if not (root / "meta" / "info.json").is_file():
-        raise UserError(
-            f"{root} is not a LeRobot dataset (no meta/info.json); pass the dataset's root folder"
-        )
-    return LeRobotDataset(repo_id or f"local/{root.name}", root=root, video_backend="pyav")
-
-
-def _to_uint8(images: torch.Tensor, image_shape: tuple[int, int, int]) -> np.ndarray:
-    """(T, 3, H, W) float in [0, 1] -> (T, *image_shape) uint8, resized when the sizes differ."""
+def _to_uint8(frames: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """(T, H, W, 3) uint8 (the reader's layout) -> (T, *image_shape) uint8, resized when the sizes differ."""
+    images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
     if tuple(images.shape[-2:]) != tuple(image_shape[-2:]):
-        images = F.interpolate(images.float(), size=image_shape[-2:], mode="bilinear", antialias=True)
-    return images.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+        resized = F.interpolate(images.float(), size=image_shape[-2:], mode="bilinear", antialias=True)
+        images = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return images.contiguous().numpy()
 
 
 def _frame(images: dict[str, np.ndarray], state: np.ndarray, state_key: str, i: int) -> dict[str, np.ndarray]:
     return {**{key: frames[i] for key, frames in images.items()}, state_key: state[i]}
 
 
-def _column(rows: dict, key: str) -> np.ndarray:
-    return torch.stack([torch.as_tensor(v) for v in rows[key]]).numpy()
+def _flags(columns: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+    return columns[name].astype(bool).reshape(-1) if name in columns else None
 
 
 def import_lerobot_dataset(buffer: ReplayBuffer, root: str | Path, repo_id: str | None = None) -> int:
-    """Add every episode of the dataset at ``root`` to ``buffer``; returns the number of transitions."""
-    dataset = open_dataset(root, repo_id)
-    features = dataset.meta.features
-    missing = [
-        k for k in [*buffer.image_keys, buffer.state_key, "action", "next.reward"] if k not in features
-    ]
+    """Add every episode of the dataset at ``root`` to ``buffer``; returns the number of transitions.
+
+    ``repo_id`` is accepted for LeRobot-style call sites and not used: the data is read from ``root``.
+    """
+    source = SourceDataset(root)
+    features = source.features
+    missing = [k for k in [*buffer.image_keys, buffer.state_key, "action", "next.reward"] if k not in features]
     if missing:
         raise UserError(
             f"dataset {root} lacks {missing}; label rewards first (next.reward) or set learner image_keys/state_key "
@@ -86,41 +80,24 @@ def import_lerobot_dataset(buffer: ReplayBuffer, root: str | Path, repo_id: str 
             f"({buffer.state_dim},); set state_dim to match"
         )
     penalty_column = next((c for c in PENALTY_COLUMNS if c in features), None)
-    video_keys = [k for k in buffer.image_keys if k in dataset.meta.video_keys]
-    dataset._ensure_hf_dataset_loaded()
-    added = 0
-    for episode in range(dataset.meta.total_episodes):
-        meta = dataset.meta.episodes[episode]
-        start, stop = int(meta["dataset_from_index"]), int(meta["dataset_to_index"])
-        if stop - start < 2:
-            logger.warning(
-                "episode %d has %d frame(s): nothing to learn from, skipped", episode, stop - start
-            )
+    optional = [c for c in ("next.done", TRUNCATED_COLUMN, INTERVENTION_COLUMN, penalty_column) if c in features]
+    columns = [buffer.state_key, "action", "next.reward", *optional]
+    added = episodes = 0
+    for episode in source.iter_episodes(buffer.image_keys, columns):
+        episodes += 1
+        length = len(episode)
+        if length < 2:
+            logger.warning("episode %d has %d frame(s): nothing to learn from, skipped", episode.index, length)
             continue
-        rows = dataset.hf_dataset[start:stop]
-        images = {}
-        if video_keys:
-            timestamps = [float(t) for t in _column(rows, "timestamp").reshape(-1)]
-            # One decode per camera per episode (LeRobotDataset.__getitem__ would decode per frame).
-            decoded = dataset._query_videos({key: timestamps for key in video_keys}, episode)
-            images |= {key: _to_uint8(decoded[key], buffer.image_shape) for key in video_keys}
-        for key in buffer.image_keys:
-            if key not in images:
-                images[key] = _to_uint8(torch.stack(list(rows[key])), buffer.image_shape)
-        state = _column(rows, buffer.state_key).astype(np.float32)
-        action = _column(rows, "action").astype(np.float32)
-        reward = _column(rows, "next.reward").astype(np.float32).reshape(-1)
-        done = _column(rows, "next.done").astype(bool).reshape(-1) if "next.done" in features else None
-        penalty = _column(rows, penalty_column).astype(np.float32).reshape(-1) if penalty_column else None
-        intervention = (
-            _column(rows, "complementary_info.is_intervention").astype(bool).reshape(-1)
-            if "complementary_info.is_intervention" in features
-            else None
+        cols = episode.columns
+        images = {key: _to_uint8(episode.frames[key], buffer.image_shape) for key in buffer.image_keys}
+        state = cols[buffer.state_key].astype(np.float32).reshape(length, -1)
+        action = cols["action"].astype(np.float32).reshape(length, -1)
+        reward = cols["next.reward"].astype(np.float32).reshape(-1)
+        done, truncated, intervention = (
+            _flags(cols, name) for name in ("next.done", TRUNCATED_COLUMN, INTERVENTION_COLUMN)
         )
-        truncated = (
-            _column(rows, TRUNCATED_COLUMN).astype(bool).reshape(-1) if TRUNCATED_COLUMN in features else None
-        )
-        length = stop - start
+        penalty = cols[penalty_column].astype(np.float32).reshape(-1) if penalty_column else None
         terminated_at_end = done is not None and bool(done[-1])
         if truncated is not None and bool(truncated[-1]):
             terminated_at_end = False  # a time-limit end: bootstrap from the final frame
@@ -145,5 +122,5 @@ def import_lerobot_dataset(buffer: ReplayBuffer, root: str | Path, repo_id: str 
             )
         buffer.extend(transitions)
         added += len(transitions)
-    logger.info("imported %d transitions from %d episodes of %s", added, dataset.meta.total_episodes, root)
+    logger.info("imported %d transitions from %d episodes of %s", added, episodes, root)
     return added

@@ -85,9 +85,9 @@ def test_recorded_gripper_commands_reach_the_grasp_critic_as_the_same_columns(re
 
 
 def test_recorded_dataset_flags_a_time_limit_end_as_truncated(recorded):
-    from reward.dataset import open_lerobot_dataset
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    dataset = open_lerobot_dataset(recorded)
+    dataset = LeRobotDataset("test/seams", root=recorded, video_backend="pyav")  # LeRobot reads the flag too
     assert TRUNCATED in dataset.meta.features
     done = [bool(dataset.hf_dataset[i]["next.done"]) for i in range(len(dataset))]
     truncated = [bool(dataset.hf_dataset[i][TRUNCATED]) for i in range(len(dataset))]
