@@ -196,6 +196,10 @@ def run(cfg: DemoConfig) -> dict:
             f"run folder {run_dir} already exists: choose another --run_name (nothing was written)"
         )
     run_dir.mkdir(parents=True)
+    if cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     started = time.perf_counter()
     summary: dict = {"run_dir": str(run_dir.resolve()), "budget": cfg.budget}
     steps = 9 if cfg.sparse_comparison else 8
