@@ -23,7 +23,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from actors.roles.peers import PeerUnavailable
+from actors.roles.peers import Done, PeerUnavailable
 
 try:  # Ray 2.60 raises ActorUnavailableError while an actor restarts
     from ray.exceptions import ActorUnavailableError
@@ -56,14 +56,24 @@ class RayCall:
 
 
 class RayPeer:
-    """``Peer`` over a Ray actor handle."""
+    """``Peer`` over a Ray actor handle, or the name of one (looked up once, on first use)."""
 
-    def __init__(self, handle: ray.actor.ActorHandle):
-        self.handle = handle
+    def __init__(self, handle: ray.actor.ActorHandle | str):
+        self._handle = handle
 
-    def call(self, method: str, *args: Any) -> RayCall:
+    @property
+    def handle(self) -> ray.actor.ActorHandle:
+        if isinstance(self._handle, str):
+            self._handle = ray.get_actor(self._handle)
+        return self._handle
+
+    def call(self, method: str, *args: Any) -> RayCall | Done:
+        try:
+            handle = self.handle
+        except ValueError as err:  # the named actor is not registered (yet)
+            return Done(error=err)
         # Submitting never fails: a dead or restarting actor surfaces when the result is collected.
-        return RayCall(getattr(self.handle, method).remote(*args))
+        return RayCall(getattr(handle, method).remote(*args))
 
 
 def _setup_worker_logging() -> None:

@@ -14,7 +14,8 @@
         plots/classifier_confusion_matrix.png   so the folder stands on its own
 
 report.md: a headline table (a row per run: final evaluation without intervention, env steps and
-wall-clock at the end of training, the first env step where the rolling success rate reached 0.9,
+wall-clock at the end of training, the first env step where the rolling success rate reached 0.9
+while the human intervened in at most 10 % of steps,
 intervention rate at start and at end), the untrained policy's evaluation, the classifier's metrics
 table (every threshold report.json holds), then the figures. A figure is drawn only from recorded
 values; a run lacking a key has no curve there, and the page says which runs lack which curves.
@@ -96,7 +97,9 @@ def run_summary(name: str, folder: Path) -> dict[str, Any]:
         "eval": _load_json(folder / "eval.json"),
         "env_steps": int(steps[-1]) if steps else None,
         "wall_s": wall_clock_s(history),
-        "reached": first_step_reaching(started),
+        # The rolling training success counts the human's rescues: only records where the policy
+        # acted almost alone (<= 10 % intervention) count toward "reached".
+        "reached": first_step_reaching([h for h in started if h.get("intervention_rate", 1.0) <= 0.1]),
         "intervention_start": interventions[0] if interventions else None,
         "intervention_end": interventions[-1] if interventions else None,
     }
@@ -125,7 +128,7 @@ def headline_table(summaries: list[dict]) -> list[str]:
     """The Markdown table: a row per run."""
     lines = [
         f"| run | reward | eval success (no intervention) | env steps | wall-clock | "
-        f"first step at success >= {SUCCESS_LEVEL:.0%} | intervention start -> end |",
+        f"first step at success >= {SUCCESS_LEVEL:.0%} with <= 10% intervention | intervention start -> end |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in summaries:

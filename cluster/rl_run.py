@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +97,23 @@ class RayRunner:
                 cfg.classifier().pretrained_path, cfg.learner.image_keys, cfg.env.image_size
             )
         wait_for_resources(cfg)
+        # Peers are found by name, not passed as handles: a restarted actor's constructor arguments
+        # must not depend on objects its owner holds (and Ray warns about exactly that).
+        names = {role: f"hilserl-{uuid.uuid4().hex[:8]}-{role}" for role in ("reward", "replay", "learner")}
         zero = {"num_cpus": 0}
-        self.reward = RewardActor.options(**zero).remote(cfg) if cfg.reward.source == "classifier" else None
-        self.replay = ReplayActor.options(**zero).remote(cfg, str(folder))
-        self.learner = LearnerActor.options(num_cpus=0, num_gpus=cfg.runtime.learner_gpus).remote(
-            cfg, str(folder), self.replay
-        )
+        self.reward = None
+        if cfg.reward.source == "classifier":
+            self.reward = RewardActor.options(name=names["reward"], **zero).remote(cfg)
+        self.replay = ReplayActor.options(name=names["replay"], **zero).remote(cfg, str(folder))
+        self.learner = LearnerActor.options(
+            name=names["learner"], num_cpus=0, num_gpus=cfg.runtime.learner_gpus
+        ).remote(cfg, str(folder), names["replay"])
         resource = robot_resource(cfg)
         robot_options = {"num_cpus": 0, **({"resources": {resource: 1}} if resource else {})}
+        reward_name = names["reward"] if self.reward is not None else None
         self.robots = [
             RobotActor.options(**robot_options).remote(
-                cfg, i, self.reward, self.replay, self.learner, str(folder)
+                cfg, i, reward_name, names["replay"], names["learner"], str(folder)
             )
             for i in range(cfg.runtime.num_robots)
         ]
