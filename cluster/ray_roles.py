@@ -76,10 +76,14 @@ class RayPeer:
         return RayCall(getattr(handle, method).remote(*args))
 
 
-def _setup_worker_logging() -> None:
-    """Warnings and errors of our roles reach the driver; encoders and Ray's INFO stay quiet."""
+def _setup_worker(cfg) -> None:
+    """Threads per actor; warnings and errors of our roles reach the driver; encoders stay quiet."""
+    import torch
+
     from reward.dataset_write import quiet_third_party_output
 
+    if cfg.runtime.torch_threads:
+        torch.set_num_threads(cfg.runtime.torch_threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_third_party_output()
 
@@ -87,7 +91,7 @@ def _setup_worker_logging() -> None:
 @ray.remote(max_restarts=-1, max_concurrency=16)
 class RewardActor:
     def __init__(self, cfg):
-        _setup_worker_logging()
+        _setup_worker(cfg)
         from actors.roles.local import build_reward
         from actors.roles.reward import BatchingScorer
 
@@ -113,7 +117,7 @@ class RewardActor:
 @ray.remote(max_restarts=-1)
 class ReplayActor:
     def __init__(self, cfg, folder: str):
-        _setup_worker_logging()
+        _setup_worker(cfg)
         from actors.roles.replay import ReplayRole
 
         self.role = ReplayRole(cfg.learner, Path(folder) / "replay", cfg.runtime.replay_snapshot_every)
@@ -237,7 +241,7 @@ class _Threaded:
 @ray.remote(max_restarts=-1, max_concurrency=8)
 class LearnerActor(_Threaded):
     def __init__(self, cfg, folder: str, replay):
-        _setup_worker_logging()
+        _setup_worker(cfg)
         from actors.roles.learner import LearnerRole
 
         self._start_home(lambda: LearnerRole(cfg, RayPeer(replay), Path(folder) / "checkpoints"))
@@ -261,7 +265,7 @@ class LearnerActor(_Threaded):
 @ray.remote(max_restarts=-1, max_concurrency=8)
 class RobotActor(_Threaded):
     def __init__(self, cfg, index: int, reward, replay, learner, folder: str | None = None):
-        _setup_worker_logging()
+        _setup_worker(cfg)
         from actors.roles.robot import RobotRole
 
         reward_peer = RayPeer(reward) if reward is not None else None

@@ -72,6 +72,9 @@ class RuntimeConfig:
     """CPUs of a private local Ray (None: all of this machine's)."""
     dashboard: bool = True
     """Start the Ray dashboard with a private local Ray."""
+    torch_threads: int = 1
+    """Torch threads of each actor process: robots, reward, replay and learner share the CPUs, and
+    several processes with many threads each slow the control loop down (0: torch's default)."""
     policy_device: str = "cpu"
     """Torch device of each robot's local policy copy."""
     deterministic_policy: bool = False

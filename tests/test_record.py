@@ -344,3 +344,39 @@ def test_realtime_pacing_follows_the_backend_not_the_default_type():
     assert is_realtime(real) is True  # the real arm always holds fps
     sim.realtime = True
     assert is_realtime(sim) is True
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["_save_episode_data", "_save_episode_video", "_save_episode_metadata"],
+)
+def test_ctrl_c_during_an_episode_save_finishes_the_save_then_stops(point, tmp_path, monkeypatch):
+    """A real SIGINT delivered inside LeRobot's save_episode: the episode is saved whole, then the
+    session stops, and doctor finds the dataset clean."""
+    import os
+    import signal
+
+    from lerobot.datasets import lerobot_dataset
+
+    from reward.dataset_checks import check_dataset
+    from reward.dataset_source import SourceDataset
+
+    owner = lerobot_dataset.LeRobotDataset
+    if not hasattr(owner, point):
+        owner = lerobot_dataset.LeRobotDatasetMetadata
+    original = getattr(owner, point)
+    fired = []
+
+    def interrupted(self, *args, **kwargs):
+        if not fired:
+            fired.append(point)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, in the middle of the save
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, point, interrupted)
+    root = tmp_path / "ds"
+    summary = run(config(root, episodes=3, after_success=0), env=FakeEnv(goal=2.0), source=ScriptedKeys({}))
+    assert fired == [point]
+    assert summary.terminated_early and summary.episodes == 1  # saved whole, then stopped
+    assert check_dataset(SourceDataset(root)) == []
+    assert not list(root.rglob("tmp*"))

@@ -240,22 +240,23 @@ class DatasetSink:
         self.dataset.add_frame(frame)
 
     def end_episode(self, result: EpisodeResult) -> None:
-        # A save interrupted halfway would leave a dataset doctor cannot repair: Ctrl-C waits for it.
+        # A save interrupted halfway would leave a dataset doctor cannot repair: Ctrl-C waits until the
+        # episode is saved and counted, then stops the session.
         with deferred_interrupt():
             self.dataset.save_episode()
-        summary = self.summary
-        summary.episodes += 1
-        summary.frames += result.steps
-        summary.episode_lengths.append(result.steps)
-        summary.intervention_frames += result.intervention_steps
-        summary.success_frames += result.success_steps
-        summary.successes += int(result.success)
-        logger.info(
-            "episode %d saved: %d frames, %s",
-            summary.episodes - 1,
-            result.steps,
-            "success" if result.success else "no success",
-        )
+            summary = self.summary
+            summary.episodes += 1
+            summary.frames += result.steps
+            summary.episode_lengths.append(result.steps)
+            summary.intervention_frames += result.intervention_steps
+            summary.success_frames += result.success_steps
+            summary.successes += int(result.success)
+            logger.info(
+                "episode %d saved: %d frames, %s",
+                summary.episodes - 1,
+                result.steps,
+                "success" if result.success else "no success",
+            )
 
     def discard_episode(self) -> None:
         buffer = getattr(self.dataset, "episode_buffer", None)
