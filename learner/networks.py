@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from configs.learner import LearnerConfig
-from reward.preprocess import preprocess_images
 from learner.types import GRASP_ACTIONS
+from reward.preprocess import preprocess_images
 from reward.resnet10 import ResNet10, SpatialLearnedEmbeddings, feature_map_size, load_resnet10
 
 

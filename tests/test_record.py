@@ -12,7 +12,7 @@ import pytest
 
 from actors.intervention.base import GRIPPER_STAY, Event, InterventionSource, InterventionState
 from actors.intervention.scripted import InterventionSchedule, ScriptedHuman
-from actors.loop.record import INTERVENTION, PENALTY, main, run
+from actors.loop.record import INTERVENTION, PENALTY, run
 from configs.env import EnvConfig, ResetConfig, TeleopConfig
 from configs.errors import UserError
 from tests.lerobot_data import tree_hash

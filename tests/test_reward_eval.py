@@ -32,9 +32,9 @@ def test_eval_reward_prints_json_and_writes_plots(tmp_path, trained, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["dataset"]["frames"] == 10 and report["dataset"]["positives"] == 4
     # The numbers must be the ones the model gives: recompute them from its own probabilities.
+    from configs.dataset import DatasetConfig
     from reward.checkpoint import load_checkpoint
     from reward.data import load_labeled_frames
-    from configs.dataset import DatasetConfig
 
     model, info = load_checkpoint(checkpoint)
     frames, _ = load_labeled_frames(DatasetConfig(root=str(root)), info.config, require_both_classes=False)

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from reward.checkpoint import load_checkpoint
 from cluster.train_job import train_and_export
+from reward.checkpoint import load_checkpoint
 from tests.reward_helpers import labeled_dataset, train_config, write_backbone
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from configs.parsing import save_config
 from cluster import train_job as job
 from cluster.cli import main as hilserl
+from configs.parsing import save_config
 from reward.checkpoint import load_checkpoint, save_checkpoint
 from reward.model import build_classifier, module_key
 from reward.train import run
