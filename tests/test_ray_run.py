@@ -47,7 +47,8 @@ def test_whole_graph_survives_killing_each_actor_and_loses_nothing(local_ray, cl
     from actors.roles.rundir import prepare_run_dir
     from cluster.rl_run import RayRunner
 
-    cfg = tiny_config(tmp_path, classifier, steps=160, chunk_size=4, checkpoint_every=8).resolve()
+    # A budget the kills cannot outrun: the run must still be going when the last actor is killed.
+    cfg = tiny_config(tmp_path, classifier, steps=600, chunk_size=4, checkpoint_every=8).resolve()
     runner = RayRunner(cfg, prepare_run_dir(cfg))
     digest_before = ray.get(runner.reward.weights_digest.remote())
     result: dict = {}

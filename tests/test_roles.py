@@ -181,3 +181,5 @@ def test_disagreements_become_a_labeled_dataset_train_reward_reads(tmp_path):
     assert labels == [[1.0, 0.0, 0.0], [1.0]]
     assert episodes[0].frames[KEYS[0]].shape == (3, SIZE, SIZE, 3)
     assert (log.false_positives, log.false_negatives) == (2, 2)
+    again = DisagreementLog(tmp_path / "next", fps=10, image_keys=KEYS, state_key="observation.state")
+    assert again.root == tmp_path / "next.2"  # a restarted robot never writes into the old log

@@ -30,7 +30,12 @@ class DisagreementLog:
     """Collects disagreeing frames per episode and writes them through LeRobot's own writer."""
 
     def __init__(self, root: Path, fps: int, image_keys: list[str], state_key: str, max_frames: int = 2000):
-        self.root = Path(root)
+        root = Path(root)
+        restart = 1
+        while root.exists():  # a restarted robot starts a log of its own; the old one stays as written
+            restart += 1
+            root = root.with_name(f"{Path(root).name.split('.')[0]}.{restart}")
+        self.root = root
         self.fps = int(fps)
         self.image_keys = list(image_keys)
         self.state_key = state_key
