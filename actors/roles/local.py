@@ -29,19 +29,13 @@ from configs.rl import TrainRLConfig
 logger = logging.getLogger(__name__)
 
 
-class LocalRewardPeer:
+class LocalRewardPeer(LocalPeer):
     """``score`` of one frame through the batch API (in-process there is nothing to batch across)."""
 
-    def __init__(self, role: RewardRole):
-        self.role = role
-        self.down = False
-
     def call(self, method: str, *args: Any) -> Done:
-        if self.down:
-            return Done(error=ConnectionError("reward role is down"))
-        if method == "score":
-            return Done(self.role.score_batch([args[0]])[0])
-        return Done(getattr(self.role, method)(*args))
+        if method == "score" and not self.down:
+            return Done(self.target.score_batch([args[0]])[0])
+        return super().call(method, *args)
 
 
 def build_reward(cfg: TrainRLConfig) -> RewardRole | None:

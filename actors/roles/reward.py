@@ -16,7 +16,6 @@ served at once: there is no wait for a batch to fill.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from configs.errors import UserError
+from learner.feature_cache import weights_sha256
 from reward.checkpoint import load_checkpoint, read_checkpoint_info
 from reward.model import camera_keys
 
@@ -87,13 +87,7 @@ class RewardRole:
 
     def weights_digest(self) -> str:
         """SHA-256 of the loaded weights as they are now (the run's frozen check)."""
-        import hashlib
-
-        digest = hashlib.sha256()
-        for key, value in sorted(self.model.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()
+        return weights_sha256(self.model)
 
     @torch.no_grad()
     def score_batch(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, float]]:
@@ -166,7 +160,3 @@ class BatchingScorer:
             "reward_latency_p50_ms": float(np.percentile(latencies, 50) * 1e3),
             "reward_latency_p99_ms": float(np.percentile(latencies, 99) * 1e3),
         }
-
-
-def identity_json(role: RewardRole) -> str:
-    return json.dumps(role.identity(), indent=2)

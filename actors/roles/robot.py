@@ -126,7 +126,6 @@ class RobotRole:
         self.lag_s: list[float] = []  # publish-to-apply delay of each weight version received
         self.recent: deque[dict] = deque(maxlen=20)  # last episodes
         self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}  # classifier vs the simulator's truth
-        self._last_probability: float | None = None
         self.disagreements = None  # frames the classifier got wrong, for the next classifier
         if folder is not None and self.cfg.reward.source == "classifier" and reward is not None:
             self.disagreements = DisagreementLog(
@@ -157,7 +156,6 @@ class RobotRole:
                 break
             except PeerUnavailable:
                 self._hold("reward")
-        self._last_probability = scored["probability"]
         if truth is not None:
             key = ("t" if scored["success"] == truth else "f") + ("p" if scored["success"] else "n")
             self.agreement[key] += 1

@@ -93,6 +93,9 @@ class RunMonitor:
         self._last_updates = 0
         self._last_bytes = 0
         self._last_line = 0.0
+        self.summary = json.loads(
+            (folder / "run.json").read_text()
+        )  # run.json is read once, written per record
 
     def writer(self):
         if self._writer is None:
@@ -153,7 +156,7 @@ class RunMonitor:
             f.write(json.dumps(scalars) + "\n")
         for sink in self.sinks:
             sink(scalars)
-        summary = json.loads((self.folder / "run.json").read_text())
+        summary = self.summary
         summary.update(
             env_steps=step,
             updates=int(scalars["learner_updates"]),
