@@ -4,7 +4,8 @@ A checkpoint is a folder ``<root>/<step:09d>/``:
 
     model.safetensors   every network (encoder heads, actor, critics, targets, grasp critic + target)
                         and log_alpha (the temperature LeRobot lost on resume, #1373)
-    optimizers.pt       the Adam states (nested dicts; torch.save, loaded with weights_only=True)
+    optimizers.safetensors  the Adam moments and step counts (``<optimizer>/<param>/<key>``)
+    optimizers.json     each optimizer's param_groups and any non-tensor state
     rng.safetensors     torch CPU and CUDA generator states
     state.json          counters, numpy and python RNG states, the frozen backbone's hash
 
@@ -52,6 +53,43 @@ def _network_tensors(agent: SACAgent) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _optimizer_parts(agent: SACAgent) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer states as safetensors tensors plus JSON (param_groups and non-tensor values)."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict = {}
+    for name, optimizer in agent.optimizers().items():
+        state = optimizer.state_dict()
+        scalars = {}
+        for index, entry in state["state"].items():
+            for key, value in entry.items():
+                if torch.is_tensor(value):
+                    tensors[f"{name}/{index}/{key}"] = value.detach().cpu().contiguous()
+                else:
+                    scalars[f"{index}/{key}"] = value
+        meta[name] = {"param_groups": state["param_groups"], "scalars": scalars}
+    return tensors, meta
+
+
+def _optimizer_states(folder: Path) -> dict[str, dict]:
+    """The ``optimizer.state_dict()`` of each optimizer, rebuilt from optimizers.safetensors + .json."""
+    if not (folder / "optimizers.safetensors").is_file() and (folder / "optimizers.pt").is_file():
+        return torch.load(folder / "optimizers.pt", map_location="cpu", weights_only=True)  # an earlier version's checkpoint
+    tensors = load_file(str(folder / "optimizers.safetensors"))
+    meta = json.loads((folder / "optimizers.json").read_text())
+    states: dict[str, dict] = {}
+    for name, part in meta.items():
+        groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in part["param_groups"]]
+        per_param: dict[int, dict] = {}
+        for key, value in part["scalars"].items():
+            index, field = key.split("/", 1)
+            per_param.setdefault(int(index), {})[field] = value
+        states[name] = {"state": per_param, "param_groups": groups}
+    for key, value in tensors.items():
+        name, index, field = key.split("/", 2)
+        states[name]["state"].setdefault(int(index), {})[field] = value
+    return states
+
+
 def _python_state_to_json(state: tuple) -> list:
     version, internal, gauss = state
     return [version, list(internal), gauss]
@@ -65,9 +103,9 @@ def save_checkpoint(agent: SACAgent, root: str | Path, extra: dict | None = None
     with safe_output(final, overwrite=True) as tmp:
         tmp.mkdir()
         save_file(_network_tensors(agent), str(tmp / "model.safetensors"))
-        torch.save(
-            {name: opt.state_dict() for name, opt in agent.optimizers().items()}, tmp / "optimizers.pt"
-        )
+        optimizer_tensors, optimizer_meta = _optimizer_parts(agent)
+        save_file(optimizer_tensors, str(tmp / "optimizers.safetensors"))
+        (tmp / "optimizers.json").write_text(json.dumps(optimizer_meta, indent=1))
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng |= {f"cuda{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())}
@@ -116,7 +154,7 @@ def load_checkpoint(agent: SACAgent, path: str | Path, restore_rng: bool = True)
         module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     with torch.no_grad():
         agent.log_alpha.copy_(tensors["log_alpha"].reshape(()))
-    optimizer_states = torch.load(folder / "optimizers.pt", map_location=agent.device, weights_only=True)
+    optimizer_states = _optimizer_states(folder)
     for name, optimizer in agent.optimizers().items():
         optimizer.load_state_dict(optimizer_states[name])
     agent.update_step = int(state["update_step"])

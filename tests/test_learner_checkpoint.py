@@ -43,10 +43,11 @@ def test_checkpoint_round_trip_restores_networks_optimizers_temperature_and_coun
     path = save_checkpoint(agent, tmp_path / "ckpt")
     assert sorted(p.name for p in path.iterdir()) == [
         "model.safetensors",
-        "optimizers.pt",
+        "optimizers.json",
+        "optimizers.safetensors",
         "rng.safetensors",
         "state.json",
-    ]
+    ]  # no pickle: every tensor is safetensors, the rest JSON
     torch.manual_seed(123)  # a fresh agent with other initial weights, the same backbone
     fresh = SACAgent(cfg, backbone=agent.policy.backbone)
     load_checkpoint(fresh, tmp_path / "ckpt")
