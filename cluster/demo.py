@@ -18,7 +18,9 @@ Steps, each the same code the individual commands run:
    scripted interventions that taper off; then evaluation episodes without intervention
                                                                     (hilserl run)
 8. the same run (seed, budget) with the terminal-only sparse reward (budget permitting)
-9. report.md + plots/ in the run folder                            (cluster.report)
+9. the next classifier: trained on the demos plus the run's disagreement log; the old and the
+   next checkpoint scored on the same held-out episodes (scripted, and the final policy's)
+10. report.md + plots/ in the run folder                           (cluster.report)
 
 Every launch writes a new run folder under ``output_dir``; nothing existing is touched.
 """
@@ -89,11 +91,12 @@ def classifier_config(cfg: DemoConfig):
     return train_cfg
 
 
-def train_step(cfg: DemoConfig, dataset_root: Path, out_dir: Path) -> Path:
+def train_step(cfg: DemoConfig, dataset_root: Path, out_dir: Path, extra_roots: list[Path] | None = None) -> Path:
     from cluster.train_job import train_and_export
 
     train_cfg = classifier_config(cfg)
     train_cfg.dataset.root = str(dataset_root)
+    train_cfg.dataset.extra_roots = [str(r) for r in extra_roots] if extra_roots else None
     train_cfg.dataset.repo_id = f"local/{dataset_root.name}"
     train_cfg.output_dir = str(out_dir)
     path = train_and_export(train_cfg)
@@ -107,6 +110,58 @@ def evaluate_step(checkpoint: Path, dataset_root: Path, out_dir: Path) -> dict:
     report = evaluate_checkpoint(checkpoint, dataset_root, out_dir=out_dir)
     print(format_report(report), flush=True)
     return report
+
+
+def _rate3(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def disagreement_logs(run_folder: Path) -> list[Path]:
+    """The run's next-classifier datasets (one per robot and restart) that hold at least one frame."""
+    return sorted(p for p in (Path(run_folder) / "next_classifier").glob("robot-*") if (p / "meta" / "info.json").is_file())
+
+
+def next_classifier_step(
+    cfg: DemoConfig, run_dir: Path, demos: Path, old: Path, run_folder: Path, test_sets: dict[str, Path]
+) -> dict:
+    """Train the next checkpoint on the demos plus the run's disagreement log, and score the old and
+    the next checkpoint on the same held-out episodes (each at its own run-time threshold)."""
+    from reward.checkpoint import read_checkpoint_info
+    from reward.dataset_source import SourceDataset
+    from reward.evaluate import evaluate_checkpoint
+
+    logs = disagreement_logs(run_folder)
+    if not logs:
+        reason = "The frozen classifier agreed with the simulator on every frame: no disagreement log to learn from."
+        print(reason, flush=True)
+        return {"checkpoint": None, "reason": reason}
+    log_frames = sum(sum(SourceDataset(p).lengths.values()) for p in logs)
+    print(f"disagreement log: {log_frames} frames in {', '.join(map(str, logs))}", flush=True)
+    new = train_step(cfg, demos, run_dir / "next_reward_classifier", extra_roots=logs)
+    rows = []
+    for name, root in test_sets.items():
+        row: dict[str, Any] = {"name": name, "root": str(root)}
+        for which, checkpoint in (("old", old), ("next", new)):
+            threshold = read_checkpoint_info(checkpoint).success_threshold
+            out_dir = run_dir / "next_eval" / f"{which}-{root.name}"
+            metrics = evaluate_checkpoint(checkpoint, root, out_dir=out_dir, threshold=threshold)["metrics"]["requested"]
+            (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+            row.update(frames=tn + fp + fn + tp, negatives=tn + fp)
+            row[which] = {
+                "threshold": threshold,
+                "accuracy": metrics["accuracy"],
+                "false_positive_rate": metrics["false_positive_rate"] if tn + fp else None,  # None: no such frames
+                "false_negative_rate": metrics["false_negative_rate"] if fn + tp else None,
+            }
+        rows.append(row)
+        rates = {k: [_rate3(row[w][k]) for w in ("old", "next")] for k in ("false_positive_rate", "false_negative_rate")}
+        print(
+            f"{name}: false positive rate {' -> '.join(rates['false_positive_rate'])} (old -> next), "
+            f"false negative rate {' -> '.join(rates['false_negative_rate'])} "
+            f"({row['frames']} frames, {row['negatives']} failure frames)",
+            flush=True,
+        )
+    return {"checkpoint": str(new), "logs": [str(p) for p in logs], "log_frames": log_frames, "rows": rows}
 
 
 def rl_config(cfg: DemoConfig, run_dir: Path, demos: Path, checkpoint: Path | None, source: str) -> TrainRLConfig:
@@ -202,7 +257,7 @@ def run(cfg: DemoConfig) -> dict:
         torch.set_num_threads(cfg.torch_threads)
     started = time.perf_counter()
     summary: dict = {"run_dir": str(run_dir.resolve()), "budget": cfg.budget}
-    steps = 9 if cfg.sparse_comparison else 8
+    steps = 8 + int(cfg.sparse_comparison) + int(cfg.next_classifier)
 
     _banner(f"1/{steps} record {cfg.env.num_episodes} demo episodes (simulator + scripted human)")
     demos = run_dir / "demos"
@@ -232,6 +287,7 @@ def run(cfg: DemoConfig) -> dict:
     summary["plots"] = report.get("plots")
 
     rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier")
+    rl_cls.runtime.eval_record = cfg.next_classifier  # on-policy held-out frames for the next classifier
     n_untrained = cfg.untrained_eval_episodes
     n_untrained = rl_cls.runtime.eval_episodes if n_untrained is None else n_untrained
     _banner(f"6/{steps} evaluate the untrained policy ({n_untrained} episodes, no intervention)")
@@ -245,6 +301,19 @@ def run(cfg: DemoConfig) -> dict:
         _banner(f"8/{steps} the same run with the sparse reward (seed {rl_cls.seed}, {budget} env steps)")
         runs[SPARSE_RUN] = rl_step(rl_config(cfg, run_dir, rl_demos, None, "sparse"))
     summary["rl"] = runs
+
+    comparison = None
+    if cfg.next_classifier:
+        _banner(f"{steps - 1}/{steps} the next classifier: the demos plus this run's disagreement log")
+        from actors.roles.evaluate import EVAL_EPISODES
+
+        folder = Path(runs[CLASSIFIER_RUN]["folder"])
+        test_sets = {"scripted held-out": held_out}
+        if (folder / EVAL_EPISODES / "meta" / "info.json").is_file():
+            test_sets["evaluation episodes of the final policy"] = folder / EVAL_EPISODES
+        comparison = summary["next_classifier"] = next_classifier_step(
+            cfg, run_dir, demos, checkpoint, folder, test_sets
+        )
 
     _banner(f"{steps}/{steps} report")
     extra = {"budget": cfg.budget}
@@ -267,6 +336,7 @@ def run(cfg: DemoConfig) -> dict:
         classifier_eval,
         untrained_eval=untrained,
         extra=extra,
+        next_classifier=comparison,
     )
     summary["report"] = str(path)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -262,6 +262,32 @@ def classifier_section(eval_dir: Path | None, plots: Path) -> list[str]:
     return lines
 
 
+def next_classifier_section(comparison: dict | None) -> list[str]:
+    """The old and the next classifier on the same held-out episodes (``cluster.demo.next_classifier_step``)."""
+    if not comparison:
+        return []
+    lines = ["## The next classifier", ""]
+    if not comparison.get("checkpoint"):
+        return lines + [comparison.get("reason", "No next classifier was trained."), ""]
+    lines += [
+        f"Trained on the demos plus the run's disagreement log ({comparison['log_frames']} frames the frozen "
+        f"classifier got wrong: {', '.join(f'`{p}`' for p in comparison['logs'])}). "
+        f"Checkpoint: `{comparison['checkpoint']}`. Both are scored at their own run-time threshold (best F1).",
+        "",
+        "| held-out episodes | frames | failure frames | false positive rate, old -> next "
+        "| false negative rate, old -> next |",
+        "|---|---|---|---|---|",
+    ]
+    for row in comparison["rows"]:
+        old, new = row["old"], row["next"]
+        lines.append(
+            f"| {row['name']} (`{row['root']}`) | {row['frames']} | {row['negatives']} "
+            f"| {_cell(old.get('false_positive_rate'))} -> {_cell(new.get('false_positive_rate'))} "
+            f"| {_cell(old.get('false_negative_rate'))} -> {_cell(new.get('false_negative_rate'))} |"
+        )
+    return lines + [""]
+
+
 def extra_section(extra: dict | None) -> list[str]:
     if not extra:
         return []
@@ -275,6 +301,7 @@ def write_report(
     classifier_eval_dir: Path | None,
     untrained_eval: dict | None = None,
     extra: dict | None = None,
+    next_classifier: dict | None = None,
 ) -> Path:
     """Write ``out_dir/report.md`` and ``out_dir/plots/*.png``; returns the path of report.md."""
     out_dir = Path(out_dir)
@@ -286,6 +313,7 @@ def write_report(
     lines += [f"- {s['name']}: `{s['folder']}`" for s in summaries] + [""]
     lines += untrained_section(untrained_eval)
     lines += classifier_section(classifier_eval_dir, plots)
+    lines += next_classifier_section(next_classifier)
     lines += figures(plots, summaries)
     lines += extra_section(extra)
     path = out_dir / "report.md"

@@ -277,9 +277,12 @@ def run(cfg: TrainRLConfig) -> dict[str, Any]:
         except KeyboardInterrupt:
             summary = runner.shutdown() if not runner.stop_requested.is_set() else {"folder": str(folder)}
         if cfg.runtime.eval_episodes and "export" in summary:
-            from actors.roles.evaluate import evaluate_policy
+            from actors.roles.evaluate import EVAL_EPISODES, evaluate_policy
 
-            summary["eval"] = evaluate_policy(cfg, summary["export"], cfg.runtime.eval_episodes)
+            record_root = folder / EVAL_EPISODES if cfg.runtime.eval_record else None
+            summary["eval"] = evaluate_policy(
+                cfg, summary["export"], cfg.runtime.eval_episodes, record_root=record_root
+            )
             (folder / "eval.json").write_text(json.dumps(summary["eval"], indent=2) + "\n")
         return summary
     finally:

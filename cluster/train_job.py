@@ -42,8 +42,9 @@ def absolute_paths(cfg: RewardTrainConfig) -> RewardTrainConfig:
     relative path would point inside it: refuse it instead of writing there.
     """
     under_job = UNDER_RAY_JOB in os.environ
-    paths = {"dataset.root": cfg.dataset.root, "output_dir": cfg.output_dir, "storage_path": cfg.storage_path}
-    for name, value in paths.items():
+    paths = [("dataset.root", cfg.dataset.root), ("output_dir", cfg.output_dir), ("storage_path", cfg.storage_path)]
+    paths += [("dataset.extra_roots", r) for r in cfg.dataset.extra_roots or []]
+    for name, value in paths:
         if value and under_job and not Path(value).expanduser().is_absolute():
             raise UserError(
                 f"{name} '{value}' is relative, but under ray job submit the working directory is Ray's temporary "
@@ -52,6 +53,9 @@ def absolute_paths(cfg: RewardTrainConfig) -> RewardTrainConfig:
     dataset = cfg.dataset
     if dataset.root:
         dataset = dataclasses.replace(dataset, root=str(Path(dataset.root).expanduser().resolve()))
+    if dataset.extra_roots:
+        extra = [str(Path(r).expanduser().resolve()) for r in dataset.extra_roots]
+        dataset = dataclasses.replace(dataset, extra_roots=extra)
     output_dir = Path(cfg.output_dir).expanduser().resolve()
     storage = Path(cfg.storage_path).expanduser().resolve() if cfg.storage_path else output_dir / "ray"
     policy = cfg.policy
@@ -71,10 +75,11 @@ def check_outputs(cfg: RewardTrainConfig) -> None:
     from reward.dataset import refuse_inside
 
     output_dir = Path(cfg.output_dir)
-    if cfg.dataset.root:
-        refuse_inside(output_dir, [cfg.dataset.root], "--output_dir")
+    sources = cfg.dataset.roots()
+    if sources:
+        refuse_inside(output_dir, sources, "--output_dir")
         if cfg.storage_path:
-            refuse_inside(Path(cfg.storage_path), [cfg.dataset.root], "--storage_path")
+            refuse_inside(Path(cfg.storage_path), sources, "--storage_path")
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"output_dir {output_dir} exists and is not a folder; pass another --output_dir")
     entries = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []

@@ -17,3 +17,10 @@ class DatasetConfig:
     """(LeRobot compatibility) the project's reader always decodes with PyAV (no system FFmpeg needed)."""
     episodes: list[int] | None = None
     """Restrict to these episode indices (all when unset)."""
+    extra_roots: list[str] | None = None
+    """(train-reward) More labeled datasets with the same cameras, trained on together with root:
+    e.g. a run's next_classifier/robot-0, the frames the last classifier got wrong."""
+
+    def roots(self) -> list[str]:
+        """root, then every extra root (the datasets a command reads)."""
+        return [r for r in [self.root, *(self.extra_roots or [])] if r]

@@ -50,6 +50,10 @@ class DemoConfig:
     recorded demos), the classifier checkpoint, env.task/image_size/fps (from env)."""
     sparse_comparison: bool = True
     """Also run the same RL run (same seed and budget) with the terminal-only sparse reward."""
+    next_classifier: bool = True
+    """After the classifier-reward run, train the next classifier on the demos plus the run's
+    disagreement log, and compare the old and the next checkpoint's false-positive rates on the same
+    held-out episodes (the scripted ones and the recorded evaluation episodes of the final policy)."""
     untrained_eval_episodes: int | None = None
     """Evaluation episodes of the untrained policy (default: rl.runtime.eval_episodes)."""
     torch_threads: int | None = 1

@@ -81,6 +81,9 @@ class RuntimeConfig:
     """Robots act with the policy's mean (evaluation) instead of sampling."""
     eval_episodes: int = 0
     """Episodes run after training with the final policy alone (no human, mean action), simulator only."""
+    eval_record: bool = False
+    """Also write the evaluation episodes, labeled with the simulator's success, as a LeRobot dataset
+    (<run>/eval_episodes): held-out on-policy frames on which to compare reward classifiers."""
     progress: bool = True
     """One live progress line in the terminal."""
 

@@ -145,7 +145,8 @@ def check_labels(labels: torch.Tensor, num_classes: int, reward_key: str) -> Non
     if len(values) < 2:
         raise UserError(
             f"only one class ({reward_key} = {values[0] if values else 'none'}) in the selected frames; "
-            "label success frames (hilserl label) so both classes are present"
+            "label success frames (hilserl label) so both classes are present, or train on these frames "
+            "together with a labeled set (--dataset.root=LABELED --dataset.extra_roots='[THIS]')"
         )
 
 
@@ -203,6 +204,29 @@ def _open(
     )
 
 
+def _open_all(
+    dataset: DatasetConfig,
+    policy: RewardClassifierConfig,
+    reward_key: str,
+    require_both_classes: bool,
+    flags: dict[str, str],
+) -> list[_Opened]:
+    """``dataset.root`` and each of ``dataset.extra_roots``, checked to hold the same cameras."""
+    opened = [_open(dataset, policy, reward_key, False, flags)]
+    for extra in dataset.extra_roots or []:
+        other = _open(dataclasses.replace(dataset, root=extra, episodes=None), policy, reward_key, False, flags)
+        for key, spec in opened[0].features.items():
+            if list(other.features[key].shape) != list(spec.shape):
+                raise UserError(
+                    f"{other.root} stores {key} as {list(other.features[key].shape)} but {opened[0].root} as "
+                    f"{list(spec.shape)}: merge only datasets recorded with the same cameras and image size"
+                )
+        opened.append(other)
+    if require_both_classes:
+        check_labels(torch.cat([o.labels for o in opened]), policy.num_classes, reward_key)
+    return opened
+
+
 def preflight(
     dataset: DatasetConfig,
     policy: RewardClassifierConfig,
@@ -210,7 +234,7 @@ def preflight(
     flags: dict[str, str] = TRAIN_FLAGS,
 ) -> dict[str, FeatureSpec]:
     """Every check of ``load_labeled_frames`` without decoding images (cheap; run before starting Ray)."""
-    return _open(dataset, policy, reward_key, True, flags).features
+    return _open_all(dataset, policy, reward_key, True, flags)[0].features
 
 
 def load_labeled_frames(
@@ -221,29 +245,44 @@ def load_labeled_frames(
     flags: dict[str, str] = TRAIN_FLAGS,
     progress: bool = False,
 ) -> tuple[LabeledFrames, dict[str, FeatureSpec]]:
-    """Decode every selected frame of every used camera; return them with the resolved input features."""
+    """Decode every selected frame of every used camera; return them with the resolved input features.
+
+    With ``dataset.extra_roots`` the datasets are concatenated; the episodes of each later dataset
+    are renumbered after the previous ones, so an episode-wise split still holds whole episodes.
+    """
     from tqdm import tqdm
 
     from reward.dataset import dataset_fingerprint
 
-    opened = _open(dataset, policy, reward_key, require_both_classes, flags)
-    keys = list(opened.features)
+    opened = _open_all(dataset, policy, reward_key, require_both_classes, flags)
+    keys = list(opened[0].features)
     chunks: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
-    episodes = opened.source.iter_episodes(keys, [], opened.episodes)
-    for episode in tqdm(
-        episodes, total=len(opened.episodes), desc="decoding frames", unit="episode", disable=not progress, leave=False
-    ):
-        for key in keys:
-            chunks[key].append(torch.from_numpy(episode.frames[key]).permute(0, 3, 1, 2).contiguous())
+    episode_index, offset = [], 0
+    for part in opened:
+        episodes = part.source.iter_episodes(keys, [], part.episodes)
+        for episode in tqdm(
+            episodes,
+            total=len(part.episodes),
+            desc="decoding frames",
+            unit="episode",
+            disable=not progress,
+            leave=False,
+        ):
+            for key in keys:
+                chunks[key].append(torch.from_numpy(episode.frames[key]).permute(0, 3, 1, 2).contiguous())
+        episode_index.append(part.episode_index + offset)
+        offset += int(part.episode_index.max()) + 1 if len(part.episode_index) else 0
     frames = LabeledFrames(
         camera_keys=keys,
         images={key: torch.cat(chunks[key]) for key in keys},
-        labels=opened.labels,
-        episode_index=opened.episode_index,
-        frame_index=opened.frame_index,
+        labels=torch.cat([o.labels for o in opened]),
+        episode_index=torch.cat(episode_index),
+        frame_index=torch.cat([o.frame_index for o in opened]),
     )
-    frames.fingerprint = dataset_fingerprint(opened.root, reward_key, opened.episodes)
-    return frames, opened.features
+    frames.fingerprint = dataset_fingerprint(opened[0].root, reward_key, opened[0].episodes)
+    if len(opened) > 1:
+        frames.fingerprint["merged"] = [dataset_fingerprint(o.root, reward_key, o.episodes) for o in opened[1:]]
+    return frames, opened[0].features
 
 
 def episode_split(episodes: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -37,6 +37,7 @@ def binary_metrics(probs, labels, threshold: float = 0.5) -> dict:
         "recall": recall,
         "f1": f1,
         "false_positive_rate": fp / (fp + tn) if fp + tn else 0.0,
+        "false_negative_rate": fn / (fn + tp) if fn + tp else 0.0,
         "threshold": float(threshold),
         "confusion_matrix": [[tn, fp], [fn, tp]],
         "frames": int(len(y)),

@@ -48,6 +48,23 @@ def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys
         assert (run_dir / "plots" / f"{png}.png").stat().st_size > 1000
         assert f"plots/{png}.png" in report
 
+    # The next classifier: the final policy's evaluation episodes are a labeled dataset, and the old
+    # and the next checkpoint are scored on the same held-out sets (or the report says why not).
+    from reward.dataset_source import SourceDataset
+
+    eval_set = SourceDataset(run_dir / "rl" / "classifier" / "eval_episodes")
+    assert len(eval_set.lengths) == 2 and sum(eval_set.lengths.values()) >= 2
+    assert "## The next classifier" in report
+    comparison = summary["next_classifier"]
+    if comparison["checkpoint"]:
+        assert (run_dir / "next_reward_classifier" / "pretrained_model" / "model.safetensors").is_file()
+        names = [row["name"] for row in comparison["rows"]]
+        assert names == ["scripted held-out", "evaluation episodes of the final policy"]
+        assert all(row["frames"] > 0 and set(row["old"]) == set(row["next"]) for row in comparison["rows"])
+        assert "false positive rate, old -> next" in report
+    else:
+        assert "agreed with the simulator on every frame" in report
+
     before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
     assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err

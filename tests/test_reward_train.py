@@ -197,3 +197,29 @@ def test_a_separable_dataset_is_learned(tmp_path, backbone):
     cfg.policy.learning_rate = 3e-3
     result = run(cfg)
     assert result.best_metrics["accuracy"] >= 0.9, result.history
+
+
+def test_a_one_class_log_is_trained_merged_with_the_labeled_set(tmp_path, backbone, data32, capsys):
+    """A run's disagreement log may hold only false positives: alone it is refused, naming
+    --dataset.extra_roots; merged with the labeled set it trains, its episodes renumbered."""
+    from configs.dataset import DatasetConfig
+    from reward.data import load_labeled_frames
+
+    log = tmp_path / "next_classifier"
+    labeled_dataset(log, episodes=(3, 2), reward_fn=lambda e, i: 0.0)
+    err = _bad_input(tmp_path, train_config(log, backbone, tmp_path / "out"), capsys)
+    assert "only one class" in err and "--dataset.extra_roots" in err
+
+    cfg = train_config(data32, backbone, tmp_path / "merged")
+    cfg.dataset.extra_roots = [str(log)]
+    frames, _ = load_labeled_frames(cfg.dataset, cfg.policy)
+    assert len(frames) == 18 + 5
+    assert frames.episodes == [0, 1, 2, 3, 4]  # the log's two episodes come after the three labeled ones
+    assert frames.labels[18:].sum() == 0 and frames.fingerprint["merged"][0]["frames"] == 5
+    result = run(cfg)
+    assert result.best_metrics is not None
+
+    other = tmp_path / "other_size"
+    labeled_dataset(other, image_size=48, episodes=(3,), reward_fn=lambda e, i: 0.0)
+    with pytest.raises(Exception, match="merge only datasets recorded with the same cameras"):
+        load_labeled_frames(DatasetConfig(root=str(data32), extra_roots=[str(other)]), cfg.policy)

@@ -4,13 +4,16 @@
 
 Success is the simulator's ground truth (``info["is_success"]``), not the classifier: evaluation
 measures the task, and the classifier's own errors are reported apart (the robots' agreement
-counts).
+counts). With ``record_root`` the episodes are also written as a LeRobot dataset whose
+``next.reward`` is that ground truth: on-policy frames no classifier was trained on, the fair test
+set for comparing one classifier checkpoint with the next (``hilserl eval-reward``).
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,8 @@ from learner.export import apply_export
 from learner.networks import FrozenBackbone, Policy
 
 EVAL_SEED_OFFSET = 10_000
+EVAL_EPISODES = "eval_episodes"
+"""The run-folder name of the recorded evaluation episodes."""
 
 
 class _Discard:
@@ -35,9 +40,14 @@ class _Discard:
 
 
 def evaluate_policy(
-    cfg: TrainRLConfig, export: dict | None, episodes: int, env: Any = None
+    cfg: TrainRLConfig,
+    export: dict | None,
+    episodes: int,
+    env: Any = None,
+    record_root: Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``episodes`` episodes with the exported policy (``None``: the untrained initial policy)."""
+    """Run ``episodes`` episodes with the exported policy (``None``: the untrained initial policy);
+    with ``record_root``, also write them there as a labeled LeRobot dataset."""
     env_cfg = copy.deepcopy(cfg.env)
     env_cfg.seed = cfg.seed + EVAL_SEED_OFFSET
     env_cfg.realtime = False
@@ -59,13 +69,24 @@ def evaluate_policy(
 
     loop = EpisodeLoop(env_cfg, env, NullSource(), policy=act)
     results: list[EpisodeResult] = []
+    sink: Any = _Discard()
+    if record_root is not None:
+        from actors.loop.record import DatasetSink, RecordSummary
+
+        env_cfg.repo_id = f"local/{Path(record_root).name}"
+        sink = DatasetSink(env_cfg, Path(record_root), RecordSummary(str(record_root), env_cfg.repo_id))
     start = time.perf_counter()
     try:
         for _ in range(episodes):
             obs, info = loop.reset()
-            result, _, _ = loop.run_episode(obs, info, _Discard())
+            if record_root is not None and sink.dataset is None:
+                sink.create(obs)
+            result, _, _ = loop.run_episode(obs, info, sink)
             results.append(result)
     finally:
+        if record_root is not None and sink.dataset is not None:
+            sink.discard_episode()
+            sink.dataset.finalize()
         if own_env:
             env.close()
     successes = [r.success for r in results]
@@ -77,4 +98,5 @@ def evaluate_policy(
         "mean_length": float(np.mean([r.steps for r in results])) if results else 0.0,
         "policy_version": None if export is None else int(export["version"]),
         "wall_s": time.perf_counter() - start,
+        "dataset": str(record_root) if record_root is not None else None,
     }
