@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     # SVT-AV1 (LeRobot's video encoder) prints a banner per video file at its default level.
     os.environ.setdefault("SVT_LOG", "1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # "No OpenGL_accelerate module loaded" at import
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

@@ -40,6 +40,10 @@ class Finding:
     problem: str
     fix: str
     repair: str = FIX
+    episodes: tuple[int, ...] = ()
+    """For a LOST finding: the episodes whose frames are gone (``doctor --fix --drop-lost`` leaves them out)."""
+    droppable: bool = False
+    """For a LOST finding: ``--drop-lost`` can write a copy without the lost frames."""
 
 
 def check_dataset(
@@ -53,6 +57,24 @@ def check_dataset(
                 "layout",
                 "the dataset is in LeRobot's v2.1 layout (meta/episodes.jsonl), which LeRobot 0.4.4 and the classifier trainer cannot open",
                 "--fix writes a v3.0 copy",
+            )
+        )
+    if source.unreadable:
+        listed = sorted(
+            e
+            for e, row in source.meta_episodes.items()
+            if any(_holds(source, row, path) for path in source.unreadable)
+        )
+        findings.append(
+            Finding(
+                "files-unreadable",
+                f"{_listing([_relative(p, source.root) for p in source.unreadable])} cannot be read (no parquet "
+                "footer: the session was most likely killed while saving an episode)"
+                + (f"; it holds episode(s) {listed}" if listed else ""),
+                "restore the files from a copy, or write a copy without them: --fix --drop-lost",
+                LOST,
+                tuple(listed),
+                droppable=True,
             )
         )
     columns = {episode: source.episode_columns(episode) for episode in source.episodes}
@@ -72,6 +94,15 @@ def check_dataset(
             )
         )
     return findings
+
+
+def _holds(source: SourceDataset, row: dict, path: Path) -> bool:
+    """Whether the episode-meta ``row`` points at data file ``path``."""
+    chunk, index = row.get("data/chunk_index"), row.get("data/file_index")
+    if chunk is None or index is None:
+        return False
+    template = source.info.get("data_path", "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet")
+    return path == source.root / template.format(chunk_index=int(chunk), file_index=int(index))
 
 
 def _listing(items: list[str], limit: int = 4) -> str:
@@ -324,6 +355,8 @@ def _short_list(values: list[int]) -> str:
 
 def _check_videos(source: SourceDataset, columns: dict[int, dict[str, np.ndarray]]) -> list[Finding]:
     missing, short = [], []
+    missing_episodes: set[int] = set()
+    short_episodes: set[int] = set()
     for key in source.video_keys:
         for episode, c in columns.items():
             n = source.lengths[episode]
@@ -331,9 +364,11 @@ def _check_videos(source: SourceDataset, columns: dict[int, dict[str, np.ndarray
                 segment = source.video_segment(episode, key)
             except Exception as err:  # a meta row without video entries: nothing to locate
                 missing.append(f"episode {episode} {key} ({err})")
+                missing_episodes.add(episode)
                 continue
             if not segment.path.is_file():
                 missing.append(f"{_relative(segment.path, source.root)} (episode {episode})")
+                missing_episodes.add(episode)
                 continue
             timestamps = c["timestamp"].reshape(-1) if "timestamp" in c else np.arange(n) / source.fps
             try:
@@ -347,6 +382,7 @@ def _check_videos(source: SourceDataset, columns: dict[int, dict[str, np.ndarray
                 missing.append(
                     f"{_relative(segment.path, source.root)} (episode {episode}: unreadable, {type(err).__name__})"
                 )
+                missing_episodes.add(episode)
                 continue
             duration_short = (
                 segment.to_timestamp is not None
@@ -354,14 +390,18 @@ def _check_videos(source: SourceDataset, columns: dict[int, dict[str, np.ndarray
             )
             if not found.all() or duration_short:
                 short.append(f"episode {episode} {key}: {int(found.sum())} of {n} frames decodable")
+                short_episodes.add(episode)
     findings = []
     if missing:
         findings.append(
             Finding(
                 "videos-missing",
                 f"video files are missing or unreadable: {_listing(missing)}",
-                "restore the files from a copy or re-record those episodes; their frames cannot be recreated",
+                "restore the files from a copy or re-record those episodes; their frames cannot be recreated "
+                "(--fix --drop-lost writes a copy without them)",
                 LOST,
+                tuple(sorted(missing_episodes)),
+                droppable=True,
             )
         )
     if short:
@@ -369,8 +409,11 @@ def _check_videos(source: SourceDataset, columns: dict[int, dict[str, np.ndarray
             Finding(
                 "videos-short",
                 f"videos hold fewer frames than their episodes: {_listing(short)}",
-                "restore the files, or keep only the frames that exist (hilserl label --csv with env_reset_start = frames decodable)",
+                "restore the files, or keep only the frames that exist (hilserl label --csv with env_reset_start = "
+                "frames decodable), or leave those episodes out (--fix --drop-lost)",
                 LOST,
+                tuple(sorted(short_episodes)),
+                droppable=True,
             )
         )
     return findings

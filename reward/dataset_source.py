@@ -173,8 +173,12 @@ def _ranges(values: list[int]) -> str:
 class SourceDataset:
     """A dataset read from its files: features, tasks, per-episode rows, and frames for rewriting."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, skip_unreadable: bool = False):
+        """``skip_unreadable`` (doctor): a data or episode-meta parquet that cannot be read (e.g. no footer:
+        the recording was killed while saving) is listed in ``unreadable`` instead of being an error."""
         self.root = Path(root).expanduser().resolve()
+        self.skip_unreadable = skip_unreadable
+        self.unreadable: list[Path] = []
         self.info = read_info(self.root)
         self.layout = detect_layout(self.root, self.info)
         self.features: dict[str, dict[str, Any]] = self.info["features"]
@@ -206,7 +210,12 @@ class SourceDataset:
         if self.layout == V30:
             rows: list[dict[str, Any]] = []
             for path in sorted(self.root.glob("meta/episodes/*/*.parquet")):
-                rows += _read_parquet(path).to_pylist()
+                try:
+                    rows += _read_parquet(path).to_pylist()
+                except UserError:
+                    if not self.skip_unreadable:
+                        raise
+                    self.unreadable.append(path)
         else:
             rows = self._jsonl("meta/episodes.jsonl")
         return {int(row["episode_index"]): row for row in rows}
@@ -238,12 +247,20 @@ class SourceDataset:
             try:
                 episode_column = pq.read_table(path, columns=["episode_index"]).column("episode_index")
             except (pa.ArrowInvalid, OSError, KeyError) as err:
+                if self.skip_unreadable:
+                    self.unreadable.append(path)
+                    continue
                 raise UserError(
                     f"{path} is not a readable LeRobot data file ({err}); restore it from a copy"
                 ) from None
             episodes = episode_column.to_numpy()
             for episode in np.unique(episodes):
                 rows.setdefault(int(episode), []).append((path, np.flatnonzero(episodes == episode)))
+        if not rows and self.unreadable:
+            raise UserError(
+                f"no data file of {self.root} can be read ({self.unreadable[0]} and {len(self.unreadable) - 1} more); "
+                "restore them from a copy"
+            )
         if not rows:
             raise UserError(
                 f"{self.root} is an empty dataset (its data files hold no frames); record some episodes first"

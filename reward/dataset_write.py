@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,16 +65,14 @@ def write_dataset(
     0..n-1 in plan order.
     """
     quiet_third_party_output()
-    quiet = _DropRootInfo()
-    logging.getLogger().addFilter(quiet)  # LeRobot logs "Using video codec" per episode on the root logger
-    try:
-        _write(source, root, plans, reward_key, flip_keys, repo_id, progress)
-    finally:
-        logging.getLogger().removeFilter(quiet)
+    _write(source, root, plans, reward_key, flip_keys, repo_id, progress)
     _remove_empty_dirs(Path(root) / "images")
 
 
 class _DropRootInfo(logging.Filter):
+    """Drop INFO records logged straight to the root logger (third-party ``logging.info`` calls; the
+    project's own modules log through named loggers, which this filter does not see)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING
 
@@ -128,21 +127,28 @@ def _abandon(dataset) -> None:
 
 
 def rewrite_dataset(
-    source_root: str | Path, dest_root: str | Path, overwrite: bool = False, progress: bool = True
+    source_root: str | Path,
+    dest_root: str | Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    drop: set[int] = frozenset(),
+    skip_unreadable: bool = False,
 ) -> Path:
     """Copy every frame of a dataset (v3.0 or v2.1) into a new v3.0 root, recomputing everything derived.
 
     This is both the v2.1 -> v3.0 conversion and `hilserl doctor --fix`'s repair. The source is only read;
-    the new root appears only once complete (`safe_output`). Returns the new root.
+    the new root appears only once complete (`safe_output`). Episodes in ``drop`` are left out (the
+    rest are renumbered 0..n-1), and with ``skip_unreadable`` so are data files that cannot be read.
+    Returns the new root.
     """
-    source = SourceDataset(source_root)
+    source = SourceDataset(source_root, skip_unreadable=skip_unreadable)
     if source.layout == V21:
         logger.info(
             "converting %s from the v2.1 layout into a new v3.0 root %s; the source is left untouched",
             source.root,
             dest_root,
         )
-    plans = [EpisodePlan(episode, length) for episode, length in source.lengths.items()]
+    plans = [EpisodePlan(episode, length) for episode, length in source.lengths.items() if episode not in drop]
     with safe_output(dest_root, [source.root], overwrite, ours=is_dataset_root) as tmp:
         write_dataset(source, tmp, plans, repo_id=f"local/{Path(dest_root).name}", progress=progress)
     return Path(dest_root).expanduser().resolve()
@@ -160,9 +166,17 @@ def quiet_third_party_output() -> None:
     try:
         import av
 
-        av.logging.set_level(av.logging.ERROR)  # "[mp4 @ ...] Starting second pass" lines
+        av.logging.set_level(av.logging.ERROR)
+        # LeRobot calls av.logging.restore_default_callback() after each encode, which hands libav's
+        # messages ("[mp4 @ ...] Starting second pass") back to its own printer: set that printer's level too.
+        av.logging.set_libav_level(av.logging.ERROR)
     except (ImportError, AttributeError):  # pragma: no cover
         pass
+    # LeRobot's stats on a bool column (next.done): numpy's histogram warns once per process.
+    warnings.filterwarnings("ignore", message="Converting input from bool", category=RuntimeWarning)
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropRootInfo) for f in root.filters):
+        root.addFilter(_DropRootInfo())  # LeRobot's "Using video codec" INFO per video, on the root logger
 
 
 def _remove_empty_dirs(path: Path) -> None:

@@ -30,9 +30,11 @@ examples:
   hilserl doctor ~/data/reach_grasp
   hilserl doctor ~/data/reach_grasp --fix --out ~/data/reach_grasp_fixed
   hilserl doctor ~/data/old_v21_dataset --fix --out ~/data/converted_v30   # v2.1 -> v3.0
+  hilserl doctor ~/data/killed_mid_save --fix --drop-lost --out ~/data/recovered
 
 A missing reward column is reported but not invented: label the data with `hilserl label`.
-Missing or short videos cannot be repaired (the frames are gone): --fix then writes nothing.
+Missing or short videos cannot be repaired (the frames are gone): --fix then writes nothing, unless
+--drop-lost leaves those episodes out of the copy.
 """
 
 
@@ -53,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out", metavar="NEW_ROOT", help="root of the repaired copy (with --fix; outside DATASET)"
+    )
+    parser.add_argument(
+        "--drop-lost",
+        action="store_true",
+        help="with --fix: leave out of the copy the episodes whose frames are lost (missing or short "
+        "videos, e.g. a recording killed mid-save); the rest are renumbered",
     )
     parser.add_argument(
         "--overwrite",
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from reward.dataset_source import SourceDataset
 
     read_info(args.dataset)
-    source = SourceDataset(args.dataset)
+    source = SourceDataset(args.dataset, skip_unreadable=True)
     if args.fix:
         check_destination(args.out, [source.root], args.overwrite)
     findings = check_dataset(source, args.reward_key)
@@ -96,15 +104,33 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     lost = [f for f in findings if f.repair == LOST]
+    drop: set[int] = set()
     if lost:
+        drop = {e for f in lost for e in f.episodes}
+        if not args.drop_lost or not all(f.droppable for f in lost):
+            print(
+                "cannot repair: frames whose video is missing or short cannot be recreated from anything; "
+                "nothing was written (restore the videos, or leave those episodes out of the copy with "
+                f"--fix --drop-lost: episode(s) {sorted(drop)})"
+            )
+            return 1
+        if not set(source.lengths) - drop:
+            print("cannot repair: every episode has lost frames; nothing was written (restore the videos)")
+            return 1
         print(
-            "cannot repair: frames whose video is missing or short cannot be recreated from anything; "
-            "nothing was written (restore the videos, or drop those frames with hilserl label --csv)"
+            f"--drop-lost: leaving out episode(s) {sorted(drop)} and {len(source.unreadable)} unreadable file(s); "
+            "the rest are renumbered"
         )
-        return 1
     from reward.dataset_write import rewrite_dataset
 
-    rewrite_dataset(source.root, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    rewrite_dataset(
+        source.root,
+        args.out,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        drop=drop,
+        skip_unreadable=args.drop_lost,
+    )
     repaired = SourceDataset(args.out)
     remaining = check_dataset(repaired, args.reward_key)
     print(f"wrote a repaired copy: {repaired.describe()}")
@@ -123,6 +149,8 @@ def main(argv: list[str]) -> int:
         parser.error("--fix needs --out NEW_ROOT (the source is never modified)")
     if args.out and not args.fix:
         parser.error("--out is only used with --fix")
+    if args.drop_lost and not args.fix:
+        parser.error("--drop-lost is only used with --fix --out NEW_ROOT")
     try:
         return run(args)
     except KeyboardInterrupt:

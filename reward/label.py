@@ -33,6 +33,7 @@ from reward.label_spec import (
     labels_from_csv,
     labels_from_cutoffs,
     parse_cutoffs,
+    parse_episode_list,
     read_label_csv,
 )
 
@@ -45,6 +46,9 @@ examples:
       --cutoffs '{"0": 53, "1": 36, "2": 43, "3": 40, "4": 40, "5": 44, "6": 44, "7": 39, "8": 43, "9": 34}'
   hilserl label ~/data/pick_lift --out ~/data/pick_lift_labeled --cutoffs cutoffs.json
 
+  # drop whole episodes (a botched demo, a broken last episode); they need no label
+  hilserl label ~/data/pick_lift --out ~/data/pick_lift_labeled --cutoffs cutoffs.json --drop-episodes 3,9
+
   # seed 003: success span, reset frames dropped, a failure gap, wrist camera rotated 180 degrees
   hilserl label ~/data/reach_grasp --out ~/data/reach_grasp_labeled --csv success_frames.csv \\
       --flip-camera observation.images.wrist
@@ -56,7 +60,7 @@ CSV format (one row per episode; header required):
   8,55,nan,
   success_start    first success frame; empty/nan = the episode never succeeds
   env_reset_start  first frame of the reset motion; it and all later frames are DROPPED;
-                   empty/nan = no reset frames
+                   empty/nan = no reset frames; 0 = drop the whole episode
   failure_gaps     optional; inclusive ranges inside the success span labeled failure,
                    ';'-separated: 78-88;95-97 (a single frame: 95). A 'notes' column is ignored.
 
@@ -90,6 +94,10 @@ class LabelSummary:
     def dropped(self) -> int:
         return sum(label.dropped for label in self.labels)
 
+    @property
+    def dropped_episodes(self) -> int:
+        return sum(1 for label in self.labels if label.dropped_whole)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -117,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--csv",
         metavar="FILE",
         help="CSV of episode,success_start,env_reset_start[,failure_gaps] (see below)",
+    )
+    parser.add_argument(
+        "--drop-episodes",
+        metavar="LIST",
+        help="leave these episodes out of the output whole, e.g. 3,9 or 3-5 (they need no label); "
+        "the kept episodes are renumbered 0..n-1",
     )
     parser.add_argument(
         "--flip-camera",
@@ -152,10 +166,13 @@ def run(args: argparse.Namespace) -> LabelSummary:
     source = SourceDataset(args.src)
     flip_keys = tuple(require_camera_keys(source.features, args.flip_camera))
     _check_reward_key(source.features, args.reward_key)
+    drop = parse_episode_list(args.drop_episodes) if args.drop_episodes else set()
     if args.cutoffs is not None:
-        labels = labels_from_cutoffs(parse_cutoffs(args.cutoffs), source.lengths)
+        labels = labels_from_cutoffs(parse_cutoffs(args.cutoffs), source.lengths, drop)
     else:
-        labels = labels_from_csv(read_label_csv(args.csv), source.lengths, origin=str(args.csv))
+        labels = labels_from_csv(read_label_csv(args.csv), source.lengths, origin=str(args.csv), drop=drop)
+    if all(label.dropped_whole for label in labels):
+        raise UserError("every episode would be dropped, so there is nothing to write; keep at least one")
     check_destination(args.out, [source.root], args.overwrite)
     if source.layout == V21:
         logger.info(
@@ -165,7 +182,7 @@ def run(args: argparse.Namespace) -> LabelSummary:
             args.out,
         )
     logger.info("labeling %s -> %s", source.describe(), args.out)
-    plans = [EpisodePlan(label.episode, label.keep, label.rewards()) for label in labels]
+    plans = [EpisodePlan(label.episode, label.keep, label.rewards()) for label in labels if label.keep]
     with safe_output(args.out, [source.root], args.overwrite, ours=is_dataset_root) as tmp:
         write_dataset(
             source,
@@ -192,7 +209,7 @@ def _check_reward_key(features: dict, reward_key: str) -> None:
 def _check_written(root: Path, labels: list[EpisodeLabels]) -> None:
     """Cheap guard before the rename: the new meta must agree with what was planned."""
     info = read_info(root)
-    expected = (len(labels), sum(label.keep for label in labels))
+    expected = (sum(1 for label in labels if label.keep), sum(label.keep for label in labels))
     found = (info.get("total_episodes"), info.get("total_frames"))
     if found != expected:
         raise RuntimeError(
@@ -207,13 +224,15 @@ def format_summary(summary: LabelSummary) -> str:
     lines = [
         f"labeled {summary.source}",
         f"     -> {summary.output}",
-        f"episodes {len(summary.labels)}  frames kept {kept}  success {summary.success}  "
+        f"episodes {sum(1 for label in summary.labels if label.keep)}"
+        + (f" ({summary.dropped_episodes} dropped whole)" if summary.dropped_episodes else "")
+        + f"  frames kept {kept}  success {summary.success}  "
         f"failure {summary.failure}  dropped {summary.dropped}  (success {share})",
         "",
         f"{'episode':>7}  {'kept':>5}  {'success':>7}  {'failure':>7}  {'dropped':>7}  balance",
     ]
     for label in summary.labels:
-        balance = f"{100 * label.success / label.keep:5.1f}% success" if label.keep else "-"
+        balance = f"{100 * label.success / label.keep:5.1f}% success" if label.keep else "dropped whole"
         lines.append(
             f"{label.episode:>7}  {label.keep:>5}  {label.success:>7}  {label.failure:>7}  {label.dropped:>7}  {balance}"
         )

@@ -12,7 +12,7 @@ CSV, one row per episode (seed 003)::
 
 ``success_start``: first success frame (empty or nan: the episode never succeeds).
 ``env_reset_start``: first frame of the reset motion; it and everything after are dropped (empty or
-nan: no reset frames). ``failure_gaps`` (optional): inclusive frame ranges inside the success span
+nan: no reset frames; 0: the whole episode is dropped, e.g. a broken or botched one). ``failure_gaps`` (optional): inclusive frame ranges inside the success span
 that are failure, ``;``-separated (``78-88;95-97``); a single frame is ``95``. A ``notes`` column is
 ignored.
 """
@@ -65,6 +65,38 @@ class EpisodeLabels:
     def dropped(self) -> int:
         return self.length - self.keep
 
+    @property
+    def dropped_whole(self) -> bool:
+        return self.keep == 0
+
+
+def parse_episode_list(value: str, what: str = "--drop-episodes") -> set[int]:
+    """``3,7`` or ``3-5,9``: a set of episode indices."""
+    episodes: set[int] = set()
+    for part in value.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        first, sep, last = part.partition("-")
+        start = _integer(first, f"{what} '{part}'")
+        end = _integer(last, f"{what} '{part}'") if sep else start
+        if end < start:
+            raise UserError(f"{what} '{part}' ends before it starts; write FIRST-LAST with FIRST <= LAST")
+        episodes.update(range(start, end + 1))
+    if not episodes:
+        raise UserError(f"{what} '{value}' names no episode; pass e.g. {what} 3,7 or 3-5")
+    return episodes
+
+
+def _dropped(drop: set[int], lengths: dict[int, int], origin: str) -> set[int]:
+    unknown = sorted(set(drop) - set(lengths))
+    if unknown:
+        raise UserError(
+            f"{origin} names episode(s) {_short(unknown)} that the dataset lacks; it has episodes "
+            f"{min(lengths)}-{max(lengths)} ({len(lengths)} episodes)"
+        )
+    return set(drop)
+
 
 def parse_cutoffs(value: str) -> dict[int, int]:
     """``--cutoffs``: inline JSON (``{"0": 53}``), a Python dict (``{0: 53}``) or a path to a JSON file."""
@@ -97,11 +129,18 @@ def parse_cutoffs(value: str) -> dict[int, int]:
     return cutoffs
 
 
-def labels_from_cutoffs(cutoffs: dict[int, int], lengths: dict[int, int]) -> list[EpisodeLabels]:
-    """One `EpisodeLabels` per dataset episode; every episode needs a cutoff within 0..length."""
-    _check_episodes(set(cutoffs), lengths, "--cutoffs")
+def labels_from_cutoffs(
+    cutoffs: dict[int, int], lengths: dict[int, int], drop: set[int] = frozenset()
+) -> list[EpisodeLabels]:
+    """One `EpisodeLabels` per dataset episode; every episode not in ``drop`` needs a cutoff within
+    0..length (a dropped one keeps no frame and needs none)."""
+    drop = _dropped(drop, lengths, "--drop-episodes")
+    _check_episodes(set(cutoffs) | drop, lengths, "--cutoffs")
     labels = []
     for episode, length in lengths.items():
+        if episode in drop:
+            labels.append(EpisodeLabels(episode, length, 0, 0))
+            continue
         cutoff = cutoffs[episode]
         if not 0 <= cutoff <= length:
             raise UserError(
@@ -148,17 +187,29 @@ def read_label_csv(path: str | Path) -> dict[int, tuple[int | None, int | None, 
     return rows
 
 
-def labels_from_csv(rows: dict, lengths: dict[int, int], origin: str = "--csv") -> list[EpisodeLabels]:
-    """One `EpisodeLabels` per dataset episode from parsed CSV rows, checked against episode lengths."""
-    _check_episodes(set(rows), lengths, origin)
+def labels_from_csv(
+    rows: dict, lengths: dict[int, int], origin: str = "--csv", drop: set[int] = frozenset()
+) -> list[EpisodeLabels]:
+    """One `EpisodeLabels` per dataset episode from parsed CSV rows, checked against episode lengths.
+    An episode in ``drop``, or whose ``env_reset_start`` is 0, is dropped whole (keep 0)."""
+    drop = _dropped(drop, lengths, "--drop-episodes")
+    _check_episodes(set(rows) | drop, lengths, origin)
     labels = []
     for episode, length in lengths.items():
+        if episode in drop or rows[episode][1] == 0:
+            if episode not in drop and rows[episode][0] not in (None, 0):
+                raise UserError(
+                    f"{origin}: episode {episode} has env_reset_start 0 (dropped whole) but success_start "
+                    f"{rows[episode][0]}; leave success_start empty for a dropped episode"
+                )
+            labels.append(EpisodeLabels(episode, length, 0, 0))
+            continue
         success, reset, gaps = rows[episode]
         keep = length if reset is None else reset
         if not 1 <= keep <= length:
             raise UserError(
-                f"{origin}: env_reset_start {reset} of episode {episode} is outside 1..{length} (its length); "
-                "leave it empty when the episode has no reset frames"
+                f"{origin}: env_reset_start {reset} of episode {episode} is outside 0..{length} (its length); "
+                "leave it empty when the episode has no reset frames, 0 drops the whole episode"
             )
         start = keep if success is None else success
         if not 0 <= start <= keep:

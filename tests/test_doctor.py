@@ -115,6 +115,21 @@ def test_short_video_is_found_and_blocks_fix(tmp_path, capsys):
     assert tree_hash(root) == before
 
 
+def test_drop_lost_writes_a_copy_without_the_episodes_whose_frames_are_gone(tmp_path, capsys):
+    root = make_v21_dataset(tmp_path / "short", episode_lengths=(10, 12, 9), video_frames={1: 7})
+    before = tree_hash(root)
+    code, out, _ = run_doctor(capsys, root, "--fix", "--out", tmp_path / "plain")
+    assert code == 1 and "--drop-lost: episode(s) [1]" in out and not (tmp_path / "plain").exists()
+    code, out, _ = run_doctor(capsys, root, "--fix", "--drop-lost", "--out", tmp_path / "fixed")
+    assert code == 0 and "leaving out episode(s) [1]" in out and "doctor finds the copy clean" in out
+    dataset = open_lerobot_dataset(tmp_path / "fixed")
+    assert dataset.meta.total_episodes == 2 and dataset.meta.total_frames == 10 + 9
+    assert tree_hash(root) == before
+    with pytest.raises(SystemExit):
+        run_doctor(capsys, root, "--drop-lost")
+    assert "--drop-lost is only used with --fix" in capsys.readouterr().err
+
+
 def test_missing_reward_column_is_reported_not_invented(tmp_path, capsys):
     root = tmp_path / "unlabeled"
     make_dataset(root, episode_lengths=(5, 5), use_videos=False, with_reward=False)

@@ -309,6 +309,28 @@ def test_interrupted_run_leaves_nothing_half_written(small_video_source, tmp_pat
     assert tree_hash(small_video_source) == before
 
 
+def test_whole_episodes_are_dropped_by_flag_or_csv(tiny_source, tmp_path, capsys):
+    """--drop-episodes (no label needed for them) and a CSV env_reset_start of 0 leave episodes out;
+    the rest are renumbered and the summary says what was dropped."""
+    before = tree_hash(tiny_source)
+    out = tmp_path / "flag"
+    code, printed, _ = run_label(capsys, tiny_source, "--out", out, "--cutoffs", '{"1": 3}', "--drop-episodes", "0")
+    assert code == 0 and "episodes 1 (1 dropped whole)" in printed and "dropped whole" in printed
+    dataset = open_lerobot_dataset(out)
+    assert dataset.meta.total_episodes == 1 and dataset.meta.total_frames == 8
+    values = columns(dataset)
+    assert values["episode_index"].tolist() == [0] * 8 and values["next.reward"].reshape(-1).tolist() == [0] * 3 + [1] * 5
+    assert brightness(dataset[0]) == pytest.approx(level(1, 0), abs=1)  # it is the source's episode 1
+
+    csv = tmp_path / "labels.csv"
+    csv.write_text("episode,success_start,env_reset_start\n0,4,\n1,,0\n")
+    code, printed, _ = run_label(capsys, tiny_source, "--out", tmp_path / "csv", "--csv", csv)
+    assert code == 0 and "(1 dropped whole)" in printed
+    dataset = open_lerobot_dataset(tmp_path / "csv")
+    assert dataset.meta.total_episodes == 1 and dataset.meta.total_frames == 10
+    assert tree_hash(tiny_source) == before
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 
 
@@ -369,6 +391,13 @@ BAD_INPUTS = {
     "csv-gap-outside-success": (
         ["--csv", "episode,success_start,env_reset_start,failure_gaps\n0,5,,1-2\n1,3,,\n"],
         "failure gap 1-2",
+    ),
+    "drop-unknown-episode": (["--cutoffs", '{"0": 5}', "--drop-episodes", "1,4"], "episode(s) 4 that the dataset lacks"),
+    "drop-every-episode": (["--cutoffs", '{"0": 5}', "--drop-episodes", "0-1"], "every episode would be dropped"),
+    "drop-not-a-list": (["--cutoffs", '{"0": 5}', "--drop-episodes", "one"], "--drop-episodes 'one'"),
+    "csv-dropped-with-success": (
+        ["--csv", "episode,success_start,env_reset_start\n0,2,0\n1,3,\n"],
+        "env_reset_start 0 (dropped whole) but success_start 2",
     ),
     "flip-unknown-camera": (
         ["--cutoffs", '{"0": 5, "1": 3}', "--flip-camera", "observation.images.wrist"],

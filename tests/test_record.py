@@ -6,6 +6,8 @@ LeRobot.
 """
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from actors.intervention.scripted import InterventionSchedule, ScriptedHuman
 from actors.loop.record import INTERVENTION, PENALTY, run
 from configs.env import EnvConfig, ResetConfig, TeleopConfig
 from configs.errors import UserError
+from reward.dataset_source import SourceDataset
 from tests.lerobot_data import tree_hash
 
 SIZE = 64  # the smallest frame the AV1 encoder takes
@@ -380,3 +383,74 @@ def test_ctrl_c_during_an_episode_save_finishes_the_save_then_stops(point, tmp_p
     assert summary.terminated_early and summary.episodes == 1  # saved whole, then stopped
     assert check_dataset(SourceDataset(root)) == []
     assert not list(root.rglob("tmp*"))
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from lerobot.datasets import lerobot_dataset
+point, at, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+owner = lerobot_dataset.LeRobotDataset
+original = getattr(owner, point)
+calls = [0]
+def patched(self, *args, **kwargs):
+    calls[0] += 1
+    result = original(self, *args, **kwargs)
+    if calls[0] == at:  # this part of the save is done, the rest is not
+        os.kill(os.getpid(), signal.SIG{signal})
+    return result
+setattr(owner, point, patched)
+from cluster.cli import main
+sys.exit(main(["record", "--config_path", "configs/sim_record.json", "--dataset_root", root, "--num_episodes", "4",
+               "--image_size", "32", "--task", "reach_grasp"]))
+"""
+
+
+def _record_and_signal(tmp_path, point: str, at: int, signal_name: str):
+    import subprocess
+    import sys
+
+    root = tmp_path / "session"
+    script = tmp_path / "record.py"
+    script.write_text(KILL_SCRIPT.replace("{signal}", signal_name))
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run(
+        [sys.executable, str(script), point, str(at), str(root)], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    return proc, root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point,at", [("_save_episode_data", 3), ("_save_episode_video", 5)])
+def test_a_session_killed_while_saving_loses_only_that_episode(point, at, tmp_path, capsys):
+    """SIGKILL inside LeRobot's save of the third episode, once its data (or its first video) is
+    written (no handler can run): the two episodes saved before it survive, doctor names the broken file, and --fix --drop-lost recovers them."""
+    from cluster.cli import main as hilserl
+
+    proc, root = _record_and_signal(tmp_path, point, at, "KILL")
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert proc.stderr.count("saved:") == 2
+    assert hilserl(["doctor", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "[files-unreadable]" in out and "--drop-lost" in out
+    assert hilserl(["doctor", str(root), "--fix", "--out", str(tmp_path / "plain")]) == 1
+    assert not (tmp_path / "plain").exists()
+    capsys.readouterr()
+    assert hilserl(["doctor", str(root), "--fix", "--drop-lost", "--out", str(tmp_path / "recovered"), "--no-progress"]) == 0
+    assert "doctor finds the copy clean" in capsys.readouterr().out
+    recovered = SourceDataset(tmp_path / "recovered")
+    assert len(recovered.lengths) == 2 and all(n > 0 for n in recovered.lengths.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["TERM", "HUP"])
+def test_kill_or_a_closed_terminal_stops_like_ctrl_c(signal_name, tmp_path):
+    """SIGTERM and SIGHUP inside a save: the episode is finished, the session stops, the dataset is clean."""
+    from reward.dataset_checks import check_dataset
+
+    proc, root = _record_and_signal(tmp_path, "_save_episode_data", 2, signal_name)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"SIG{signal_name}: finishing the episode being saved" in proc.stderr
+    assert "stopped early" in proc.stdout
+    source = SourceDataset(root)
+    assert len(source.lengths) == 2 and check_dataset(source) == []

@@ -58,6 +58,10 @@ DONE = "next.done"
 INTERVENTION = "complementary_info.is_intervention"
 PENALTY = "complementary_info.discrete_penalty"
 TRUNCATED = "complementary_info.truncated"
+IMAGE_WRITER_THREADS = 2
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Ctrl-C, ``kill`` and a closed terminal all stop a recording the same way: the episode being
+saved is finished, the unfinished one dropped, the dataset finalized."""
 ACTION = "action"
 
 Policy = Callable[[dict[str, Any]], np.ndarray]
@@ -110,12 +114,13 @@ class RecordSummary:
 
 
 def dataset_root(cfg: EnvConfig) -> Path:
-    """Where the dataset goes: ``dataset_root``, else LeRobot's default ``$HF_LEROBOT_HOME/<repo_id>``."""
-    if cfg.dataset_root:
-        return Path(cfg.dataset_root)
-    from lerobot.utils.constants import HF_LEROBOT_HOME
-
-    return Path(HF_LEROBOT_HOME) / cfg.repo_id
+    """Where the dataset goes: always an explicit ``dataset_root`` (seed 002: an implicit root under
+    the Hugging Face cache let a hub copy replace local data)."""
+    if not cfg.dataset_root:
+        raise UserError(
+            "dataset_root is not set: pass --dataset_root=data/NAME (recordings never go into the Hugging Face cache)"
+        )
+    return Path(cfg.dataset_root)
 
 
 def check_config(cfg: EnvConfig) -> Path:
@@ -224,7 +229,7 @@ class DatasetSink:
             root=self.root,
             robot_type="so101",
             use_videos=True,
-            image_writer_threads=2,  # PNG writes off the control thread
+            image_writer_threads=IMAGE_WRITER_THREADS,  # PNG writes off the control thread
         )
 
     def add(self, step: EpisodeStep) -> None:
@@ -244,6 +249,7 @@ class DatasetSink:
         # episode is saved and counted, then stops the session.
         with deferred_interrupt():
             self.dataset.save_episode()
+            self._close_files()
             summary = self.summary
             summary.episodes += 1
             summary.frames += result.steps
@@ -258,6 +264,25 @@ class DatasetSink:
                 "success" if result.success else "no success",
             )
 
+    def _close_files(self) -> None:
+        """Make the saved episodes durable before the next one starts.
+
+        LeRobot keeps its data and episode-meta parquet writers open until ``finalize()``, so a
+        session killed outright (SIGKILL, power loss, out of memory) would leave every episode in files
+        without a footer: all of it lost. Finalize after each episode and reopen the dataset through
+        LeRobot's own resume path, which starts new data, video and meta files: a kill then costs at
+        most the episode being saved, and ``hilserl doctor --fix --drop-lost`` leaves that one out."""
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        old = self.dataset
+        old.finalize()
+        old.stop_image_writer()
+        from reward.dataset_write import quiet_third_party_output
+
+        self.dataset = LeRobotDataset(self.cfg.repo_id, root=self.root, video_backend="pyav")
+        quiet_third_party_output()  # LeRobot's loader turns the `datasets` progress bars back on
+        self.dataset.start_image_writer(num_processes=0, num_threads=IMAGE_WRITER_THREADS)
+
     def discard_episode(self) -> None:
         buffer = getattr(self.dataset, "episode_buffer", None)
         if buffer and buffer.get("size"):
@@ -265,24 +290,44 @@ class DatasetSink:
 
 
 class deferred_interrupt:
-    """Hold SIGINT until the block is done, then raise KeyboardInterrupt (main thread only)."""
+    """Hold the stop signals until the block is done, then raise KeyboardInterrupt (main thread only)."""
 
     def __enter__(self):
         self.interrupted = False
-        self.previous = None
+        self.previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
+            self.previous = {sig: signal.signal(sig, self._handler) for sig in STOP_SIGNALS}
         return self
 
     def _handler(self, signum, frame) -> None:
         self.interrupted = True
-        logger.warning("Ctrl-C: finishing the episode being saved, then stopping")
+        logger.warning("%s: finishing the episode being saved, then stopping", signal.Signals(signum).name)
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
         if self.interrupted and exc[0] is None:
             raise KeyboardInterrupt
+
+
+class stop_signals_interrupt:
+    """While recording, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does (main thread only):
+    their default action would kill the process with the dataset's files still open."""
+
+    def __enter__(self):
+        self.previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                if sig != signal.SIGINT:
+                    self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
 
 
 class Recorder:
@@ -308,6 +353,10 @@ class Recorder:
         return self.sink.dataset
 
     def run(self) -> RecordSummary:
+        with stop_signals_interrupt():
+            return self._run()
+
+    def _run(self) -> RecordSummary:
         obs, info = self.loop.reset()
         self.sink.create(obs)
         self.rate.restart()  # creating the writer (imports, folders) is not a control step either
