@@ -72,6 +72,18 @@ def first_step_reaching(history: list[dict], key: str = "success_rate", level: f
     return next((s for s, v in zip(steps, values, strict=True) if v >= level), None)
 
 
+def wall_clock_at(history: list[dict], step: float | None) -> float | None:
+    """Training wall-clock when the run first logged ``step`` env steps (resumed segments summed)."""
+    if step is None:
+        return None
+    upto = []
+    for record in history:
+        upto.append(record)
+        if record.get("env_steps") == step:
+            return wall_clock_s(upto)
+    return None
+
+
 def wall_clock_s(history: list[dict]) -> float | None:
     """Training wall-clock: wall_s restarts at every resume, so the segments' last values are summed."""
     walls = [r["wall_s"] for r in history if _finite(r.get("wall_s"))]
@@ -99,7 +111,8 @@ def run_summary(name: str, folder: Path) -> dict[str, Any]:
         "wall_s": wall_clock_s(history),
         # The rolling training success counts the human's rescues: only records where the policy
         # acted almost alone (<= 10 % intervention) count toward "reached".
-        "reached": first_step_reaching([h for h in started if h.get("intervention_rate", 1.0) <= 0.1]),
+        "reached": (reached := first_step_reaching([h for h in started if h.get("intervention_rate", 1.0) <= 0.1])),
+        "reached_wall_s": wall_clock_at(history, reached),
         "intervention_start": interventions[0] if interventions else None,
         "intervention_end": interventions[-1] if interventions else None,
     }
@@ -128,11 +141,16 @@ def headline_table(summaries: list[dict]) -> list[str]:
     """The Markdown table: a row per run."""
     lines = [
         f"| run | reward | eval success (no intervention) | env steps | wall-clock | "
-        f"first step at success >= {SUCCESS_LEVEL:.0%} with <= 10% intervention | intervention start -> end |",
+        f"first step (wall-clock) at success >= {SUCCESS_LEVEL:.0%} with <= 10% intervention | "
+        "intervention start -> end |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
-        reached = "not reached" if s["reached"] is None else str(int(s["reached"]))
+        reached = (
+            "not reached"
+            if s["reached"] is None
+            else f"{int(s['reached'])} ({_duration(s.get('reached_wall_s'))})"
+        )
         lines.append(
             f"| {s['name']} | {s['reward']} | {format_eval(s['eval'])} | {s['env_steps'] or '-'} | "
             f"{_duration(s['wall_s'])} | {reached} | "

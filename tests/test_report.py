@@ -140,7 +140,7 @@ def test_report_numbers_and_plots(tmp_path, runs):
     assert "5% (1/20)" in text  # untrained policy
     assert "| 1900 |" in text and "| 900 |" in text  # env steps at the end
     assert "0m57s" in text  # wall-clock of the classifier run: 19 records x 3 s
-    assert "| 1800 |" in text  # first step with success >= 0.9 (i = 18: 18/19 = 0.947)
+    assert "| 1800 (0m54s) |" in text  # first step with success >= 0.9 (i = 18: 18/19 = 0.947), at 18 x 3 s
     assert "not reached" in text  # the sparse run tops out at 0.5
     assert "81% -> 5%" in text  # intervention, first record after an episode -> last
     assert "0.964" in text and "0.978" in text and f"{0.6125:.3f}" in text
