@@ -148,6 +148,12 @@ def _train_loop_per_worker(config: dict) -> None:
         ours.setLevel(logging.INFO)
         ours.propagate = False
     logging.getLogger("reward.resnet10").setLevel(logging.ERROR)
+    try:  # Ray Train logs "Reporting training result ..." on a logger named by its file path, outside ray.train
+        from ray.train.v2._internal.execution import context as train_context
+
+        logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+    except ImportError:  # pragma: no cover - another Ray layout: only noisier
+        pass
 
     cfg = decode_config(RewardTrainConfig, config["cfg"])
     context = ray.train.get_context()
@@ -184,7 +190,7 @@ def start_ray(cfg: RewardTrainConfig, quiet: bool = False) -> bool:
 def fit_with_ray(cfg: RewardTrainConfig, run_name: str, quiet: bool = False) -> Path:
     """Run the TorchTrainer; return the local path of the best reported checkpoint."""
     import ray
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from configs.parsing import config_to_dict
@@ -207,6 +213,11 @@ def fit_with_ray(cfg: RewardTrainConfig, run_name: str, quiet: bool = False) -> 
                 storage_path=cfg.storage_path,
                 # Only improved evaluations carry a checkpoint, so the latest is the best.
                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                # Ray Train's console lines ("Reporting training result ...", "Checkpoint successfully
+                # created ...", worker-group start-up, and under CPU load "Failed to send resource request"
+                # and "Failed to query Ray Train Controller actor state" warnings) would bury the progress
+                # bar; they stay in Ray's session log files, and errors still show.
+                logging_config=LoggingConfig(log_level="ERROR"),
             ),
         )
         result = trainer.fit()

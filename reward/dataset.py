@@ -274,7 +274,8 @@ def _commit(tmp: Path, dest: Path) -> None:
         if any(dest.iterdir()):
             old = dest.parent / f".{dest.name}.replaced-{secrets.token_hex(4)}"
             os.replace(dest, old)
-            logger.info("moved the previous %s aside to %s until the new one is in place", dest, old)
+            # DEBUG: replacing is what --overwrite (or a newer best checkpoint) asked for
+            logger.debug("moved the previous %s aside to %s until the new one is in place", dest, old)
         else:
             dest.rmdir()
     os.replace(tmp, dest)
