@@ -64,7 +64,7 @@ def record_step(cfg: DemoConfig, root: Path, seed: int, num_episodes: int, after
     env_cfg.repo_id = env_cfg.repo_id or f"local/{root.name}"
     env_cfg.seed = seed
     env_cfg.num_episodes = num_episodes
-    summary = record(env_cfg)
+    summary = record(env_cfg, progress=True)
     print(summary.text(), flush=True)
     return summary.as_dict()
 

@@ -207,12 +207,16 @@ def is_realtime(cfg: EnvConfig) -> bool:
 class DatasetSink:
     """Episode sink that writes LeRobot frames: (o_t, a_t, next.reward, next.done, flags) per step."""
 
-    def __init__(self, cfg: EnvConfig, root: Path, summary: RecordSummary):
+    def __init__(self, cfg: EnvConfig, root: Path, summary: RecordSummary, durable: bool = True):
+        """``durable``: close the dataset's files after every episode (see ``_close_files``); off
+        only for data that can be regenerated, such as evaluation episodes."""
         self.cfg = cfg
         self.root = root
         self.summary = summary
+        self.durable = durable
         self.dataset: Any = None
         self.features: dict[str, dict] = {}
+        self.on_saved: Callable[[], None] | None = None  # called per saved episode instead of the log line
 
     def create(self, observation: dict[str, Any]) -> None:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -249,7 +253,8 @@ class DatasetSink:
         # episode is saved and counted, then stops the session.
         with deferred_interrupt():
             self.dataset.save_episode()
-            self._close_files()
+            if self.durable:
+                self._close_files()
             summary = self.summary
             summary.episodes += 1
             summary.frames += result.steps
@@ -257,6 +262,9 @@ class DatasetSink:
             summary.intervention_frames += result.intervention_steps
             summary.success_frames += result.success_steps
             summary.successes += int(result.success)
+            if self.on_saved is not None:
+                self.on_saved()
+                return
             logger.info(
                 "episode %d saved: %d frames, %s",
                 summary.episodes - 1,
@@ -395,9 +403,14 @@ class Recorder:
 
 
 def run(
-    cfg: EnvConfig, env: Any = None, source: InterventionSource | None = None, policy: Policy | None = None
+    cfg: EnvConfig,
+    env: Any = None,
+    source: InterventionSource | None = None,
+    policy: Policy | None = None,
+    progress: bool = False,
 ) -> RecordSummary:
-    """Record ``cfg.num_episodes`` episodes into a new dataset. ``env``/``source`` default from ``cfg``."""
+    """Record ``cfg.num_episodes`` episodes into a new dataset. ``env``/``source`` default from ``cfg``.
+    ``progress``: one progress bar over the episodes instead of a log line per saved episode."""
     root = check_config(cfg)
     owns_env = env is None
     if env is None:
@@ -407,8 +420,15 @@ def run(
     try:
         if source is None:
             source = make_intervention_source(cfg, env)
+        recorder = Recorder(cfg, env, source, root, policy)
         try:
-            return Recorder(cfg, env, source, root, policy).run()
+            if not progress:
+                return recorder.run()
+            from tqdm import tqdm
+
+            with tqdm(total=cfg.num_episodes, desc="recording", unit="episode", leave=False) as bar:
+                recorder.sink.on_saved = lambda: bar.update(1)
+                return recorder.run()
         finally:
             source.close()
     finally:

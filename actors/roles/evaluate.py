@@ -74,7 +74,9 @@ def evaluate_policy(
         from actors.loop.record import DatasetSink, RecordSummary
 
         env_cfg.repo_id = f"local/{Path(record_root).name}"
-        sink = DatasetSink(env_cfg, Path(record_root), RecordSummary(str(record_root), env_cfg.repo_id))
+        summary = RecordSummary(str(record_root), env_cfg.repo_id)
+        sink = DatasetSink(env_cfg, Path(record_root), summary, durable=False)  # regenerable
+        sink.on_saved = lambda: None  # no log line per evaluation episode
     start = time.perf_counter()
     try:
         for _ in range(episodes):
