@@ -110,8 +110,15 @@ def run_summary(name: str, folder: Path) -> dict[str, Any]:
         "env_steps": int(steps[-1]) if steps else None,
         "wall_s": wall_clock_s(history),
         # The rolling training success counts the human's rescues: only records where the policy
-        # acted almost alone (<= 10 % intervention) count toward "reached".
-        "reached": (reached := first_step_reaching([h for h in started if h.get("intervention_rate", 1.0) <= 0.1])),
+        # acted almost alone (<= 10 % intervention) count toward "reached". It is the simulator's
+        # success where the run recorded it: success_rate is the reward's own judgement, which a
+        # policy can learn to fool (a classifier's false positives).
+        "success_key": (key := "true_success_rate" if _series(history, "true_success_rate")[0] else "success_rate"),
+        "reached": (
+            reached := first_step_reaching(
+                [h for h in started if h.get("intervention_rate", 1.0) <= 0.1], key=key
+            )
+        ),
         "reached_wall_s": wall_clock_at(history, reached),
         "intervention_start": interventions[0] if interventions else None,
         "intervention_end": interventions[-1] if interventions else None,
@@ -141,7 +148,7 @@ def headline_table(summaries: list[dict]) -> list[str]:
     """The Markdown table: a row per run."""
     lines = [
         f"| run | reward | eval success (no intervention) | env steps | wall-clock | "
-        f"first step (wall-clock) at success >= {SUCCESS_LEVEL:.0%} with <= 10% intervention | "
+        f"first step (wall-clock) at training success >= {SUCCESS_LEVEL:.0%} with <= 10% intervention | "
         "intervention start -> end |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -181,7 +188,7 @@ def plot_lines(path: Path, summaries: list[dict], keys: list[str]) -> list[str] 
         ax.set(xlabel="env steps", title=key)
         if key.endswith("_rate"):
             ax.set_ylim(-0.03, 1.03)
-        if key == "success_rate":
+        if key in ("success_rate", "true_success_rate"):
             ax.axhline(SUCCESS_LEVEL, color="gray", linestyle="--", linewidth=0.8)
         ax.grid(alpha=0.3)
         if ax.get_lines():
@@ -207,7 +214,13 @@ def loss_keys(summaries: list[dict]) -> list[str]:
 def figures(plots: Path, summaries: list[dict]) -> list[str]:
     """Draw every figure; the Markdown that embeds them, or says why one is absent."""
     specs = [
-        ("Success and intervention rate", "success_intervention.png", ["success_rate", "intervention_rate"]),
+        (
+            "Success and intervention rate",
+            "success_intervention.png",
+            ["success_rate", "true_success_rate", "intervention_rate"]
+            if any(_series(s["history"], "true_success_rate")[0] for s in summaries)
+            else ["success_rate", "intervention_rate"],
+        ),
         ("Episode return", "episode_return.png", ["episode_return"]),
         (
             "Classifier agreement with the simulator's success",
@@ -329,6 +342,14 @@ def write_report(
     lines = ["# HIL-SERL experiment report", "", "## Runs", ""]
     lines += headline_table(summaries) + [""]
     lines += [f"- {s['name']}: `{s['folder']}`" for s in summaries] + [""]
+    if any(s["success_key"] == "true_success_rate" for s in summaries):
+        lines += [
+            "Training success in this table is the simulator's own success (`true_success_rate`). In the "
+            "figures, `success_rate` is what the reward judged (for the classifier run, the classifier), "
+            "which a policy can learn to fool: the gap between the two is the classifier's false positives "
+            "at work.",
+            "",
+        ]
     lines += untrained_section(untrained_eval)
     lines += classifier_section(classifier_eval_dir, plots)
     lines += next_classifier_section(next_classifier)

@@ -190,3 +190,17 @@ def test_helpers(tmp_path, runs):
     assert first_step_reaching(history, level=2.0) is None
     resumed = [{"wall_s": 1.0}, {"wall_s": 5.0}, {"wall_s": 0.5}, {"wall_s": 2.0}]
     assert wall_clock_s(resumed) == 7.0 and wall_clock_s([]) is None
+
+
+def test_reached_uses_the_simulators_success_when_the_run_recorded_it(tmp_path):
+    """A policy that fools its classifier: the reward says 100 % long before the simulator does."""
+    history = _history(20, 1.0, agreement=True)
+    for i, record in enumerate(history):
+        record["success_rate"] = 1.0 if i >= 5 else 0.0  # the classifier's judgement
+        record["intervention_rate"] = 0.0
+        record["true_success_rate"] = 0.95 if i >= 15 else 0.5  # the simulator's
+    folder = _run_folder(tmp_path, "fooled", history, None, {"source": "classifier"})
+    text = write_report(tmp_path / "report", {"fooled": folder}, None).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| fooled |"))
+    assert "| 1500 (0m45s) |" in row, row  # not 500, where the classifier first said success
+    assert "`true_success_rate`" in text

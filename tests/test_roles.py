@@ -54,6 +54,12 @@ def test_local_run_learns_pushes_weights_and_tags_versions(local_run):
     assert policy_versions and len(set(policy_versions)) > 1
     assert sorted(policy_versions) == policy_versions  # versions only move forward
     assert learner["replay_online"] == 40 and learner["replay_demo"] > 0  # interventions in both
+    # The simulator's own success is kept apart from the classifier's judgement, episode by episode.
+    episodes = robot["recent"]
+    assert episodes and all(isinstance(e["true_success"], bool) for e in episodes)
+    assert robot["true_success_rate"] == pytest.approx(
+        sum(e["true_success"] for e in runner.robots[0].recent) / len(runner.robots[0].recent)
+    )
 
 
 def test_classifier_is_frozen_and_recorded(local_run, classifier):

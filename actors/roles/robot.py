@@ -126,6 +126,7 @@ class RobotRole:
         self.lag_s: list[float] = []  # publish-to-apply delay of each weight version received
         self.recent: deque[dict] = deque(maxlen=20)  # last episodes
         self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}  # classifier vs the simulator's truth
+        self._episode_truth: bool | None = None  # the simulator's success in this episode (None: no truth)
         self.disagreements = None  # frames the classifier got wrong, for the next classifier
         if folder is not None and self.cfg.reward.source == "classifier" and reward is not None:
             self.disagreements = DisagreementLog(
@@ -147,6 +148,8 @@ class RobotRole:
 
     def _success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
         truth = ground_truth_success(next_obs, next_info) if "is_success" in next_info else None
+        if truth is not None:
+            self._episode_truth = bool(self._episode_truth) or truth
         if self.cfg.reward.source == "sparse" or self.reward is None:
             return bool(truth)
         frames = {k: next_obs[k] for k in self.cfg.learner.image_keys}
@@ -272,9 +275,11 @@ class RobotRole:
         self.episodes += 1
         if self.disagreements is not None:
             self.disagreements.end_episode()
+        truth, self._episode_truth = self._episode_truth, None
         self.recent.append(
             {
                 "success": bool(result.success),
+                "true_success": truth,  # the simulator's; the success above is what the robot was rewarded for
                 "return": result.episode_return,
                 "steps": result.steps,
                 "intervention_rate": result.intervention_steps / max(1, result.steps),
@@ -283,6 +288,7 @@ class RobotRole:
 
     def discard_episode(self) -> None:
         """RL keeps what was streamed: a re-recorded or cut episode simply ends (a truncation)."""
+        self._episode_truth = None
 
     # ----------------------------------------------------------------- run
     def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
@@ -347,6 +353,7 @@ class RobotRole:
             "holds": self.holds,
             "policy_version": self.version,
             "success_rate": float(np.mean([e["success"] for e in recent])) if recent else 0.0,
+            "true_success_rate": _mean_known([e.get("true_success") for e in recent]),
             "intervention_rate": float(np.mean([e["intervention_rate"] for e in recent])) if recent else 0.0,
             "episode_return": float(np.mean([e["return"] for e in recent])) if recent else 0.0,
             "period_p50_ms": rate.period_p50_s * 1e3,
@@ -359,3 +366,9 @@ class RobotRole:
             "version_lag_s_max": float(max(self.lag_s)) if self.lag_s else 0.0,
             "recent": recent[-5:],
         }
+
+
+def _mean_known(values: list[bool | None]) -> float | None:
+    """The rate over the episodes that have a value (None when none has: a real arm has no truth)."""
+    known = [float(v) for v in values if v is not None]
+    return float(np.mean(known)) if known else None

@@ -131,6 +131,9 @@ class RunMonitor:
             "policy_version_lag_s": float(max(r.get("version_lag_s_p50", 0.0) for r in robots)),
             "wall_s": now - self.start,
         }
+        truths = [r["true_success_rate"] for r in robots if r.get("true_success_rate") is not None]
+        if truths:  # the simulator's success; success_rate is the reward's (the classifier's) judgement
+            out["true_success_rate"] = float(np.mean(truths))
         agreement = {k: sum(r["agreement"][k] for r in robots) for k in ("tp", "fp", "fn", "tn")}
         negatives, positives = agreement["fp"] + agreement["tn"], agreement["tp"] + agreement["fn"]
         if negatives or positives:
@@ -175,7 +178,9 @@ class RunMonitor:
         line = (
             f"\rsteps {int(s['env_steps'])}{'/' + str(budget) if budget else ''}  "
             f"{s['env_steps_per_s']:.1f} steps/s  updates {int(s['learner_updates'])}  "
-            f"success {s['success_rate']:.0%}  intervention {s['intervention_rate']:.0%}  "
+            f"success {s['success_rate']:.0%}"
+            + (f" (simulator {s['true_success_rate']:.0%})" if "true_success_rate" in s else "")
+            + f"  intervention {s['intervention_rate']:.0%}  "
             f"return {s['episode_return']:.2f}  replay {int(s['replay_online'])}+{int(s['replay_demo'])}  "
             f"lag {int(s['policy_version_lag'])}   "
         )
