@@ -301,8 +301,8 @@ def next_classifier_section(comparison: dict | None) -> list[str]:
     if not comparison.get("checkpoint"):
         return lines + [comparison.get("reason", "No next classifier was trained."), ""]
     lines += [
-        f"Trained on the demos plus the run's disagreement log ({comparison['log_frames']} frames the frozen "
-        f"classifier got wrong: {', '.join(f'`{p}`' for p in comparison['logs'])}). "
+        f"Trained on the demos plus the run's disagreement log ({comparison['log_frames']} frames: those the "
+        f"frozen classifier got wrong, and successes it confirmed; {', '.join(f'`{p}`' for p in comparison['logs'])}). "
         f"Checkpoint: `{comparison['checkpoint']}`. Both are scored at their own run-time threshold (best F1).",
         "",
         "| held-out episodes | frames | failure frames | false positive rate, old -> next "

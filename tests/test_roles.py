@@ -187,5 +187,16 @@ def test_disagreements_become_a_labeled_dataset_train_reward_reads(tmp_path):
     assert labels == [[1.0, 0.0, 0.0], [1.0]]
     assert episodes[0].frames[KEYS[0]].shape == (3, SIZE, SIZE, 3)
     assert (log.false_positives, log.false_negatives) == (2, 2)
-    again = DisagreementLog(tmp_path / "next", fps=10, image_keys=KEYS, state_key="observation.state")
+    assert log.confirmed == 0
+    again = DisagreementLog(tmp_path / "next", fps=10, image_keys=KEYS, state_key="observation.state", max_confirmed=1)
     assert again.root == tmp_path / "next.2"  # a restarted robot never writes into the old log
+    # Confirmed successes (both said success) are kept too, up to max_confirmed, so the log holds
+    # the policy's own success frames; an agreed failure is never logged.
+    for truth, agreed in [(True, True), (True, True), (False, True), (False, False)]:
+        obs = {k: rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8) for k in KEYS}
+        obs["observation.state"] = np.zeros(18, np.float32)
+        again.add(obs, truth, probability=0.9, agreed=agreed)
+    again.end_episode()
+    again.close()
+    labels = [e.columns["next.reward"].reshape(-1).tolist() for e in iter_episodes(again.root, KEYS, ["next.reward"])]
+    assert labels == [[1.0, 0.0]] and (again.confirmed, again.false_positives) == (1, 1)

@@ -3,7 +3,11 @@
 HIL-SERL keeps the classifier frozen within a run; this log improves it *between* runs. Every
 frame where the classifier's success differs from the simulator's ground truth (or, on the real
 arm, from the human's success/failure key) is written, labeled with the truth, into a LeRobot
-dataset in the run folder::
+dataset in the run folder, together with up to ``max_confirmed`` frames where both agreed on a
+success. Without those the log is almost all false positives of the policy's own states, and a
+classifier trained on it learns that the policy never succeeds: measured on a full run, the next
+checkpoint's false-positive rate on the final policy's episodes fell from 0.355 to 0.018 while its
+false-negative rate rose from 0.118 to 1.0::
 
     outputs/rl/<run>/next_classifier/robot-0/     a labeled LeRobot v3.0 dataset (next.reward 0/1)
 
@@ -29,7 +33,15 @@ PROBABILITY = "complementary_info.classifier_probability"
 class DisagreementLog:
     """Collects disagreeing frames per episode and writes them through LeRobot's own writer."""
 
-    def __init__(self, root: Path, fps: int, image_keys: list[str], state_key: str, max_frames: int = 2000):
+    def __init__(
+        self,
+        root: Path,
+        fps: int,
+        image_keys: list[str],
+        state_key: str,
+        max_frames: int = 2000,
+        max_confirmed: int = 500,
+    ):
         root = Path(root)
         restart = 1
         while root.exists():  # a restarted robot starts a log of its own; the old one stays as written
@@ -40,19 +52,26 @@ class DisagreementLog:
         self.image_keys = list(image_keys)
         self.state_key = state_key
         self.max_frames = int(max_frames)
+        self.max_confirmed = int(max_confirmed)
         self.pending: list[dict[str, Any]] = []
         self.dataset: Any = None
-        self.frames = self.false_positives = self.false_negatives = 0
+        self.frames = self.false_positives = self.false_negatives = self.confirmed = 0
 
-    def add(self, observation: dict[str, Any], truth: bool, probability: float) -> None:
-        if self.frames + len(self.pending) >= self.max_frames:
+    def add(self, observation: dict[str, Any], truth: bool, probability: float, agreed: bool = False) -> None:
+        """A frame the classifier got wrong (``agreed=False``), or a success both agreed on."""
+        if agreed:
+            if not truth or self.confirmed >= self.max_confirmed:
+                return
+        elif self.frames + len(self.pending) - self.confirmed >= self.max_frames:
             return
         frame = {k: np.asarray(observation[k], dtype=np.uint8) for k in self.image_keys}
         frame[self.state_key] = np.asarray(observation[self.state_key], dtype=np.float32).reshape(-1)
         frame[REWARD] = np.array([1.0 if truth else 0.0], dtype=np.float32)
         frame[PROBABILITY] = np.array([probability], dtype=np.float32)
         self.pending.append(frame)
-        if truth:
+        if agreed:
+            self.confirmed += 1
+        elif truth:
             self.false_negatives += 1
         else:
             self.false_positives += 1
@@ -97,9 +116,10 @@ class DisagreementLog:
         if self.dataset is not None:
             self.dataset.finalize()
             logger.info(
-                "next-classifier log: %d frames (%d false positives, %d false negatives) in %s",
+                "next-classifier log: %d frames (%d false positives, %d false negatives, %d confirmed successes) in %s",
                 self.frames,
                 self.false_positives,
                 self.false_negatives,
+                self.confirmed,
                 self.root,
             )

@@ -162,8 +162,8 @@ class RobotRole:
         if truth is not None:
             key = ("t" if scored["success"] == truth else "f") + ("p" if scored["success"] else "n")
             self.agreement[key] += 1
-            if key[0] == "f" and self.disagreements is not None:
-                self.disagreements.add(next_obs, truth, scored["probability"])
+            if key in ("fp", "fn", "tp") and self.disagreements is not None:
+                self.disagreements.add(next_obs, truth, scored["probability"], agreed=key == "tp")
         return bool(scored["success"])
 
     # ----------------------------------------------------------------- peers
