@@ -92,12 +92,24 @@ def wall_clock_s(history: list[dict]) -> float | None:
     return sum(a for a, b in zip(walls, walls[1:] + [-1.0], strict=True) if b < a)
 
 
+def _window_mean(steps: list[float], values: list[float], first: bool, share: float = 0.05) -> float | None:
+    """Mean of ``values`` over the first (or last) ``share`` of the env steps; None without values."""
+    if not values:
+        return None
+    span = steps[-1] - steps[0]
+    if first:
+        picked = [v for s, v in zip(steps, values, strict=True) if s <= steps[0] + share * span]
+    else:
+        picked = [v for s, v in zip(steps, values, strict=True) if s >= steps[-1] - share * span]
+    return sum(picked) / len(picked)
+
+
 def run_summary(name: str, folder: Path) -> dict[str, Any]:
     """The headline numbers of one run."""
     folder = Path(folder)
     history = load_history(folder)
     started = [r for r in history if r.get("episodes", 1) > 0]  # a rate means something after an episode
-    _, interventions = _series(started, "intervention_rate")
+    at, interventions = _series(started, "intervention_rate")
     steps, _ = _series(history, "env_steps")
     classifiers = _load_json(folder / "classifier.json") or [{}]
     last = classifiers[-1]
@@ -120,8 +132,9 @@ def run_summary(name: str, folder: Path) -> dict[str, Any]:
             )
         ),
         "reached_wall_s": wall_clock_at(history, reached),
-        "intervention_start": interventions[0] if interventions else None,
-        "intervention_end": interventions[-1] if interventions else None,
+        # Rolling rates of the first and last 5 % of the run (one early episode alone says little).
+        "intervention_start": _window_mean(at, interventions, first=True),
+        "intervention_end": _window_mean(at, interventions, first=False),
     }
 
 
