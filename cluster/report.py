@@ -76,11 +76,9 @@ def wall_clock_at(history: list[dict], step: float | None) -> float | None:
     """Training wall-clock when the run first logged ``step`` env steps (resumed segments summed)."""
     if step is None:
         return None
-    upto = []
-    for record in history:
-        upto.append(record)
+    for i, record in enumerate(history):
         if record.get("env_steps") == step:
-            return wall_clock_s(upto)
+            return wall_clock_s(history[: i + 1])
     return None
 
 
@@ -113,6 +111,12 @@ def run_summary(name: str, folder: Path) -> dict[str, Any]:
     steps, _ = _series(history, "env_steps")
     classifiers = _load_json(folder / "classifier.json") or [{}]
     last = classifiers[-1]
+    # The rolling training success counts the human's rescues: only records where the policy acted
+    # almost alone (<= 10 % intervention) count toward "reached". It is the simulator's success where
+    # the run recorded it: success_rate is the reward's own judgement, which a policy can learn to
+    # fool (a classifier's false positives).
+    key = "true_success_rate" if _series(history, "true_success_rate")[0] else "success_rate"
+    reached = first_step_reaching([h for h in started if h.get("intervention_rate", 1.0) <= 0.1], key=key)
     return {
         "name": name,
         "folder": str(folder),
@@ -121,16 +125,8 @@ def run_summary(name: str, folder: Path) -> dict[str, Any]:
         "eval": _load_json(folder / "eval.json"),
         "env_steps": int(steps[-1]) if steps else None,
         "wall_s": wall_clock_s(history),
-        # The rolling training success counts the human's rescues: only records where the policy
-        # acted almost alone (<= 10 % intervention) count toward "reached". It is the simulator's
-        # success where the run recorded it: success_rate is the reward's own judgement, which a
-        # policy can learn to fool (a classifier's false positives).
-        "success_key": (key := "true_success_rate" if _series(history, "true_success_rate")[0] else "success_rate"),
-        "reached": (
-            reached := first_step_reaching(
-                [h for h in started if h.get("intervention_rate", 1.0) <= 0.1], key=key
-            )
-        ),
+        "success_key": key,
+        "reached": reached,
         "reached_wall_s": wall_clock_at(history, reached),
         # Rolling rates of the first and last 5 % of the run (one early episode alone says little).
         "intervention_start": _window_mean(at, interventions, first=True),
@@ -231,7 +227,7 @@ def figures(plots: Path, summaries: list[dict]) -> list[str]:
             "Success and intervention rate",
             "success_intervention.png",
             ["success_rate", "true_success_rate", "intervention_rate"]
-            if any(_series(s["history"], "true_success_rate")[0] for s in summaries)
+            if any(s["success_key"] == "true_success_rate" for s in summaries)
             else ["success_rate", "intervention_rate"],
         ),
         ("Episode return", "episode_return.png", ["episode_return"]),
