@@ -8,7 +8,8 @@
 Steps, each the same code the individual commands run:
 
 1. record   demos with the MuJoCo SO-101 and the scripted human     (hilserl record)
-            (and ``rl_demo_episodes`` more that end at the success frame, for the RL demo buffer)
+            (and ``rl_demo_episodes`` more that end at the success frame, for the RL demo buffer;
+            and ``near_miss_episodes`` in which the human fails on purpose, the classifier's negatives)
 2. record   held-out episodes with another seed, for evaluation
 3. doctor   both datasets must be free of defects                   (hilserl doctor)
 4. train    the reward classifier as a Ray Train job                (hilserl train-reward)
@@ -53,12 +54,21 @@ def _banner(step: str) -> None:
     print(f"\n=== {step} ===", flush=True)
 
 
-def record_step(cfg: DemoConfig, root: Path, seed: int, num_episodes: int, after_success: int | None = None) -> dict:
+def record_step(
+    cfg: DemoConfig,
+    root: Path,
+    seed: int,
+    num_episodes: int,
+    after_success: int | None = None,
+    failure_prob: float | None = None,
+) -> dict:
     from actors.loop.record import run as record
 
     env_cfg = copy.deepcopy(cfg.env)
     if after_success is not None:
         env_cfg.number_of_steps_after_success = after_success
+    if failure_prob is not None:
+        env_cfg.teleop.failure_prob = failure_prob
     env_cfg.mode = "record"
     env_cfg.dataset_root = str(root)
     env_cfg.repo_id = env_cfg.repo_id or f"local/{root.name}"
@@ -122,10 +132,17 @@ def disagreement_logs(run_folder: Path) -> list[Path]:
 
 
 def next_classifier_step(
-    cfg: DemoConfig, run_dir: Path, demos: Path, old: Path, run_folder: Path, test_sets: dict[str, Path]
+    cfg: DemoConfig,
+    run_dir: Path,
+    demos: Path,
+    old: Path,
+    run_folder: Path,
+    test_sets: dict[str, Path],
+    extra_roots: list[Path] = (),
 ) -> dict:
-    """Train the next checkpoint on the demos plus the run's disagreement log, and score the old and
-    the next checkpoint on the same held-out episodes (each at its own run-time threshold)."""
+    """Train the next checkpoint on the old one's data (demos + ``extra_roots``) plus the run's
+    disagreement log, and score the old and the next checkpoint on the same held-out episodes (each
+    at its own run-time threshold)."""
     from reward.checkpoint import read_checkpoint_info
     from reward.dataset_source import SourceDataset
     from reward.evaluate import evaluate_checkpoint
@@ -137,7 +154,7 @@ def next_classifier_step(
         return {"checkpoint": None, "reason": reason}
     log_frames = sum(sum(SourceDataset(p).lengths.values()) for p in logs)
     print(f"disagreement log: {log_frames} frames in {', '.join(map(str, logs))}", flush=True)
-    new = train_step(cfg, demos, run_dir / "next_reward_classifier", extra_roots=logs)
+    new = train_step(cfg, demos, run_dir / "next_reward_classifier", extra_roots=[*extra_roots, *logs])
     rows = []
     for name, root in test_sets.items():
         row: dict[str, Any] = {"name": name, "root": str(root)}
@@ -268,16 +285,25 @@ def run(cfg: DemoConfig) -> dict:
         rl_demos = run_dir / "rl_demos"
         summary["record_rl_demos"] = record_step(cfg, rl_demos, cfg.env.seed + 2000, cfg.rl_demo_episodes, 0)
 
+    near_misses = None
+    if cfg.near_miss_episodes:
+        print(f"\n{cfg.near_miss_episodes} near misses (the human fails on purpose), negatives for the classifier", flush=True)
+        near_misses = run_dir / "near_misses"
+        summary["record_near_misses"] = record_step(
+            cfg, near_misses, cfg.env.seed + 3000, cfg.near_miss_episodes, failure_prob=1.0
+        )
+    classifier_extra = [near_misses] if near_misses else []
+
     _banner(f"2/{steps} record {cfg.eval_episodes} held-out episodes (seed {cfg.env.seed + 1000})")
     held_out = run_dir / "held_out"
     summary["record_held_out"] = record_step(cfg, held_out, cfg.env.seed + 1000, cfg.eval_episodes)
 
     _banner(f"3/{steps} doctor")
-    for root in dict.fromkeys([demos, rl_demos, held_out]):
+    for root in dict.fromkeys([demos, rl_demos, *classifier_extra, held_out]):
         doctor_step(root)
 
     _banner(f"4/{steps} train the reward classifier")
-    checkpoint = train_step(cfg, demos, run_dir / "reward_classifier")
+    checkpoint = train_step(cfg, demos, run_dir / "reward_classifier", extra_roots=classifier_extra)
     summary["checkpoint"] = str(checkpoint)
 
     _banner(f"5/{steps} evaluate the classifier on the held-out episodes")
@@ -312,7 +338,7 @@ def run(cfg: DemoConfig) -> dict:
         if (folder / EVAL_EPISODES / "meta" / "info.json").is_file():
             test_sets["evaluation episodes of the final policy"] = folder / EVAL_EPISODES
         comparison = summary["next_classifier"] = next_classifier_step(
-            cfg, run_dir, demos, checkpoint, folder, test_sets
+            cfg, run_dir, demos, checkpoint, folder, test_sets, classifier_extra
         )
 
     _banner(f"{steps}/{steps} report")

@@ -43,6 +43,11 @@ class DemoConfig:
     """Demos recorded for the RL demo buffer alone, ending at the success frame (a terminal
     transition, as online episodes end); 0 reuses the classifier's demos, whose
     number_of_steps_after_success frames after a success are non-terminal reward-1 steps."""
+    near_miss_episodes: int = 0
+    """Episodes in which the scripted human misses on purpose (env.teleop.failure_prob=1: hovers
+    around the cube with the gripper open, or closes it beside the cube), recorded with another
+    seed and added to the classifier's training set: the near-success negatives that clean
+    demonstrations lack and that a policy otherwise learns to exploit."""
     reward: RewardTrainConfig = field(default_factory=RewardTrainConfig)
     """Reward classifier training (dataset.root, output_dir and the image size are filled in by the demo)."""
     rl: TrainRLConfig = field(default_factory=TrainRLConfig)

@@ -82,6 +82,10 @@ class TeleopConfig:
     """Scripted human: length in steps of one policy/human cycle ('periodic') or one decision ('random', 'decay')."""
     decay_rate: float = 0.8
     """Scripted human, 'decay': the intervention probability is multiplied by this after each episode."""
+    failure_prob: float = 0.0
+    """Scripted human, recording: share of episodes in which it misses on purpose (hovers around the
+    cube with the gripper open, or closes it beside the cube), never pressing success: the near-miss
+    negatives a reward classifier needs besides clean demonstrations."""
     takeover: str = "auto"
     """Leader arm: 'auto' (moving the leader takes over, keeping it still hands back) or 'toggle' (space key)."""
     takeover_threshold_deg: float = 5.0

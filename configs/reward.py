@@ -126,6 +126,10 @@ class RewardTrainConfig:
     """Cache frozen-backbone features (turned off automatically when augmentations are on)."""
     augment: bool = False
     """LeRobot ColorJitter / SharpnessJitter augmentation (turns feature caching off)."""
+    train_backbone: bool = False
+    """Train the backbone as well as the head (end to end; turns feature caching off, every step runs
+    the backbone). For a random backbone (no pretrained weights on this machine), whose frozen
+    features miss small details such as whether the gripper's jaw has closed on the cube."""
     reward_key: str = "next.reward"
     """Label column."""
     allow_random_backbone: bool = False

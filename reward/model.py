@@ -99,6 +99,7 @@ class RewardClassifier(nn.Module):
         self.image_hw = input_hw(config)
         self.is_cnn = config.model_type == "cnn"
         self.backbone = backbone
+        self.backbone_trainable = False
         for param in self.backbone.parameters():
             param.requires_grad_(False)
         self.backbone.eval()
@@ -128,8 +129,16 @@ class RewardClassifier(nn.Module):
 
     def train(self, mode: bool = True) -> RewardClassifier:
         super().train(mode)
-        self.backbone.eval()  # frozen: never in training mode (matters for a ViT's dropout)
+        if not self.backbone_trainable:
+            self.backbone.eval()  # frozen: never in training mode (matters for a ViT's dropout)
         return self
+
+    def unfreeze_backbone(self) -> None:
+        """Train the backbone too (end to end), e.g. a random one whose frozen features miss small
+        details such as the gripper jaw. The checkpoint holds every weight either way."""
+        self.backbone_trainable = True
+        for param in self.backbone.parameters():
+            param.requires_grad_(True)
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         """Camera frames (uint8 or [0, 1] float, CHW or HWC) → normalized float at the model's input size."""
@@ -141,12 +150,13 @@ class RewardClassifier(nn.Module):
             raise UserError(f"images are {tuple(out.shape[-2:])}, the classifier expects {(h, w)}")
         return out
 
-    @torch.no_grad()
     def backbone_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Normalized (B, 3, H, W) → frozen features: (B, 512, h, w) for the CNN, (B, hidden) CLS for a ViT."""
-        if self.is_cnn:
-            return self.backbone(pixels)
-        return self.backbone(pixel_values=pixels).last_hidden_state[:, 0, :]
+        """Normalized (B, 3, H, W) → features: (B, 512, h, w) for the CNN, (B, hidden) CLS for a ViT.
+        Gradients flow only into a backbone that ``unfreeze_backbone`` made trainable."""
+        with torch.set_grad_enabled(self.backbone_trainable and torch.is_grad_enabled()):
+            if self.is_cnn:
+                return self.backbone(pixels)
+            return self.backbone(pixel_values=pixels).last_hidden_state[:, 0, :]
 
     def forward(
         self, pixels: list[torch.Tensor] | None = None, features: list[torch.Tensor] | None = None

@@ -100,16 +100,23 @@ class FeatureSource:
         if cache:
             self.cache = {key: self._compute(key, torch.arange(len(frames))) for key in model.camera_keys}
 
+    def _pixels(self, key: str, indices: torch.Tensor, augment=None) -> torch.Tensor:
+        images = self.frames.images[key][indices]  # (b, 3, H, W) uint8
+        if augment is not None:
+            images = torch.stack([augment(img.float() / 255.0) for img in images]).clamp(0, 1)
+        return self.model.preprocess(images.to(self.device))
+
     @torch.no_grad()
     def _compute(self, key: str, indices: torch.Tensor, augment=None) -> torch.Tensor:
         chunks = []
         for start in range(0, len(indices), EVAL_BATCH):
-            images = self.frames.images[key][indices[start : start + EVAL_BATCH]]  # (b, 3, H, W) uint8
-            if augment is not None:
-                images = torch.stack([augment(img.float() / 255.0) for img in images]).clamp(0, 1)
-            pixels = self.model.preprocess(images.to(self.device))
+            pixels = self._pixels(key, indices[start : start + EVAL_BATCH], augment)
             chunks.append(self.model.backbone_features(pixels))
         return torch.cat(chunks)
+
+    def pixels(self, indices: torch.Tensor, train: bool) -> list[torch.Tensor]:
+        """Preprocessed images per camera (augmented when training), for a backbone that trains."""
+        return [self._pixels(key, indices, self.augment if train else None) for key in self.model.camera_keys]
 
     def features(self, indices: torch.Tensor, train: bool) -> list[torch.Tensor]:
         if self.cache is not None and not (train and self.augment is not None):
@@ -221,8 +228,10 @@ def run(cfg: RewardTrainConfig, run_name: str | None = None, hooks: TrainHooks |
     model = build_classifier(policy, load_weights=True, allow_random_backbone=cfg.allow_random_backbone).to(
         device
     )
+    if cfg.train_backbone:
+        model.unfreeze_backbone()
     augment = _make_augment(cfg.augment)
-    cache = cfg.cache_features and augment is None
+    cache = cfg.cache_features and augment is None and not cfg.train_backbone
     if cfg.augment and cfg.cache_features:
         logger.info("augment=true: backbone feature caching is off (every step runs the backbone)")
 
@@ -271,11 +280,15 @@ def run(cfg: RewardTrainConfig, run_name: str | None = None, hooks: TrainHooks |
             model.train()
             t_data = time.perf_counter()
             batch_idx = sampler.sample()
-            feats = source.features(batch_idx, train=True)
+            inputs = (
+                {"pixels": source.pixels(batch_idx, train=True)}
+                if cfg.train_backbone
+                else {"features": source.features(batch_idx, train=True)}
+            )
             labels = frames.labels[batch_idx].to(device)
             window["dataloading_s"] += time.perf_counter() - t_data
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = trainable(features=feats)
+                logits = trainable(**inputs)
             loss = model.loss(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -13,6 +13,9 @@ Schedules (``teleop.schedule``; ``p`` = ``teleop.intervention_prob``, ``n`` = ``
     decay     like random with probability p * decay_rate ** episode: less and less help as the
               policy improves, the intervention curve HIL-SERL reports for a real operator
 
+With ``teleop.failure_prob`` > 0 the human misses on purpose in that share of episodes (the
+expert's ``miss`` modes: near misses, recorded as the classifier's hard negatives).
+
 All randomness comes from one generator seeded by ``EnvConfig.seed``, so a run is reproducible.
 """
 
@@ -82,10 +85,16 @@ class ScriptedHuman(InterventionSource):
 
     name = "scripted"
 
-    def __init__(self, expert: Expert, schedule: InterventionSchedule) -> None:
+    def __init__(
+        self, expert: Expert, schedule: InterventionSchedule, failure_prob: float = 0.0, seed: int = 0
+    ) -> None:
         super().__init__()
+        if not 0.0 <= failure_prob <= 1.0:
+            raise UserError(f"teleop.failure_prob must be within [0, 1], got {failure_prob}")
         self.expert = expert
         self.schedule = schedule
+        self.failure_prob = failure_prob
+        self._miss_rng = np.random.default_rng([seed, 1])
         self.episode = -1  # reset() starts episode 0
         self.step = 0
         self._pressed_success = False
@@ -98,7 +107,8 @@ class ScriptedHuman(InterventionSource):
         schedule = InterventionSchedule(
             teleop.schedule, teleop.intervention_prob, teleop.period_steps, teleop.decay_rate, seed=cfg.seed
         )
-        return cls(ScriptedExpert(env), schedule)
+        expert = ScriptedExpert(env, seed=cfg.seed)
+        return cls(expert, schedule, teleop.failure_prob, seed=cfg.seed)
 
     def _poll(self, obs: dict[str, Any], info: dict[str, Any]) -> InterventionState:
         if info.get("is_success") and not self._pressed_success:
@@ -116,5 +126,10 @@ class ScriptedHuman(InterventionSource):
         self.episode += 1
         self.step = 0
         self._pressed_success = False
+        if self.failure_prob > 0:
+            from actors.robots.sim.expert import MISSES
+
+            missing = self._miss_rng.random() < self.failure_prob
+            self.expert.miss = MISSES[int(self._miss_rng.integers(len(MISSES)))] if missing else None
         if hasattr(self.expert, "reset"):
             self.expert.reset()

@@ -8,6 +8,12 @@ action format, [dx, dy, dz, gripper] with the gripper as 0 = close, 1 = stay, 2 
     close     close the gripper until both fingers hold the cube
     lift      raise the hand (pick_lift); on a drop, start over
 
+``miss`` makes it fail on purpose, the way a person records the negatives a reward classifier
+needs (HIL-SERL collects them by teleoperation): ``"open"`` lines up around the cube and hovers
+there with the gripper open, never closing; ``"beside"`` closes the gripper a few centimetres off
+the grasp point (beside or above the cube), again and again. Both look almost like a grasp, which
+is what a classifier trained on clean demonstrations alone mistakes for success.
+
 The grasp point is the cube centre shifted toward the fixed finger by how far the cube's
 (yawed) footprint reaches along the jaw axis, so the fixed finger clears the cube on the way
 down and the moving jaw pushes the cube onto it.
@@ -27,6 +33,7 @@ import numpy as np
 from actors.robots.sim import scene
 
 CLOSE, STAY, OPEN = 0.0, 1.0, 2.0
+MISSES = ("open", "beside")
 
 
 class ScriptedExpert:
@@ -41,6 +48,7 @@ class ScriptedExpert:
         clearance_m: float = 0.005,
         xy_tolerance_m: float = 0.005,
         open_deg: float = 40.0,
+        seed: int = 0,
     ):
         self.env = env.unwrapped if hasattr(env, "unwrapped") else env
         self.hover_m = hover_m
@@ -48,6 +56,9 @@ class ScriptedExpert:
         self.clearance_m = clearance_m
         self.xy_tolerance_m = xy_tolerance_m
         self.open_deg = open_deg
+        self.miss: str | None = None
+        """None (succeed) or one of MISSES; kept across ``reset()``, set per episode by its owner."""
+        self._rng = np.random.default_rng(seed)
         self.reset()
 
     def reset(self) -> None:
@@ -55,6 +66,16 @@ class ScriptedExpert:
         self.phase = "approach"
         self._phase_steps = 0
         self._drops = 0
+        self._miss_offset = np.zeros(3)
+        if self.miss == "beside":  # 2-3.5 cm sideways, or 2-3 cm above the cube
+            angle = self._rng.uniform(0, 2 * np.pi)
+            radius = self._rng.uniform(0.02, 0.035)
+            above = self._rng.random() < 0.3
+            self._miss_offset = (
+                np.array([0.0, 0.0, self._rng.uniform(0.02, 0.03)])
+                if above
+                else np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
+            )
 
     def act(self, obs: dict, info: dict) -> np.ndarray:
         """The next action (4,) float32 for the observation and info the env just returned."""
@@ -63,6 +84,8 @@ class ScriptedExpert:
         cube = np.asarray(info["cube_pos"], dtype=float)
         ref = np.asarray(info.get("ee_target", info["ee_pos"]), dtype=float)
         grasp_xy = self._grasp_xy(cube, float(info["cube_yaw"]), np.asarray(info["jaw_axis"], dtype=float))
+        grasp_xy = grasp_xy + self._miss_offset[:2]
+        grasp_z = scene.CUBE_HALF + self._miss_offset[2]
         low, high = self.env.bounds_low, self.env.bounds_high
 
         # The expert may take over from a policy at any step, so the state can overrule the phase.
@@ -82,12 +105,17 @@ class ScriptedExpert:
             elif xy_err < self.xy_tolerance_m and abs(goal[2] - ref[2]) < 0.02 and gripper == STAY:
                 self._enter("descend")
         elif self.phase == "descend":
-            goal = np.array([*grasp_xy, scene.CUBE_HALF])
+            goal = np.array([*grasp_xy, grasp_z])
             gripper = STAY
             if np.linalg.norm(goal[:2] - ref[:2]) > 3 * self.xy_tolerance_m:
                 self._enter("approach")  # the cube moved under us: line up again
             elif abs(np.clip(goal[2], low[2], high[2]) - ref[2]) < 0.004 or self._phase_steps > 12:
-                self._enter("close")
+                self._enter("hover" if self.miss == "open" else "close")
+        elif self.phase == "hover":  # miss="open": drift around the grasp pose, gripper open
+            if self._phase_steps % 6 == 1:
+                self._wander = self._rng.uniform([-0.01, -0.01, 0.0], [0.01, 0.01, 0.02])
+            goal = np.array([*grasp_xy, grasp_z]) + self._wander
+            gripper = STAY
         elif self.phase == "close":
             goal = ref.copy()
             gripper = CLOSE
