@@ -178,7 +178,13 @@ def next_classifier_step(
             f"({row['frames']} frames, {row['negatives']} failure frames)",
             flush=True,
         )
-    return {"checkpoint": str(new), "logs": [str(p) for p in logs], "log_frames": log_frames, "rows": rows}
+    return {
+        "checkpoint": str(new),
+        "trained_on": [str(demos), *map(str, extra_roots)],
+        "logs": [str(p) for p in logs],
+        "log_frames": log_frames,
+        "rows": rows,
+    }
 
 
 def rl_config(cfg: DemoConfig, run_dir: Path, demos: Path, checkpoint: Path | None, source: str) -> TrainRLConfig:

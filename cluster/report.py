@@ -309,8 +309,10 @@ def next_classifier_section(comparison: dict | None) -> list[str]:
     lines = ["## The next classifier", ""]
     if not comparison.get("checkpoint"):
         return lines + [comparison.get("reason", "No next classifier was trained."), ""]
+    trained_on = ", ".join(f"`{p}`" for p in comparison.get("trained_on") or []) or "the demos"
     lines += [
-        f"Trained on the demos plus the run's disagreement log ({comparison['log_frames']} frames: those the "
+        f"Trained on the old classifier's data ({trained_on}) plus the run's disagreement log "
+        f"({comparison['log_frames']} frames: those the "
         f"frozen classifier got wrong, and successes it confirmed; {', '.join(f'`{p}`' for p in comparison['logs'])}). "
         f"Checkpoint: `{comparison['checkpoint']}`. Both are scored at their own run-time threshold (best F1).",
         "",

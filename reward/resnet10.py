@@ -259,7 +259,8 @@ def load_resnet10(model_name: str, allow_random: bool = False) -> ResNet10:
             _WARNED_RANDOM.add(model_name)
             logger.warning(
                 "!!! ResNet-10 weights '%s' not found locally: using RANDOM backbone weights. "
-                "A frozen random backbone gives a much weaker reward classifier. !!!",
+                "Frozen random features are much weaker; a reward classifier can train them end to end "
+                "(--train_backbone=true). !!!",
                 model_name,
             )
         return net

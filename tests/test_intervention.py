@@ -316,6 +316,29 @@ def test_scripted_human_expert_runs_while_not_intervening():
     assert [s.action is None for s in states] == [True, True, False, False]
 
 
+def test_scripted_human_misses_on_purpose_in_failure_prob_of_the_episodes():
+    expert = FakeExpert()
+    expert.miss = None
+    human = ScriptedHuman(expert, InterventionSchedule("always"), failure_prob=0.3, seed=5)
+    misses = []
+    for _ in range(200):
+        human.reset()
+        misses.append(expert.miss)
+    assert 0.2 < sum(m is not None for m in misses) / 200 < 0.4
+    assert {"open", "beside"} == {m for m in misses if m is not None}
+    again = ScriptedHuman(FakeExpert(), InterventionSchedule("always"), failure_prob=0.3, seed=5)
+    replay = []
+    for _ in range(200):
+        again.reset()
+        replay.append(again.expert.miss)
+    assert replay == misses  # seeded
+    never = ScriptedHuman(expert, InterventionSchedule("always"))
+    never.reset()
+    assert expert.miss in (None, "open", "beside") and never.failure_prob == 0.0
+    with pytest.raises(UserError, match="teleop.failure_prob"):
+        ScriptedHuman(expert, InterventionSchedule("always"), failure_prob=1.5)
+
+
 def test_bad_schedule_is_user_error():
     with pytest.raises(UserError, match="teleop.schedule"):
         InterventionSchedule("sometimes")

@@ -100,6 +100,22 @@ def test_augmentation_turns_feature_cache_off_and_trains(tmp_path, backbone, dat
     assert result.best_checkpoint.is_dir()
 
 
+def test_train_backbone_trains_it_end_to_end_and_the_checkpoint_holds_it(tmp_path, backbone, data32, caplog):
+    cfg = train_config(data32, backbone, tmp_path / "out", steps=2, eval_freq=1)
+    cfg.train_backbone = True
+    with caplog.at_level("INFO"):
+        result = run(cfg)
+    assert "cached backbone features" not in caplog.text  # every step ran the backbone
+    model, _ = load_checkpoint(result.best_checkpoint)
+    source = load_file(str(backbone / "model.safetensors"))
+    trained = model.backbone.state_dict()
+    convs = [k for k, v in source.items() if k.endswith("weight") and v.dim() == 4]
+    changed = [k for k in convs if not torch.equal(trained[k], source[k])]
+    assert convs and changed == convs, f"train_backbone=true left conv weights as loaded: {set(convs) - set(changed)}"
+    # The run-time model is frozen again: inference never builds a graph through the backbone.
+    assert not model.backbone_trainable and not any(p.requires_grad for p in model.backbone.parameters())
+
+
 def test_transformer_backbone_from_local_path(tmp_path, data32):
     from transformers import ViTConfig, ViTModel
 

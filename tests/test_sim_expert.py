@@ -79,3 +79,33 @@ def test_expert_takes_over_after_a_random_policy_moved_the_arm():
             obs, _, terminated, truncated, info = env.step(expert.act(obs, info))
         successes += info["is_success"]
     assert successes >= 9, successes
+
+
+@pytest.mark.parametrize("task", ["pick_lift", "reach_grasp"])
+def test_near_misses_end_close_to_the_cube_without_success(task):
+    """The recorded negatives: lined up around the cube, gripper open ('open') or closing off the
+    grasp point ('beside'); a clean episode from the same pose succeeds."""
+    env = SO101SimEnv(task=task, render=False)
+    expert = ScriptedExpert(env, seed=1)
+    successes = {"open": 0, "beside": 0}
+    for miss in successes:
+        expert.miss = miss
+        for seed in range(6):
+            obs, info = env.reset(seed=seed)
+            closes, near = 0, 0
+            terminated = truncated = False
+            while not (terminated or truncated):
+                action = expert.act(obs, info)
+                closes += action[3] == 0.0
+                obs, _, terminated, truncated, info = env.step(action)
+                near += np.linalg.norm(np.subtract(info["ee_pos"][:2], info["cube_pos"][:2])) < 0.05
+            successes[miss] += info["is_success"]
+            assert near > 10  # spent its time close to the cube
+            if miss == "open":
+                assert closes == 0
+            elif not info["is_success"]:
+                assert closes > 3
+    assert successes["open"] == 0 and successes["beside"] <= 2, successes
+    expert.miss = None
+    info, _, _, _ = _episode(env, expert, seed=0)
+    assert info["is_success"]

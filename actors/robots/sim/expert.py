@@ -11,8 +11,10 @@ action format, [dx, dy, dz, gripper] with the gripper as 0 = close, 1 = stay, 2 
 ``miss`` makes it fail on purpose, the way a person records the negatives a reward classifier
 needs (HIL-SERL collects them by teleoperation): ``"open"`` lines up around the cube and hovers
 there with the gripper open, never closing; ``"beside"`` closes the gripper a few centimetres off
-the grasp point (beside or above the cube), again and again. Both look almost like a grasp, which
-is what a classifier trained on clean demonstrations alone mistakes for success.
+the grasp point (beside or above the cube), again and again; ``"wander"`` waves the arm around the
+workspace, often near the cube, opening and closing the gripper at random. The first two look
+almost like a grasp; the last shows the gripper closed anywhere but on the cube. A classifier
+trained on clean demonstrations alone calls such frames success, and a policy learns to reach them.
 
 The grasp point is the cube centre shifted toward the fixed finger by how far the cube's
 (yawed) footprint reaches along the jaw axis, so the fixed finger clears the cube on the way
@@ -33,7 +35,7 @@ import numpy as np
 from actors.robots.sim import scene
 
 CLOSE, STAY, OPEN = 0.0, 1.0, 2.0
-MISSES = ("open", "beside")
+MISSES = ("open", "beside", "wander")
 
 
 class ScriptedExpert:
@@ -66,16 +68,12 @@ class ScriptedExpert:
         self.phase = "approach"
         self._phase_steps = 0
         self._drops = 0
-        self._miss_offset = np.zeros(3)
-        if self.miss == "beside":  # 2-3.5 cm sideways, or 2-3 cm above the cube
-            angle = self._rng.uniform(0, 2 * np.pi)
-            radius = self._rng.uniform(0.02, 0.035)
-            above = self._rng.random() < 0.3
-            self._miss_offset = (
-                np.array([0.0, 0.0, self._rng.uniform(0.02, 0.03)])
-                if above
-                else np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
-            )
+        self._miss_offset = None  # miss="beside": (metres across the jaw axis, metres above the cube)
+        if self.miss == "beside":  # 2.5-3.5 cm in front of or behind the jaws, or 4.5-6 cm above the cube
+            if self._rng.random() < 0.3:
+                self._miss_offset = (0.0, self._rng.uniform(0.045, 0.06))
+            else:
+                self._miss_offset = (self._rng.choice([-1.0, 1.0]) * self._rng.uniform(0.025, 0.035), 0.0)
 
     def act(self, obs: dict, info: dict) -> np.ndarray:
         """The next action (4,) float32 for the observation and info the env just returned."""
@@ -84,8 +82,12 @@ class ScriptedExpert:
         cube = np.asarray(info["cube_pos"], dtype=float)
         ref = np.asarray(info.get("ee_target", info["ee_pos"]), dtype=float)
         grasp_xy = self._grasp_xy(cube, float(info["cube_yaw"]), np.asarray(info["jaw_axis"], dtype=float))
-        grasp_xy = grasp_xy + self._miss_offset[:2]
-        grasp_z = scene.CUBE_HALF + self._miss_offset[2]
+        grasp_z = scene.CUBE_HALF
+        if self._miss_offset is not None:
+            across, above = self._miss_offset
+            jaw = np.asarray(info["jaw_axis"], dtype=float)[:2]
+            grasp_xy = grasp_xy + across * np.array([-jaw[1], jaw[0]]) / max(np.linalg.norm(jaw), 1e-9)
+            grasp_z += above
         low, high = self.env.bounds_low, self.env.bounds_high
 
         # The expert may take over from a policy at any step, so the state can overrule the phase.
@@ -95,6 +97,12 @@ class ScriptedExpert:
             self._enter("approach")  # the gripper was closed meanwhile: reopen above the cube
 
         self._phase_steps += 1
+        if self.miss is not None and info["grasped"]:
+            # A miss that grasped by accident holds still: the frames recorded after the success
+            # press (labeled success) must show the grasp; in pick_lift, a grasp never lifted.
+            return np.array([0.0, 0.0, 0.0, CLOSE], dtype=np.float32)
+        if self.miss == "wander":
+            return self._wander_action(ref, cube, low, high)
         if self.phase == "approach":
             hover_z = scene.CUBE_HALF + self.hover_m
             goal = np.array([*grasp_xy, hover_z])
@@ -130,6 +138,20 @@ class ScriptedExpert:
         step = self.env.step_sizes
         move = np.clip((np.clip(goal, low, high) - ref) / step, -1.0, 1.0)
         return np.array([*move, gripper], dtype=np.float32)
+
+    def _wander_action(self, ref: np.ndarray, cube: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """miss="wander": a new goal every 4-8 steps (half of them within a few cm of the cube) and a
+        random gripper command with each."""
+        if self._phase_steps == 1 or self._phase_steps > self._wander_steps:
+            self._phase_steps = 1
+            self._wander_steps = int(self._rng.integers(4, 9))
+            if self._rng.random() < 0.5:
+                self._wander_goal = cube + self._rng.uniform([-0.04, -0.04, 0.0], [0.04, 0.04, 0.06])
+            else:
+                self._wander_goal = self._rng.uniform(low, high)
+            self._wander_gripper = float(self._rng.choice([CLOSE, STAY, OPEN]))
+        move = np.clip((np.clip(self._wander_goal, low, high) - ref) / self.env.step_sizes, -1.0, 1.0)
+        return np.array([*move, self._wander_gripper], dtype=np.float32)
 
     def _enter(self, phase: str) -> None:
         self.phase = phase
