@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 from pathlib import Path
 
 from configs.errors import UserError
@@ -220,7 +221,13 @@ def fit_with_ray(cfg: RewardTrainConfig, run_name: str, quiet: bool = False) -> 
                 logging_config=LoggingConfig(log_level="ERROR"),
             ),
         )
-        result = trainer.fit()
+        # fit() installs Ray Train's own SIGINT handler (abort the controller) and leaves it behind:
+        # a later Ctrl-C in the same process (the demo's RL run) would call it on a dead controller.
+        previous_sigint = signal.getsignal(signal.SIGINT)
+        try:
+            result = trainer.fit()
+        finally:
+            signal.signal(signal.SIGINT, previous_sigint)
         if result.checkpoint is None:
             raise RuntimeError(f"Ray Train run {run_name} finished without a checkpoint")
         logger.info("Ray Train run %s stored at %s", run_name, result.path)

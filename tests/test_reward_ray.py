@@ -1,6 +1,7 @@
 """One real Ray Train run (TorchTrainer, one CPU worker) through the train-reward job code."""
 
 import os
+import signal
 
 import pytest
 
@@ -16,7 +17,11 @@ def test_ray_train_job_exports_a_loadable_checkpoint(tmp_path, monkeypatch):
     root = tmp_path / "data"
     labeled_dataset(root, image_size=32, episodes=(4, 4, 4))
     cfg = train_config(root, write_backbone(tmp_path / "resnet10"), tmp_path / "out", use_ray=True)
+    sigint = signal.getsignal(signal.SIGINT)
     path = train_and_export(cfg, quiet=True)
+    # Ray Train's fit() installs its own SIGINT handler; a later Ctrl-C in this process (the demo's
+    # RL run) must reach ours, not Ray Train's abort of a controller that is gone.
+    assert signal.getsignal(signal.SIGINT) is sigint
 
     assert path == tmp_path / "out" / "pretrained_model"
     model, info = load_checkpoint(path)
