@@ -109,3 +109,23 @@ def test_near_misses_end_close_to_the_cube_without_success(task):
     expert.miss = None
     info, _, _, _ = _episode(env, expert, seed=0)
     assert info["is_success"]
+
+
+def test_wander_opens_and_closes_the_gripper_all_over_and_an_accidental_grasp_holds_still():
+    env = SO101SimEnv(task="reach_grasp", render=False)
+    expert = ScriptedExpert(env, seed=2)
+    expert.miss = "wander"
+    commands, spread, held = set(), [], 0
+    for seed in range(10):
+        obs, info = env.reset(seed=seed)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            action = expert.act(obs, info)
+            if info["grasped"]:
+                assert action.tolist() == [0.0, 0.0, 0.0, 0.0]  # hold still, keep closing
+                held += 1
+            commands.add(float(action[3]))
+            obs, _, terminated, truncated, info = env.step(action)
+            spread.append(info["ee_pos"])
+    assert commands == {0.0, 1.0, 2.0}
+    assert np.ptp(np.asarray(spread)[:, :2], axis=0).min() > 0.1  # roams the workspace, not just the cube

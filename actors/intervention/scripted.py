@@ -126,10 +126,9 @@ class ScriptedHuman(InterventionSource):
         self.episode += 1
         self.step = 0
         self._pressed_success = False
-        if self.failure_prob > 0:
-            from actors.robots.sim.expert import MISSES
+        from actors.robots.sim.expert import MISSES
 
-            missing = self._miss_rng.random() < self.failure_prob
-            self.expert.miss = MISSES[int(self._miss_rng.integers(len(MISSES)))] if missing else None
+        missing = self.failure_prob > 0 and self._miss_rng.random() < self.failure_prob
+        self.expert.miss = MISSES[int(self._miss_rng.integers(len(MISSES)))] if missing else None
         if hasattr(self.expert, "reset"):
             self.expert.reset()
