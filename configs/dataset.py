@@ -20,6 +20,12 @@ class DatasetConfig:
     extra_roots: list[str] | None = None
     """(train-reward) More labeled datasets with the same cameras, trained on together with root:
     e.g. a run's next_classifier/robot-0, the frames the last classifier got wrong."""
+    drop_label_edges: bool = False
+    """(train-reward, eval-reward) Leave out each frame whose label differs from the previous frame's
+    in its episode. A recorded frame's ``next.reward`` rewards the step FROM its image, so the first
+    success-labeled image of a recording shows the arm before the grasp; trained on it, a classifier
+    fires one step early, on a state a policy can reach without closing the gripper. The edge frame
+    is where a recording and a hand labeling (``hilserl label``: the image's own state) disagree."""
 
     def roots(self) -> list[str]:
         """root, then every extra root (the datasets a command reads)."""

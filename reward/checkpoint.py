@@ -53,6 +53,18 @@ class CheckpointInfo:
     source: str = "hilserl_ray"
 
     @property
+    def drop_label_edges(self) -> bool:
+        """Whether training left out the label-edge frames (``DatasetConfig.drop_label_edges``); an
+        evaluation scores the same kind of frames."""
+        path = self.path / TRAIN_CONFIG_FILE
+        if not path.is_file():
+            return False
+        try:
+            return bool(json.loads(path.read_text()).get("dataset", {}).get("drop_label_edges", False))
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    @property
     def success_threshold(self) -> float:
         """Calibrated default for run time: the best-F1 threshold, else 0.5."""
         return float(self.thresholds.get("best_f1", 0.5))

@@ -159,6 +159,23 @@ class _Opened:
     labels: torch.Tensor
     episode_index: torch.Tensor
     frame_index: torch.Tensor
+    keep: torch.Tensor  # (N,) bool: not a label edge
+
+
+def label_edges(labels: np.ndarray) -> np.ndarray:
+    """Frames of one episode whose label differs from the previous frame's (bool mask);
+    ``DatasetConfig.drop_label_edges`` leaves them out.
+
+    A recorded frame is (image o_t, action a_t, ``next.reward`` r_t+1): the first success-labeled
+    frame shows the arm the step BEFORE the grasp (jaw still closing), and a failure frame right
+    after a success run shows the state before the drop. A hand-labeled frame (``hilserl label``)
+    says what its own image shows. The edge frame is the only one on which the two conventions
+    disagree. Trained on it, a classifier learned to fire one step early on the pre-grasp image,
+    which a policy then reached without ever closing the gripper."""
+    edges = np.zeros(len(labels), dtype=bool)
+    if len(labels) > 1:
+        edges[1:] = np.round(labels[1:]) != np.round(labels[:-1])
+    return edges
 
 
 def _open(
@@ -179,7 +196,7 @@ def _open(
             f"(hilserl label {root} --out NEW_ROOT --cutoffs ...) or pass {flags['reward_key']}"
         )
     episodes = source.select_episodes(dataset.episodes, flags["episodes"])
-    labels, episode_index, frame_index = [], [], []
+    labels, keep, episode_index, frame_index = [], [], [], []
     for episode in episodes:
         columns = source.episode_columns(episode, [reward_key])
         if reward_key not in columns:
@@ -187,10 +204,13 @@ def _open(
                 f"episode {episode} of {root} has no '{reward_key}' data; check it with: hilserl doctor {root}"
             )
         n = source.lengths[episode]
-        labels.append(columns[reward_key].reshape(-1).astype(np.float32))
+        episode_labels = columns[reward_key].reshape(-1).astype(np.float32)
+        labels.append(episode_labels)
+        keep.append(~label_edges(episode_labels) if dataset.drop_label_edges else np.ones(n, dtype=bool))
         episode_index.append(np.full(n, episode, dtype=np.int64))
         frame_index.append(np.arange(n, dtype=np.int64))
-    labels_t = torch.from_numpy(np.concatenate(labels))
+    keep_t = torch.from_numpy(np.concatenate(keep)) if keep else torch.zeros(0, dtype=torch.bool)
+    labels_t = torch.from_numpy(np.concatenate(labels))[keep_t]
     if require_both_classes:
         check_labels(labels_t, policy.num_classes, reward_key)
     return _Opened(
@@ -199,8 +219,9 @@ def _open(
         episodes,
         features,
         labels_t,
-        torch.from_numpy(np.concatenate(episode_index)),
-        torch.from_numpy(np.concatenate(frame_index)),
+        torch.from_numpy(np.concatenate(episode_index))[keep_t],
+        torch.from_numpy(np.concatenate(frame_index))[keep_t],
+        keep_t,
     )
 
 
@@ -259,6 +280,7 @@ def load_labeled_frames(
     chunks: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
     episode_index, offset = [], 0
     for part in opened:
+        start = 0
         episodes = part.source.iter_episodes(keys, [], part.episodes)
         for episode in tqdm(
             episodes,
@@ -268,8 +290,11 @@ def load_labeled_frames(
             disable=not progress,
             leave=False,
         ):
+            n = len(episode.frames[keys[0]])
+            keep = part.keep[start : start + n].numpy()
+            start += n
             for key in keys:
-                chunks[key].append(torch.from_numpy(episode.frames[key]).permute(0, 3, 1, 2).contiguous())
+                chunks[key].append(torch.from_numpy(episode.frames[key][keep]).permute(0, 3, 1, 2).contiguous())
         episode_index.append(part.episode_index + offset)
         offset += int(part.episode_index.max()) + 1 if len(part.episode_index) else 0
     frames = LabeledFrames(

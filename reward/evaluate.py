@@ -97,8 +97,10 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     device: str = "cpu",
     overwrite: bool = False,
+    drop_label_edges: bool | None = None,
 ) -> dict:
-    """Checks, predictions, metrics, plots. Returns the JSON-ready report (also written to report.json)."""
+    """Checks, predictions, metrics, plots. Returns the JSON-ready report (also written to report.json).
+    ``drop_label_edges`` None: as the checkpoint was trained (its train_config.json)."""
     from configs.dataset import DatasetConfig
     from reward.checkpoint import load_checkpoint, read_checkpoint_info, verify_against_features
     from reward.data import check_dataset_root, load_labeled_frames
@@ -111,7 +113,9 @@ def evaluate_checkpoint(
         raise UserError(f"--threshold is {threshold}; pass a probability in [0, 1], e.g. --threshold 0.7")
     torch_device = check_device(device)
     info = read_checkpoint_info(checkpoint)
-    dataset = DatasetConfig(root=str(dataset_root), episodes=episodes)
+    if drop_label_edges is None:
+        drop_label_edges = info.drop_label_edges
+    dataset = DatasetConfig(root=str(dataset_root), episodes=episodes, drop_label_edges=drop_label_edges)
     root = check_dataset_root(dataset, FLAGS)
     out = Path(out_dir) if out_dir else Path(checkpoint).expanduser().resolve().parent / "eval"
     check_destination(out, [root], overwrite, ours=_ours, flag="--out")
