@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -111,7 +112,9 @@ def test_train_backbone_trains_it_end_to_end_and_the_checkpoint_holds_it(tmp_pat
     trained = model.backbone.state_dict()
     convs = [k for k, v in source.items() if k.endswith("weight") and v.dim() == 4]
     changed = [k for k in convs if not torch.equal(trained[k], source[k])]
-    assert convs and changed == convs, f"train_backbone=true left conv weights as loaded: {set(convs) - set(changed)}"
+    assert convs and changed == convs, (
+        f"train_backbone=true left conv weights as loaded: {set(convs) - set(changed)}"
+    )
     # The run-time model is frozen again: inference never builds a graph through the backbone.
     assert not model.backbone_trainable and not any(p.requires_grad for p in model.backbone.parameters())
 
@@ -206,9 +209,19 @@ def test_a_separable_dataset_is_learned(tmp_path, backbone):
         return (e * 37 + i * 5) % 200 + 20
 
     root = tmp_path / "separable"
-    labeled_dataset(root, cameras=("front",), episodes=(12, 12, 12, 12), reward_fn=lambda e, i: float(level(e, i) > 120))
+    labeled_dataset(
+        root, cameras=("front",), episodes=(12, 12, 12, 12), reward_fn=lambda e, i: float(level(e, i) > 120)
+    )
     cfg = train_config(
-        root, backbone, tmp_path / "out", cameras=1, steps=150, batch_size=16, eval_freq=50, log_freq=50, val_fraction=0.25
+        root,
+        backbone,
+        tmp_path / "out",
+        cameras=1,
+        steps=150,
+        batch_size=16,
+        eval_freq=50,
+        log_freq=50,
+        val_fraction=0.25,
     )
     cfg.policy.learning_rate = 3e-3
     result = run(cfg)
@@ -239,3 +252,50 @@ def test_a_one_class_log_is_trained_merged_with_the_labeled_set(tmp_path, backbo
     labeled_dataset(other, image_size=48, episodes=(3,), reward_fn=lambda e, i: 0.0)
     with pytest.raises(Exception, match="merge only datasets recorded with the same cameras"):
         load_labeled_frames(DatasetConfig(root=str(data32), extra_roots=[str(other)]), cfg.policy)
+
+
+def test_drop_label_edges_leaves_out_the_frames_where_the_label_changes(tmp_path, backbone):
+    """A recorded frame's next.reward rewards the step from its image: the first success-labeled
+    image shows the arm before the grasp. drop_label_edges leaves such edge frames out of training
+    and, following the checkpoint, out of its evaluation."""
+    from configs.dataset import DatasetConfig
+    from reward.checkpoint import read_checkpoint_info
+    from reward.data import label_edges, load_labeled_frames
+    from reward.evaluate import evaluate_checkpoint
+
+    pattern = {0: [0, 0, 0, 1, 1, 0], 1: [0, 0, 1, 1, 1, 1], 2: [0, 0, 0, 0, 1, 1]}
+    root = tmp_path / "ds"
+    labeled_dataset(root, episodes=(6, 6, 6), reward_fn=lambda e, i: float(pattern[e][i]))
+    assert label_edges(np.array(pattern[0], dtype=np.float32)).tolist() == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
+
+    cfg = train_config(root, backbone, tmp_path / "out")
+    every, _ = load_labeled_frames(cfg.dataset, cfg.policy)
+    cfg.dataset.drop_label_edges = True
+    kept, _ = load_labeled_frames(cfg.dataset, cfg.policy)
+    assert len(every) == 18 and len(kept) == 18 - 2 - 1 - 1
+    assert kept.frame_index[kept.episode_index == 0].tolist() == [0, 1, 2, 4]
+    assert kept.frame_index[kept.episode_index == 1].tolist() == [0, 1, 3, 4, 5]
+    # The kept frames carry their own images and labels, not their neighbours'.
+    rows = [
+        int(torch.nonzero((every.episode_index == e) & (every.frame_index == f))[0])
+        for e, f in zip(kept.episode_index.tolist(), kept.frame_index.tolist(), strict=True)
+    ]
+    for key in kept.camera_keys:
+        assert torch.equal(kept.images[key], every.images[key][rows])
+    assert torch.equal(kept.labels, every.labels[rows])
+
+    result = run(cfg)
+    assert read_checkpoint_info(result.best_checkpoint).drop_label_edges
+    report = evaluate_checkpoint(result.best_checkpoint, root, out_dir=tmp_path / "eval")
+    assert sum(map(sum, report["metrics"]["0.5"]["confusion_matrix"])) == 14  # scored as trained
+    report = evaluate_checkpoint(
+        result.best_checkpoint, root, out_dir=tmp_path / "eval2", drop_label_edges=False
+    )
+    assert sum(map(sum, report["metrics"]["0.5"]["confusion_matrix"])) == 18
