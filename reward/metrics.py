@@ -86,8 +86,27 @@ def precision_recall_curve(probs, labels) -> dict[str, list[float]]:
     return {"threshold": thresholds.tolist(), "precision": precision.tolist(), "recall": recall.tolist()}
 
 
+def _logit(q: float, eps: float = 1e-7) -> float:
+    q = min(max(q, eps), 1 - eps)
+    return float(np.log(q) - np.log1p(-q))
+
+
+def _margin_threshold(thresholds: np.ndarray, index: int) -> float:
+    """The threshold that selects the same validation frames as ``thresholds[index]`` (just below a
+    score) with the widest margin: halfway, in logit space, to the next lower score. Just below the
+    lowest selected positive, a classifier whose positives score 0.99999 on validation missed the
+    first frames of a grasp at run time; halfway it keeps its validation F1 and tolerates the shift."""
+    upper = float(np.nextafter(thresholds[index], np.inf))  # the lowest selected score
+    if index + 1 >= len(thresholds):
+        return float(thresholds[index])  # every frame is selected: nothing below to leave room to
+    lower = float(np.nextafter(thresholds[index + 1], np.inf))  # the highest score left out
+    middle = 1.0 / (1.0 + np.exp(-(_logit(upper) + _logit(lower)) / 2))
+    return float(middle) if lower < middle < upper else float(thresholds[index])
+
+
 def calibrate_thresholds(probs, labels, min_precision: float = HIGH_PRECISION) -> dict:
-    """The threshold of best F1, and the lowest threshold whose precision reaches ``min_precision``."""
+    """The threshold of best F1 (with the widest margin: ``_margin_threshold``), and the lowest
+    threshold whose precision reaches ``min_precision``."""
     curve = precision_recall_curve(probs, labels)
     t = np.asarray(curve["threshold"])
     pr = np.asarray(curve["precision"])
@@ -97,7 +116,7 @@ def calibrate_thresholds(probs, labels, min_precision: float = HIGH_PRECISION) -
     if len(t) == 0:
         return result | {"best_f1": 0.5, "best_f1_value": 0.0, f"precision_{min_precision}": None}
     best = int(np.argmax(f1))
-    result["best_f1"] = float(t[best])
+    result["best_f1"] = _margin_threshold(t, best)
     result["best_f1_value"] = float(f1[best])
     reaching = np.nonzero(pr >= min_precision)[0]
     key = f"precision_{min_precision}"

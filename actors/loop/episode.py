@@ -19,7 +19,8 @@ Rules (shared by record and RL, so a recorded demo and an online transition mean
   ``number_of_steps_after_success`` more steps, all rewarded, and the last one is ``terminated``.
   Without it each step is rewarded by its own success signal and the episode runs to the time limit.
 - The human's failure key, or the env ending for another reason (the cube fell): ``terminated``,
-  reward 0.
+  reward 0. A simulator ending on its own success counts only when our success agrees; otherwise
+  the episode goes on, as on the real arm, which has no such signal.
 - The time limit (``control_time_s * fps`` steps, enforced here: the real arm has no episode
   clock) or the env's own truncation: ``truncated``, which is not termination (the learner
   bootstraps from the next observation).
@@ -185,10 +186,15 @@ class EpisodeLoop:
             else:
                 success_left -= 1
                 reward = self.success_reward
+            # A simulator ends its episode on its own success signal, which a real robot does not
+            # have: when our success (the classifier's, or the human's key) disagrees, the episode
+            # goes on, as it would on the arm. Ending it would teach the true success as a terminal
+            # failure whenever the classifier missed that frame.
+            env_succeeded = bool(next_info.get("is_success", False)) if isinstance(next_info, dict) else False
             terminated = bool(
                 failed
                 or success_left == 0
-                or (env_terminated and not succeeded)  # the env ended for another reason than success
+                or (env_terminated and not succeeded and not env_succeeded)  # ended for another reason
             )
             if failed:
                 reward = 0.0
