@@ -340,6 +340,11 @@ def test_scripted_human_misses_on_purpose_in_failure_prob_of_the_episodes():
     with pytest.raises(UserError, match="teleop.failure_prob"):
         ScriptedHuman(expert, InterventionSchedule("always"), failure_prob=1.5)
 
+    cfg = EnvConfig()
+    cfg.teleop.type, cfg.teleop.failure_prob = "keyboard", 0.5
+    with pytest.raises(UserError, match="only the scripted human misses on purpose"):
+        make_intervention_source(cfg)
+
 
 def test_bad_schedule_is_user_error():
     with pytest.raises(UserError, match="teleop.schedule"):

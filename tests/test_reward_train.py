@@ -258,7 +258,6 @@ def test_drop_label_edges_leaves_out_the_frames_where_the_label_changes(tmp_path
     """A recorded frame's next.reward rewards the step from its image: the first success-labeled
     image shows the arm before the grasp. drop_label_edges leaves such edge frames out of training
     and, following the checkpoint, out of its evaluation."""
-    from configs.dataset import DatasetConfig
     from reward.checkpoint import read_checkpoint_info
     from reward.data import label_edges, load_labeled_frames
     from reward.evaluate import evaluate_checkpoint

@@ -16,6 +16,11 @@ def make_intervention_source(cfg: EnvConfig, env: Any = None) -> InterventionSou
     """The source named by ``cfg.teleop.type``: 'none', 'keyboard', 'gamepad', 'leader' or 'scripted'."""
     teleop = cfg.teleop
     kind = teleop.type
+    if teleop.failure_prob and kind != "scripted":
+        raise UserError(
+            f"teleop.failure_prob is {teleop.failure_prob} but teleop.type is '{kind}': only the scripted "
+            "human misses on purpose; with a person at the controls, record near misses yourself (or set it to 0)"
+        )
     if kind == "none":
         return NullSource()
     if kind == "keyboard":
