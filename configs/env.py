@@ -82,6 +82,10 @@ class TeleopConfig:
     """Scripted human: length in steps of one policy/human cycle ('periodic') or one decision ('random', 'decay')."""
     decay_rate: float = 0.8
     """Scripted human, 'decay': the intervention probability is multiplied by this after each episode."""
+    press_success: str = "always"
+    """Scripted human: when it presses the success key on the simulator's success. 'always' (a
+    person watching every episode) or 'intervening' (only while it holds the controls: once the
+    help has tapered off, the reward classifier alone judges success)."""
     failure_prob: float = 0.0
     """Scripted human, recording: share of episodes in which it misses on purpose (hovers around the
     cube with the gripper open, or closes it beside the cube), never pressing success: the near-miss

@@ -308,6 +308,21 @@ def test_scripted_human_uses_expert_action_and_presses_success_once():
     assert human.poll(OBS, {"is_success": True}).events == [Event.SUCCESS]  # a new episode, a new press
 
 
+def test_scripted_human_presses_success_only_while_intervening_when_told():
+    """press_success='intervening': once the human's help has tapered off, only the classifier
+    judges success; 'always' (a person watching every episode) presses whoever acts."""
+    for mode, expected in (("intervening", [[], [Event.SUCCESS]]), ("always", [[Event.SUCCESS], []])):
+        human = ScriptedHuman(
+            FakeExpert(), InterventionSchedule("periodic", prob=0.5, period_steps=2), press_success=mode
+        )
+        human.reset()
+        # step 0: the policy acts (no press in 'intervening'); step 1: the human acts.
+        got = [[e for e in human.poll(OBS, {"is_success": True}).events if e == Event.SUCCESS] for _ in range(2)]
+        assert got == expected, mode
+    with pytest.raises(UserError, match="teleop.press_success"):
+        ScriptedHuman(FakeExpert(), InterventionSchedule("always"), press_success="sometimes")
+
+
 def test_scripted_human_expert_runs_while_not_intervening():
     expert = FakeExpert()
     human = ScriptedHuman(expert, InterventionSchedule("periodic", prob=0.5, period_steps=4))

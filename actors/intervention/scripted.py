@@ -3,7 +3,9 @@
 The expert (``actors/robots/sim/expert.py``: approach, descend, grasp, lift; it reads the simulator's
 privileged state) proposes an action every step; the schedule decides whether the "human" is
 intervening, i.e. whether that action replaces the policy's. When the simulator reports success
-the human presses success once per episode, like a person watching the arm.
+the human presses success once per episode, like a person watching the arm
+(``teleop.press_success='intervening'``: only while it holds the controls, so that once its help
+has tapered off the reward classifier alone judges success).
 
 Schedules (``teleop.schedule``; ``p`` = ``teleop.intervention_prob``, ``n`` = ``teleop.period_steps``):
 
@@ -30,6 +32,7 @@ from configs.env import EnvConfig
 from configs.errors import UserError
 
 SCHEDULES = ("always", "periodic", "random", "decay")
+PRESS_SUCCESS = ("always", "intervening")
 
 
 class Expert(Protocol):
@@ -86,7 +89,12 @@ class ScriptedHuman(InterventionSource):
     name = "scripted"
 
     def __init__(
-        self, expert: Expert, schedule: InterventionSchedule, failure_prob: float = 0.0, seed: int = 0
+        self,
+        expert: Expert,
+        schedule: InterventionSchedule,
+        failure_prob: float = 0.0,
+        seed: int = 0,
+        press_success: str = "always",
     ) -> None:
         super().__init__()
         if not 0.0 <= failure_prob <= 1.0:
@@ -94,6 +102,9 @@ class ScriptedHuman(InterventionSource):
         self.expert = expert
         self.schedule = schedule
         self.failure_prob = failure_prob
+        if press_success not in PRESS_SUCCESS:
+            raise UserError(f"teleop.press_success '{press_success}': use one of {', '.join(PRESS_SUCCESS)}")
+        self.press_success = press_success
         self._miss_rng = np.random.default_rng([seed, 1])
         self.episode = -1  # reset() starts episode 0
         self.step = 0
@@ -108,17 +119,18 @@ class ScriptedHuman(InterventionSource):
             teleop.schedule, teleop.intervention_prob, teleop.period_steps, teleop.decay_rate, seed=cfg.seed
         )
         expert = ScriptedExpert(env, seed=cfg.seed)
-        return cls(expert, schedule, teleop.failure_prob, seed=cfg.seed)
+        return cls(expert, schedule, teleop.failure_prob, seed=cfg.seed, press_success=teleop.press_success)
 
     def _poll(self, obs: dict[str, Any], info: dict[str, Any]) -> InterventionState:
-        if info.get("is_success") and not self._pressed_success:
-            self._pressed_success = True
-            self.events.push(Event.SUCCESS)
         # The expert runs every step, intervening or not, so its phase (approach, descend, grasp,
         # lift) follows the arm wherever the policy took it.
         action = np.asarray(self.expert.act(obs, info), dtype=np.float32)
         intervening = self.schedule.intervening(max(self.episode, 0), self.step)
         self.step += 1
+        pressing = self.press_success == "always" or intervening
+        if info.get("is_success") and not self._pressed_success and pressing:
+            self._pressed_success = True
+            self.events.push(Event.SUCCESS)
         return InterventionState(is_intervening=intervening, action=action)
 
     def reset(self) -> None:
