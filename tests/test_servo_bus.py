@@ -157,16 +157,16 @@ def test_sdk_sync_write_moves_servos_only_with_torque(sdk_bus):
         reader.addParam(servo_id)
 
     def present() -> dict[int, int]:
-        assert reader.txRxPacket() == scs.COMM_SUCCESS
+        assert answered(port, lambda: (reader.txRxPacket(),), 0)[0] == scs.COMM_SUCCESS
         return {i: reader.getData(i, 56, 2) for i in goals}
 
     time.sleep(0.1)
     assert set(present().values()) == {2048}  # torque off: goals stored, shafts passive
     for servo_id in goals:
-        packets.write1ByteTxRx(port, servo_id, 40, 1)
+        assert answered(port, lambda servo_id=servo_id: packets.write1ByteTxRx(port, servo_id, 40, 1), 0)[0] == 0
     writer.txPacket()  # torque on held the present position; send the goals again
     assert wait_until(lambda: present() == goals)
-    assert all(packets.read1ByteTxRx(port, i, 40)[0] == 1 for i in goals)
+    assert all(answered(port, lambda i=i: packets.read1ByteTxRx(port, i, 40))[0] == 1 for i in goals)
 
 
 def test_sdk_sees_injected_faults(sdk_bus):
