@@ -45,7 +45,8 @@ class DemoConfig:
     number_of_steps_after_success frames after a success are non-terminal reward-1 steps."""
     near_miss_episodes: int = 0
     """Episodes in which the scripted human misses on purpose (env.teleop.failure_prob=1: hovers
-    around the cube with the gripper open, or closes it beside the cube), recorded with another
+    around the cube with the gripper open, closes it beside or above the cube, or waves the arm
+    about), recorded with another
     seed and added to the classifier's training set: the near-success negatives that clean
     demonstrations lack and that a policy otherwise learns to exploit."""
     reward: RewardTrainConfig = field(default_factory=RewardTrainConfig)

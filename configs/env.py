@@ -88,8 +88,9 @@ class TeleopConfig:
     help has tapered off, the reward classifier alone judges success)."""
     failure_prob: float = 0.0
     """Scripted human, recording: share of episodes in which it misses on purpose (hovers around the
-    cube with the gripper open, or closes it beside the cube), never pressing success: the near-miss
-    negatives a reward classifier needs besides clean demonstrations."""
+    cube with the gripper open, closes it beside or above the cube, or waves the arm about opening
+    and closing the gripper), never pressing success: the near-miss negatives a reward classifier
+    needs besides clean demonstrations."""
     takeover: str = "auto"
     """Leader arm: 'auto' (moving the leader takes over, keeping it still hands back) or 'toggle' (space key)."""
     takeover_threshold_deg: float = 5.0

@@ -138,9 +138,11 @@ class ScriptedHuman(InterventionSource):
         self.episode += 1
         self.step = 0
         self._pressed_success = False
-        from actors.robots.sim.expert import MISSES
+        miss = None
+        if self.failure_prob > 0 and self._miss_rng.random() < self.failure_prob:
+            from actors.robots.sim.expert import MISSES
 
-        missing = self.failure_prob > 0 and self._miss_rng.random() < self.failure_prob
-        self.expert.miss = MISSES[int(self._miss_rng.integers(len(MISSES)))] if missing else None
+            miss = MISSES[int(self._miss_rng.integers(len(MISSES)))]
+        self.expert.miss = miss
         if hasattr(self.expert, "reset"):
             self.expert.reset()

@@ -190,7 +190,7 @@ class EpisodeLoop:
             # have: when our success (the classifier's, or the human's key) disagrees, the episode
             # goes on, as it would on the arm. Ending it would teach the true success as a terminal
             # failure whenever the classifier missed that frame.
-            env_succeeded = bool(next_info.get("is_success", False)) if isinstance(next_info, dict) else False
+            env_succeeded = bool(next_info.get("is_success", False))
             terminated = bool(
                 failed
                 or success_left == 0
