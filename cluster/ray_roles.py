@@ -249,6 +249,10 @@ class LearnerActor(_Threaded):
     def latest_weights(self, have_version: int):
         return self.role.latest_weights(have_version)
 
+    def catch_up(self) -> int:
+        self.ready()
+        return self.role.catch_up()
+
     def checkpoint(self) -> str:
         return str(self.role.checkpoint())
 

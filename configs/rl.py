@@ -21,6 +21,8 @@ ENV_IMAGE_KEYS = ["observation.images.front", "observation.images.wrist"]
 ENV_STATE_KEY = "observation.state"
 ENV_STATE_DIM = 18
 ENV_ACTION_DIM = 4
+PACES = ("async", "lockstep")
+EVAL_ENVS = ("separate", "shared")
 
 
 @dataclass
@@ -86,6 +88,23 @@ class RuntimeConfig:
     (<run>/eval_episodes): held-out on-policy frames on which to compare reward classifiers."""
     progress: bool = True
     """One live progress line in the terminal."""
+    pace: str = "async"
+    """How the robot and the learner share time. 'async': they run concurrently (the robot at
+    env.fps in real time on a real arm or with env.realtime, the learner as fast as
+    max_updates_per_env_step allows), so which weights act depends on timing. 'lockstep' (one
+    simulated robot): they take turns in a fixed pattern, nothing sleeps to a wall clock, every
+    random source is seeded: a seed gives bit-identical transitions, weights and evaluation
+    curves, on the in-process runner and on Ray, as fast as the machine allows."""
+    eval_every: int = 0
+    """Env steps between two periodic evaluations of the current policy (and one at step 0): the
+    learning curve in history.jsonl, TensorBoard, the Ray gauges and the progress line. 0: off."""
+    eval_every_episodes: int = 10
+    """Episodes per periodic evaluation: the policy alone (mean action, no human, no exploration
+    noise), on the same evaluation seeds every time, which training never uses."""
+    eval_env: str | None = None
+    """Where periodic evaluation runs. 'separate': a second env of the robot's actor (simulated
+    robots; takes no step from training). 'shared': the training env, between training episodes,
+    counted apart (a real arm has one). Default: separate for the simulator, shared for the arm."""
 
 
 @dataclass
@@ -168,4 +187,41 @@ class TrainRLConfig:
                 raise ConfigError(f"runtime.{name}={getattr(runtime, name)} must be at least 1")
         if runtime.total_env_steps < 0 or runtime.learning_starts < 0:
             raise ConfigError("runtime.total_env_steps and runtime.learning_starts must be >= 0")
+        self._check_pace_and_eval()
         return self
+
+    def _check_pace_and_eval(self) -> None:
+        runtime = self.runtime
+        simulated = self.env.robot.type == "sim"  # the factory refuses unknown types later
+        if runtime.pace not in PACES:
+            raise ConfigError(f"runtime.pace '{runtime.pace}': use one of {', '.join(PACES)}")
+        if runtime.pace == "lockstep":
+            if not simulated:
+                raise ConfigError(
+                    "runtime.pace=lockstep needs a simulated robot (a real arm moves in real time): "
+                    "set runtime.pace=async"
+                )
+            if runtime.num_robots != 1:
+                raise ConfigError(
+                    f"runtime.pace=lockstep runs one robot, not {runtime.num_robots}: set "
+                    "runtime.num_robots=1 or runtime.pace=async"
+                )
+            if runtime.max_updates_per_env_step <= 0:
+                raise ConfigError(
+                    "runtime.pace=lockstep needs runtime.max_updates_per_env_step > 0 (the learner's "
+                    "updates per env step); 1.0 is the default"
+                )
+        if runtime.eval_every < 0 or runtime.eval_every_episodes < 1:
+            raise ConfigError(
+                f"runtime.eval_every={runtime.eval_every} must be >= 0 and runtime.eval_every_episodes="
+                f"{runtime.eval_every_episodes} at least 1"
+            )
+        if runtime.eval_env is None:
+            runtime.eval_env = "separate" if simulated else "shared"
+        if runtime.eval_env not in EVAL_ENVS:
+            raise ConfigError(f"runtime.eval_env '{runtime.eval_env}': use one of {', '.join(EVAL_ENVS)}")
+        if runtime.eval_env == "separate" and not simulated and runtime.eval_every:
+            raise ConfigError(
+                "runtime.eval_env=separate needs a simulated robot (a real arm has one env): set "
+                "runtime.eval_env=shared to evaluate between training episodes"
+            )

@@ -149,14 +149,16 @@ class Actor(nn.Module):
         return self.mean(hidden), log_std
 
     def forward(
-        self, embedding: torch.Tensor, deterministic: bool = False
+        self, embedding: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (action in (-1, 1), log-probability (B,)); reparameterised so gradients reach the actor."""
+        """-> (action in (-1, 1), log-probability (B,)); reparameterised so gradients reach the actor.
+        ``generator``: the noise's own stream (a robot's), else torch's global one."""
         mean, log_std = self.distribution(embedding)
         if deterministic:
             pre_tanh = mean
         else:
-            pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            pre_tanh = mean + log_std.exp() * noise
         action = torch.tanh(pre_tanh)
         gaussian = -0.5 * (((pre_tanh - mean) / log_std.exp()) ** 2 + 2 * log_std + math.log(2 * math.pi))
         # log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), the numerically stable form.
@@ -210,8 +212,14 @@ class Policy(nn.Module):
         return dict(zip(keys, maps.chunk(len(keys), dim=0), strict=True))
 
     @torch.no_grad()
-    def act(self, observation: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
+    def act(
+        self,
+        observation: dict[str, torch.Tensor],
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Batched observations (images (B, 3, H, W) uint8, state (B, S)) -> actions (B, A) in the stored layout.
+        ``generator`` draws the exploration noise (default: torch's global generator).
 
         With the grasp critic the last entry is the greedy ``Gripper`` command as a float (0., 1. or 2.).
         """
@@ -221,7 +229,7 @@ class Policy(nn.Module):
             device = next(self.encoder.parameters()).device
             observation = {k: v.to(device) for k, v in observation.items()}
             embedding = self.encoder(self.features(observation), observation[self.cfg.state_key])
-            action, _ = self.actor(embedding, deterministic=deterministic)
+            action, _ = self.actor(embedding, deterministic=deterministic, generator=generator)
             if self.grasp_critic is not None:
                 # Greedy gripper, as in HIL-SERL: exploration comes from demos and interventions.
                 gripper = self.grasp_critic(embedding).argmax(dim=-1, keepdim=True).float()

@@ -112,6 +112,31 @@ def test_in_process_runner_gives_the_ray_runs_transitions(local_ray, classifier,
     np.testing.assert_array_equal(buffers[0][1], buffers[1][1])
 
 
+def test_lockstep_runs_on_ray_are_identical_and_match_the_in_process_run(local_ray, classifier, tmp_path):
+    from actors.roles.local import LocalRunner
+    from cluster.rl_run import run
+    from tests.test_lockstep import weights_sha256
+
+    def config(name):
+        return tiny_config(
+            tmp_path / name, classifier, steps=32, pace="lockstep", eval_every=16, eval_every_episodes=1
+        )
+
+    results = []
+    for name in ("ray-1", "ray-2"):
+        summary = run(config(name))
+        robot = summary["robots"][0]
+        evals = [{k: v for k, v in p.items() if k != "eval_wall_s"} for p in robot["evals"]]
+        results.append((robot["transitions_sha256"], weights_sha256(summary["export"]["state_dict"]), evals))
+    runner = LocalRunner(config("local"))
+    summary = runner.run()
+    robot = summary["robots"][0]
+    evals = [{k: v for k, v in p.items() if k != "eval_wall_s"} for p in robot["evals"]]
+    local = (robot["transitions_sha256"], weights_sha256(runner.learner.agent.policy.trainable_state_dict()), evals)
+    assert results[0] == results[1] == local
+    assert [p["env_steps"] for p in local[2]] == [0, 16, 32] and summary["learner"]["updates"] == 32 - 16
+
+
 def test_a_resource_no_node_offers_is_one_line(local_ray, tmp_path):
     from cluster.rl_run import run
 

@@ -9,12 +9,45 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cluster.report import first_step_reaching, load_history, wall_clock_s, write_report
+from cluster.report import (
+    eval_curve,
+    first_step_reaching,
+    load_history,
+    mean_curve,
+    run_summary,
+    seed_summary,
+    steps_to_level,
+    wall_clock_s,
+    write_report,
+)
+
+
+def _eval_record(
+    env_steps: float, successes: int, wall_s: float, episodes: int = 10, fps: float = 10
+) -> dict:
+    """An evaluation point as the run writes it to history.jsonl."""
+    return {
+        "env_steps": env_steps,
+        "wall_s": wall_s,
+        "eval_success_rate": successes / episodes,
+        "eval_successes": successes,
+        "eval_episodes": episodes,
+        "eval_mean_return": successes / episodes,
+        "eval_mean_length": 20.0,
+        "eval_policy_version": int(env_steps // 2),
+        "robot_time_s": env_steps / fps,
+    }
 
 
 def _history(
-    n: int, success_end: float, agreement: bool, loss_keys=("critic_loss", "actor_loss", "temperature")
+    n: int,
+    success_end: float,
+    agreement: bool,
+    loss_keys=("critic_loss", "actor_loss", "temperature"),
+    evals: dict[int, int] | None = None,
 ):
+    """Monitor records every 100 env steps and 3 s; ``evals`` {i: successes of 10} adds an evaluation point
+    at record i's env steps, 1 s after it."""
     records = []
     for i in range(n):
         frac = i / (n - 1)
@@ -33,12 +66,18 @@ def _history(
         for key in loss_keys:
             record[f"loss/{key}"] = 1.0 / (1 + i)
         records.append(record)
+        if evals and i in evals:
+            records.append(_eval_record(100.0 * i, evals[i], 3.0 * i + 1))
     return records
 
 
-def _run_folder(root: Path, name: str, history: list[dict], ev: dict | None, classifier: dict) -> Path:
+def _run_folder(
+    root: Path, name: str, history: list[dict], ev: dict | None, classifier: dict, config: dict | None = None
+) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config))
     (folder / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     (folder / "run.json").write_text(json.dumps({"name": name}))
     (folder / "classifier.json").write_text(json.dumps([classifier]))
@@ -204,3 +243,163 @@ def test_reached_uses_the_simulators_success_when_the_run_recorded_it(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| fooled |"))
     assert "| 1500 (0m45s) |" in row, row  # not 500, where the classifier first said success
     assert "`true_success_rate`" in text
+
+
+def _final_eval(successes: int, episodes: int = 50) -> dict:
+    return {"episodes": episodes, "success_rate": successes / episodes, "successes": successes}
+
+
+def _row(text: str, name: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+
+
+def test_eval_curve_headline_and_points(tmp_path):
+    runs = {
+        "classifier reward": _run_folder(
+            tmp_path,
+            "classifier",
+            _history(20, 1.0, agreement=True, evals={0: 0, 5: 4, 10: 9, 15: 10}),
+            _final_eval(45),
+            {"source": "classifier"},
+        ),
+        "sparse reward": _run_folder(
+            tmp_path,
+            "sparse",
+            _history(10, 0.5, agreement=False, evals={0: 0, 5: 3}),
+            None,
+            {"source": "sparse"},
+        ),
+        "no evals": _run_folder(
+            tmp_path, "none", _history(10, 0.5, agreement=False), None, {"source": "sparse"}
+        ),
+    }
+    out = tmp_path / "report"
+    text = write_report(out, runs, None).read_text()
+    eval_col = "steps to 90 % (eval): env steps (robot time, wall-clock)"
+    assert eval_col in text.splitlines()[4]  # the runs table's header
+    assert _row(text, "classifier reward").endswith(
+        "| 90% (45/50) | 1900 | 0m57s | 1800 (0m54s) | 81% -> 5% | 1000 (robot 1m40s, wall-clock 0m31s) |"
+    )
+    assert _row(text, "sparse reward").endswith("| not reached | 76% -> 5% | not reached |")
+    assert _row(text, "no evals").endswith("| not reached | 76% -> 5% | - |")
+    heads = [text.index(h) for h in ("## Runs", "## Evaluation success", "## Untrained policy", "## Figures")]
+    assert heads == sorted(heads)
+    assert "## Seeds" not in text
+    links = _linked_pngs(text)
+    assert links[0] == "plots/eval_curve.png"
+    with Image.open(out / links[0]) as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] > 3 * image.size[1]  # three subplots side by side
+    assert "No evaluation points (no curve): no evals." in text
+    table = text.split(
+        "| run | env steps | robot time | wall-clock | success (k/K) |\n|---|---|---|---|---|\n"
+    )[1]
+    assert table.split("\n\n")[0].splitlines() == [
+        "| classifier reward | 0 | 0m00s | 0m01s | 0% (0/10) |",
+        "| classifier reward | 500 | 0m50s | 0m16s | 40% (4/10) |",
+        "| classifier reward | 1000 | 1m40s | 0m31s | 90% (9/10) |",
+        "| classifier reward | 1500 | 2m30s | 0m46s | 100% (10/10) |",
+        "| sparse reward | 0 | 0m00s | 0m01s | 0% (0/10) |",
+        "| sparse reward | 500 | 0m50s | 0m16s | 30% (3/10) |",
+    ]
+
+
+def test_no_eval_points_no_figure(tmp_path, runs):
+    text = write_report(tmp_path / "report", runs, None).read_text()
+    assert "No run records evaluation points" in text
+    assert not (tmp_path / "report" / "plots" / "eval_curve.png").exists()
+    assert _row(text, "sparse reward").endswith("| not reached | 76% -> 5% | - |")
+
+
+def test_steps_to_level_is_the_first_eval_point_at_the_level():
+    history = _history(20, 1.0, agreement=False, evals={0: 0, 5: 4, 10: 9, 15: 10, 17: 8})
+    point = steps_to_level(history)  # 9/10 = 0.9 counts
+    assert (point["env_steps"], point["robot_time_s"], point["wall_s"]) == (1000, 100.0, 31.0)
+    assert (point["successes"], point["episodes"], point["policy_version"]) == (9, 10, 500)
+    assert steps_to_level(history, level=0.95)["env_steps"] == 1500
+    assert steps_to_level(history, level=1.01) is None
+    assert steps_to_level(_history(5, 1.0, agreement=False)) is None
+
+
+def test_eval_wall_clock_across_a_resume():
+    """wall_s restarts at 0 on resume: an eval point's wall-clock adds the finished segments."""
+    history = [
+        {"env_steps": 0.0, "wall_s": 0.0, "success_rate": 0.0},
+        _eval_record(0.0, 1, wall_s=2.0),
+        {"env_steps": 500.0, "wall_s": 50.0, "success_rate": 0.2},
+        _eval_record(480.0, 5, wall_s=60.0),  # just below the monitor record before it
+        {"env_steps": 900.0, "wall_s": 100.0, "success_rate": 0.5},
+        {"env_steps": 900.0, "wall_s": 1.0, "success_rate": 0.5},  # resumed
+        _eval_record(1000.0, 9, wall_s=20.0),
+        {"env_steps": 1100.0, "wall_s": 30.0, "success_rate": 0.8},
+    ]
+    for record in history:
+        record.pop("robot_time_s", None)  # taken from the fps instead
+    curve = eval_curve(history, fps=10)
+    assert [(p["env_steps"], p["robot_time_s"], p["wall_s"], p["successes"]) for p in curve] == [
+        (0, 0.0, 2.0, 1),
+        (480, 48.0, 60.0, 5),
+        (1000, 100.0, 120.0, 9),
+    ]
+    assert eval_curve(history)[0]["robot_time_s"] is None
+    assert wall_clock_s(history) == 130.0
+    assert steps_to_level(history, fps=10)["wall_s"] == 120.0
+
+
+def test_eval_line_last_does_not_change_run_summary(tmp_path):
+    history = _history(10, 1.0, agreement=False)
+    for record in history:
+        record["intervention_rate"] = 0.0
+    history.append(_eval_record(850.0, 10, wall_s=28.0))
+    summary = run_summary("run", _run_folder(tmp_path, "run", history, None, {"source": "sparse"}))
+    assert summary["env_steps"] == 900  # the last monitor record's, not the eval point's 850
+    assert summary["reached"] == 900 and summary["reached_wall_s"] == 27.0  # 9/9 at i = 9
+    assert summary["wall_s"] == 28.0
+    assert [p["env_steps"] for p in summary["curve"]] == [850]
+
+
+def test_seeds(tmp_path):
+    seeds = [
+        ({0: 0, 5: 5, 10: 9, 15: 10}, 40),  # reaches 0.9 at 1000
+        ({0: 0, 5: 3, 10: 7, 15: 9}, 30),  # at 1500
+        ({0: 0, 5: 2, 10: 5, 15: 6}, 20),  # never
+    ]
+    folders = [
+        _run_folder(
+            tmp_path,
+            f"seed{seed}",
+            _history(20, 1.0, agreement=False, evals=evals),
+            _final_eval(successes),
+            {"source": "sparse"},
+            config={"seed": seed, "env": {"fps": 10}},
+        )
+        for seed, (evals, successes) in enumerate(seeds)
+    ]
+    summary = seed_summary(folders)
+    assert summary["seeds"] == [0, 1, 2]
+    assert summary["final_success"] == {"mean": pytest.approx(0.6), "min": 0.4, "max": 0.8, "n": 3}
+    assert summary["steps_to_90"] == {"mean": 1250.0, "min": 1000, "max": 1500, "reached": 2, "n": 3}
+    curve = mean_curve([run_summary("s", f)["curve"] for f in folders])
+    assert [p["env_steps"] for p in curve] == [0, 500, 1000, 1500]
+    assert [p["success_rate"] for p in curve] == pytest.approx([0.0, 1 / 3, 0.7, 25 / 30])
+    single = _run_folder(
+        tmp_path, "single", _history(20, 1.0, False, evals={10: 10}), None, {"source": "sparse"}
+    )
+    out = tmp_path / "report"
+    text = write_report(out, {"sparse reward": folders, "single": single}, None).read_text()
+    assert _row(text, "sparse reward seed 0").endswith("| 1000 (robot 1m40s, wall-clock 0m31s) |")
+    assert _row(text, "sparse reward seed 1").endswith("| 1500 (robot 2m30s, wall-clock 0m46s) |")
+    assert _row(text, "sparse reward seed 2").endswith("| not reached |")
+    assert "| 80% (40/50) |" in _row(text, "sparse reward seed 0")
+    assert _row(text, "single").endswith("| 1000 (robot 1m40s, wall-clock 0m31s) |")
+    assert "## Seeds" in text and text.index("## Evaluation success") < text.index("## Seeds")
+    assert _row(text, "sparse reward") == (
+        "| sparse reward | 3 (0, 1, 2) | 60% (40%, 80%) | 1250 (1000, 1500); 2 of 3 seeds reached it |"
+    )
+    assert "| single |" not in text.split("## Seeds")[1]  # one folder: no seeds row
+    assert "Thin lines: seeds" in text
+    with Image.open(out / "plots" / "eval_curve.png") as image:
+        image.verify()
+    solo = write_report(tmp_path / "solo", {"solo": folders[:1]}, None).read_text()
+    assert "| solo seed 0 |" in solo
+    assert "| solo | 1 (0) | 80% (80%, 80%) | 1000 (1000, 1000); 1 of 1 seeds reached it |" in solo

@@ -1,6 +1,7 @@
 """Evaluation episodes: the policy alone (no human), mean action, on fresh seeds.
 
-    result = evaluate_policy(cfg, export, episodes=50)   # {"success_rate", "returns", "lengths", ...}
+    result = evaluate_policy(cfg, export, episodes=50)   # {"success_rate", "successes", "mean_return", ...}
+    evaluator = PeriodicEvaluator(cfg, act, episodes=10) # the learning curve's points during a run
 
 Success is the simulator's ground truth (``info["is_success"]``), not the classifier: evaluation
 measures the task, and the classifier's own errors are reported apart (the robots' agreement
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,18 @@ import numpy as np
 import torch
 
 from actors.intervention.base import NullSource
-from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep
+from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep, ground_truth_success
 from actors.robots.factory import make_env
+from configs.learner import LearnerConfig
 from configs.rl import TrainRLConfig
 from learner.export import apply_export
 from learner.networks import FrozenBackbone, Policy
 
 EVAL_SEED_OFFSET = 10_000
+"""The final evaluation's env seed, relative to the run's."""
+CURVE_SEED_OFFSET = 20_000
+"""The periodic evaluation's env seed, relative to the run's: seeds no training robot, demo or
+final evaluation uses (robots use seed + 1000 * index)."""
 EVAL_EPISODES = "eval_episodes"
 """The run-folder name of the recorded evaluation episodes."""
 
@@ -37,6 +44,76 @@ class _Discard:
     def end_episode(self, result: EpisodeResult) -> None: ...
 
     def discard_episode(self) -> None: ...
+
+
+def observation_batch(obs: dict[str, Any], lcfg: LearnerConfig) -> dict[str, torch.Tensor]:
+    """One env observation (images (H, W, 3) uint8) as the policy's batch of one (images (1, 3, H, W))."""
+    batch = {k: torch.from_numpy(np.ascontiguousarray(np.asarray(obs[k], dtype=np.uint8).transpose(2, 0, 1)))[None] for k in lcfg.image_keys}
+    batch[lcfg.state_key] = torch.from_numpy(np.asarray(obs[lcfg.state_key], dtype=np.float32))[None]
+    return batch
+
+
+def mean_action(policy: Policy, lcfg: LearnerConfig) -> Callable[[dict[str, Any]], np.ndarray]:
+    """The policy alone, as evaluation acts: its mean action (no exploration noise), greedy gripper."""
+    device = next(policy.encoder.parameters()).device
+
+    def act(obs: dict[str, Any]) -> np.ndarray:
+        batch = {k: v.to(device) for k, v in observation_batch(obs, lcfg).items()}
+        return policy.act(batch, deterministic=True)[0].cpu().numpy().astype(np.float32)
+
+    return act
+
+
+def summarize(results: list[EpisodeResult], wall_s: float) -> dict[str, Any]:
+    """Success rate, successes, mean return and length of evaluation episodes."""
+    successes = [r.success for r in results]
+    return {
+        "episodes": len(results),
+        "success_rate": float(np.mean(successes)) if results else 0.0,
+        "successes": int(sum(successes)),
+        "mean_return": float(np.mean([r.episode_return for r in results])) if results else 0.0,
+        "mean_length": float(np.mean([r.steps for r in results])) if results else 0.0,
+        "wall_s": wall_s,
+    }
+
+
+class PeriodicEvaluator:
+    """The learning curve's points: ``episodes`` episodes of the policy alone, the same env seeds each time.
+
+        evaluator = PeriodicEvaluator(cfg, act, episodes=10)          # its own simulated env
+        point = evaluator(env_steps=1000, version=512)                # {"env_steps", "eval_success_rate", ...}
+
+    With ``env`` given (a real arm's only env, ``runtime.eval_env='shared'``) the episodes run on it
+    unseeded and ``success`` judges them (the classifier); the caller runs them between training
+    episodes. Nothing is stored and no human acts.
+    """
+
+    def __init__(self, cfg: TrainRLConfig, act, episodes: int, env: Any = None, success=None):
+        self.env_cfg = copy.deepcopy(cfg.env)
+        self.env_cfg.realtime = False if env is None else self.env_cfg.realtime
+        self.env_cfg.seed = cfg.seed + CURVE_SEED_OFFSET if env is None else None  # None: leave a shared env's stream
+        self.own_env = env is None
+        self.env = make_env(self.env_cfg) if env is None else env
+        self.act, self.episodes = act, int(episodes)
+        self.success = success or ground_truth_success
+        self.points: list[dict[str, Any]] = []
+
+    def __call__(self, env_steps: int, version: int) -> dict[str, Any]:
+        loop = EpisodeLoop(self.env_cfg, self.env, NullSource(), policy=self.act, success=self.success)
+        start = time.perf_counter()
+        results = []
+        for _ in range(self.episodes):  # a new loop seeds its first reset: the same episodes every time
+            obs, info = loop.reset()
+            results.append(loop.run_episode(obs, info, _Discard())[0])
+        summary = summarize(results, time.perf_counter() - start)
+        point = {"env_steps": int(env_steps), "eval_policy_version": int(version)}
+        point.update({f"eval_{k}": v for k, v in summary.items()})
+        self.points.append(point)
+        return point
+
+    def close(self) -> None:
+        if self.own_env:
+            self.env.close()
 
 
 def evaluate_policy(
@@ -58,16 +135,7 @@ def evaluate_policy(
     policy = Policy(lcfg, FrozenBackbone.from_config(lcfg) if lcfg.image_keys else None).eval()
     if export is not None:
         apply_export(policy, export)
-
-    def act(obs: dict[str, Any]) -> np.ndarray:
-        batch = {
-            k: torch.from_numpy(np.ascontiguousarray(obs[k].transpose(2, 0, 1)))[None]
-            for k in lcfg.image_keys
-        }
-        batch[lcfg.state_key] = torch.from_numpy(np.asarray(obs[lcfg.state_key], dtype=np.float32))[None]
-        return policy.act(batch, deterministic=True)[0].numpy()
-
-    loop = EpisodeLoop(env_cfg, env, NullSource(), policy=act)
+    loop = EpisodeLoop(env_cfg, env, NullSource(), policy=mean_action(policy, lcfg))
     results: list[EpisodeResult] = []
     sink: Any = _Discard()
     if record_root is not None:
@@ -91,14 +159,8 @@ def evaluate_policy(
             sink.dataset.finalize()
         if own_env:
             env.close()
-    successes = [r.success for r in results]
     return {
-        "episodes": len(results),
-        "success_rate": float(np.mean(successes)) if results else 0.0,
-        "successes": int(sum(successes)),
-        "mean_return": float(np.mean([r.episode_return for r in results])) if results else 0.0,
-        "mean_length": float(np.mean([r.steps for r in results])) if results else 0.0,
+        **summarize(results, time.perf_counter() - start),
         "policy_version": None if export is None else int(export["version"]),
-        "wall_s": time.perf_counter() - start,
         "dataset": str(record_root) if record_root is not None else None,
     }

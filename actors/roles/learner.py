@@ -3,12 +3,20 @@
     role = LearnerRole(cfg, replay_peer, folder="run/checkpoints")
     role.step()                 # one update if the replay has learning_starts transitions (else no-op)
     role.latest_weights(v)      # the newest export if newer than v, else None: a latest-only mailbox
+    role.catch_up()             # lockstep: every update the replay's env steps allow, then return
 
 One ``step``: collect the batches prefetched during the previous update, ask the replay for the
 next ones (so the update never waits on sampling), run ``SACAgent.update``, then every
 ``weight_push_every`` updates replace the mailbox's export (never a queue: a slow robot skips
 versions), and every ``checkpoint_every`` updates write a learner checkpoint and ask the replay for
 a snapshot. A restarted role resumes from the newest checkpoint in ``folder``.
+
+With ``runtime.pace=lockstep`` the role never runs on its own: the robot calls ``catch_up`` after
+each env step's transition is in the replay, and it runs exactly the updates
+``max_updates_per_env_step`` allows for the transitions added so far, each on a batch sampled then
+(no prefetch, whose timing would decide what it sees). The learner's torch random stream is its
+own (``_own_rng``), so the same numbers come out whatever else runs in its process: the
+in-process runner and Ray give the same weights.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +50,12 @@ class LearnerRole:
         if agent is None:
             torch.manual_seed(cfg.learner.seed)  # the same initial policy in every process layout
         self.agent = agent or SACAgent(cfg.learner)
+        self._rng_state = torch.get_rng_state()
+        self.lockstep = cfg.runtime.pace == "lockstep"
         self.resumed_from: int | None = None
         if (self.folder / "latest").is_file():
-            load_checkpoint(self.agent, self.folder)
+            with self._own_rng():
+                load_checkpoint(self.agent, self.folder)
             self.resumed_from = self.agent.update_step
             logger.info("learner resumed from update %d", self.agent.update_step)
         self._mailbox: dict | None = None
@@ -54,6 +67,16 @@ class LearnerRole:
         self.checkpoints = 0
         self.batch_bytes = 0  # replay -> learner traffic
         self.publish()  # version 0 (or the resumed one) is available at once
+
+    @contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Run with the learner's own torch CPU random state (kept between calls, checkpointed)."""
+        with torch.random.fork_rng(devices=[]):  # the caller's global state comes back afterwards
+            torch.set_rng_state(self._rng_state)
+            try:
+                yield
+            finally:
+                self._rng_state = torch.get_rng_state()
 
     # ----------------------------------------------------------------- weights
     def publish(self) -> None:
@@ -94,9 +117,11 @@ class LearnerRole:
         call = self._prefetch or self._request()
         batches = call.result(timeout=60)
         self.batch_bytes += sum(_batch_bytes(b) for b in batches)
-        self._prefetch = self._request()  # sampled while this update runs (remote replay)
+        if not self.lockstep:
+            self._prefetch = self._request()  # sampled while this update runs (remote replay)
         start = time.perf_counter()
-        self.last_metrics = self.agent.update(iter(batches))
+        with self._own_rng():
+            self.last_metrics = self.agent.update(iter(batches))
         self.update_times.append(time.perf_counter() - start)
         del self.update_times[:-200]
         runtime = self.cfg.runtime
@@ -106,8 +131,15 @@ class LearnerRole:
             self.checkpoint()
         return True
 
+    def catch_up(self) -> int:
+        """Lockstep: run every update the replay's transitions allow; returns the update count."""
+        while self.step():
+            pass
+        return self.agent.update_step
+
     def checkpoint(self) -> Path:
-        path = save_checkpoint(self.agent, self.folder)
+        with self._own_rng():
+            path = save_checkpoint(self.agent, self.folder)
         self.checkpoints += 1
         try:
             self.replay.call("snapshot").result(timeout=300)
@@ -116,7 +148,10 @@ class LearnerRole:
         return path
 
     def run(self, stop: threading.Event, idle_s: float = 0.05) -> None:
-        """Update until ``stop`` is set; hold (and retry) while the replay is down."""
+        """Update until ``stop`` is set; hold (and retry) while the replay is down. In lockstep the
+        robot drives the updates (``catch_up``): this only waits for ``stop``."""
+        while self.lockstep and not stop.is_set():
+            stop.wait(0.5)
         while not stop.is_set():
             try:
                 if not self.step():

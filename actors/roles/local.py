@@ -3,8 +3,9 @@
     summary = LocalRunner(cfg).run()        # what the unit tests use; also a bare GPU box's runner
 
 The same ``RobotRole``, ``RewardRole``, ``ReplayRole`` and ``LearnerRole`` objects as the Ray run,
-called through ``LocalPeer``. With one robot the learner steps between env steps (deterministic
-for a seed: the in-process reference run); with several, each robot and the learner run in
+called through ``LocalPeer``. With one robot the learner steps between env steps (with
+``runtime.pace=lockstep`` the robot calls its ``catch_up`` itself, in the pattern the Ray run
+follows, and both give the same run for a seed); with several, each robot and the learner run in
 threads (torch releases the GIL in its kernels).
 
     robot ──step──▶ reward.score ──▶ transition ──▶ replay.add (chunks) ──▶ learner.step ──▶ weights
@@ -88,13 +89,19 @@ class LocalRunner:
             self.monitor.record([r.status() for r in self.robots], self.learner.status())
 
     def _learn_between_steps(self) -> None:
-        try:
-            self.learner.step()
-        except PeerUnavailable:
-            pass  # the replay is down: the learner waits, the robot holds on its own
+        if not self.learner.lockstep:  # in lockstep the robot has called catch_up already
+            try:
+                self.learner.step()
+            except PeerUnavailable:
+                pass  # the replay is down: the learner waits, the robot holds on its own
         self._record()
 
     def run(self) -> dict[str, Any]:
+        import torch
+
+        threads = torch.get_num_threads()
+        if self.cfg.runtime.torch_threads:  # as each Ray actor does: results depend on the thread count
+            torch.set_num_threads(self.cfg.runtime.torch_threads)
         try:
             if len(self.robots) == 1:
                 self.robots[0].on_step.append(self._learn_between_steps)
@@ -119,6 +126,7 @@ class LocalRunner:
             for robot in self.robots:
                 robot.close()
             self.replay.close()
+            torch.set_num_threads(threads)
         return {
             "folder": str(self.folder),
             "robots": [r.status() for r in self.robots],

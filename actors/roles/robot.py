@@ -14,10 +14,25 @@ between steps when a newer version has arrived.
 When a peer it needs is down (a failed or timed-out call) or the send queue is full, the robot
 holds a safe stop (the env's ``hold`` when it has one; the simulator simply waits) and retries;
 it goes on when the peer is back.
+
+Lockstep (``runtime.pace=lockstep``), one fixed pattern per env step t::
+
+    act with the weights applied at t-1, step, score ─▶ wait for the learner's catch_up of t-1
+    ─▶ send transition t, wait for its ack ─▶ apply the newest published weights
+    ─▶ start the learner's catch_up of t (it updates while the robot steps t+1)
+
+so the replay holds the same transitions at every update and the same weights act at every step,
+whatever the machine's speed. Exploration noise has its own seeded generator.
+
+Periodic evaluation (``runtime.eval_every``, robot 0): at every multiple of ``eval_every`` run env
+steps (and at step 0) the current weights act alone for ``eval_every_episodes`` episodes on a
+second simulated env (``eval_env='separate'``, at once) or, on a real arm, on the training env
+after the current episode (``'shared'``); nothing of it reaches the replay or the training counts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -33,6 +48,7 @@ from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep, ground_
 from actors.loop.rate import RateKeeper
 from actors.loop.record import is_realtime
 from actors.robots.factory import make_env
+from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_batch
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
 from configs.rl import TrainRLConfig
@@ -94,8 +110,11 @@ class RobotRole:
         lcfg = cfg.learner
         backbone = FrozenBackbone.from_config(lcfg) if lcfg.image_keys else None
         self.policy = Policy(lcfg, backbone).to(cfg.runtime.policy_device).eval()
+        self.noise = torch.Generator(device=cfg.runtime.policy_device).manual_seed(cfg.seed + index)
         self.version = -1
-        self.rate = RateKeeper(env_cfg.fps if is_realtime(env_cfg) else None)
+        self.lockstep = cfg.runtime.pace == "lockstep"
+        realtime = is_realtime(env_cfg) and not self.lockstep  # lockstep never sleeps to a clock
+        self.rate = RateKeeper(env_cfg.fps if realtime else None)
         self.loop = EpisodeLoop(
             env_cfg,
             self.env,
@@ -118,6 +137,7 @@ class RobotRole:
         self._seq = 0
         self._weights_call: Call | None = None
         self._weights_polled = 0.0
+        self._learner_turn: Call | None = None  # lockstep: the learner's catch_up in flight
         self._held = False
         # Counters the driver reads through status().
         self.steps = self.episodes = self.acked = self.holds = 0
@@ -125,6 +145,18 @@ class RobotRole:
         self.sent_bytes = self.weight_bytes = 0  # robot -> replay and learner -> robot traffic
         self.lag_s: list[float] = []  # publish-to-apply delay of each weight version received
         self.recent: deque[dict] = deque(maxlen=20)  # last episodes
+        self.digest = hashlib.sha256()  # of every transition sent, in order: two runs compare in one line
+        self.evaluator: PeriodicEvaluator | None = None
+        self._eval_due = False  # a 'shared' evaluation waits for the training episode's end
+        if cfg.runtime.eval_every and index == 0:
+            shared = cfg.runtime.eval_env == "shared"
+            self.evaluator = PeriodicEvaluator(
+                cfg,
+                mean_action(self.policy, lcfg),
+                cfg.runtime.eval_every_episodes,
+                env=self.env if shared else None,
+                success=self._eval_success if shared else None,
+            )
         self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}  # classifier vs the simulator's truth
         self._episode_truth: bool | None = None  # the simulator's success in this episode (None: no truth)
         self.disagreements = None  # frames the classifier got wrong, for the next classifier
@@ -139,12 +171,18 @@ class RobotRole:
 
     # ----------------------------------------------------------------- acting
     def _act(self, obs: dict[str, Any]) -> np.ndarray:
-        batch = {k: torch.from_numpy(to_chw(obs[k]))[None] for k in self.cfg.learner.image_keys}
-        batch[self.cfg.learner.state_key] = torch.from_numpy(np.asarray(obs[self.cfg.learner.state_key]))[
-            None
-        ]
-        action = self.policy.act(batch, deterministic=self.cfg.runtime.deterministic_policy)
+        batch = observation_batch(obs, self.cfg.learner)
+        action = self.policy.act(
+            batch, deterministic=self.cfg.runtime.deterministic_policy, generator=self.noise
+        )
         return action[0].cpu().numpy().astype(np.float32)
+
+    def _eval_success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
+        """A shared-env evaluation's success: the reward's judgement, logged nowhere (the real arm has no truth)."""
+        if self.cfg.reward.source == "sparse" or self.reward is None:
+            return ground_truth_success(next_obs, next_info)
+        frames = {k: next_obs[k] for k in self.cfg.learner.image_keys}
+        return bool(self.reward.call("score", frames).result(timeout=30)["success"])
 
     def _success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
         truth = ground_truth_success(next_obs, next_info) if "is_success" in next_info else None
@@ -252,17 +290,22 @@ class RobotRole:
             )
         )
         last = self._chunk[-1]
-        self.sent_bytes += sum(
-            a.nbytes for a in (*last.observation.values(), *last.next_observation.values())
-        )
+        frames = (*last.observation.values(), *last.next_observation.values())
+        self.sent_bytes += sum(a.nbytes for a in frames)
+        for array in (*frames, last.action, np.array([last.reward, last.terminated, last.truncated, last.is_intervention], dtype=np.float64)):
+            self.digest.update(np.ascontiguousarray(array).tobytes())
         self.sent_versions.append(version)
         del self.sent_versions[:-1000]
         self.steps += 1
-        if len(self._chunk) >= self.cfg.runtime.chunk_size or step.done:
-            self._enqueue(self._chunk)
-            self._chunk = []
-        self._pump()
-        self._poll_weights()
+        if self.lockstep:
+            self._take_turn()
+        else:
+            if len(self._chunk) >= self.cfg.runtime.chunk_size or step.done:
+                self._enqueue(self._chunk)
+                self._chunk = []
+            self._pump()
+            self._poll_weights()
+        self._maybe_evaluate(episode_ended=False)
         for callback in self.on_step:
             callback()
         if self.max_steps is not None and self.steps >= self.max_steps:
@@ -270,6 +313,62 @@ class RobotRole:
             raise StopRun
         if self.stop_event.is_set():
             raise StopRun
+
+    # ----------------------------------------------------------------- lockstep
+    def _take_turn(self) -> None:
+        """Lockstep's fixed pattern after an env step (see the module docstring)."""
+        self._await_learner()
+        self._enqueue(self._chunk)
+        self._chunk = []
+        while self._queue or self._inflight is not None:  # until the replay has acknowledged it
+            if self._inflight is not None:
+                try:
+                    self._inflight[0].result(timeout=60)
+                except PeerUnavailable:
+                    pass  # _pump re-queues it and holds
+            self._pump()
+        while True:
+            try:
+                self._poll_weights(block=True)
+                break
+            except PeerUnavailable:
+                self._hold("learner")
+        self._learner_turn = self.learner.call("catch_up")
+
+    def _await_learner(self) -> None:
+        """Wait for the learner's catch_up in flight; submitted again while the learner restarts."""
+        while self._learner_turn is not None:
+            try:
+                self._learner_turn.result(timeout=None)
+                self._learner_turn = None
+            except PeerUnavailable:
+                self._hold("learner")
+                self._learner_turn = self.learner.call("catch_up")
+
+    # ----------------------------------------------------------------- evaluation
+    def run_env_steps(self) -> int:
+        """The run's env steps as this robot counts them (its own times the robots: exact with one)."""
+        return self.steps * self.cfg.runtime.num_robots
+
+    def _maybe_evaluate(self, episode_ended: bool) -> None:
+        """Evaluate when a multiple of eval_every is crossed: at once on a separate env, after the
+        episode on a shared one."""
+        if self.evaluator is None:
+            return
+        every, steps = self.cfg.runtime.eval_every, self.run_env_steps()
+        if not episode_ended and steps // every > (steps - self.cfg.runtime.num_robots) // every:
+            self._eval_due = True
+        if self._eval_due and (episode_ended or self.cfg.runtime.eval_env == "separate"):
+            self._evaluate(steps)
+
+    def _evaluate(self, env_steps: int) -> None:
+        self._eval_due = False
+        point = self.evaluator(env_steps, self.version)
+        logger.info(
+            "%s: evaluation at %d env steps (policy version %d): success %d/%d",
+            self.name, env_steps, self.version, point["eval_successes"], point["eval_episodes"],
+        )
+        self.rate.restart()  # the evaluation was not a control step
 
     def end_episode(self, result: EpisodeResult) -> None:
         self.episodes += 1
@@ -309,17 +408,30 @@ class RobotRole:
                     self._poll_weights(block=True)
                 except PeerUnavailable:
                     self._hold("learner")
+            if self.evaluator is not None and not self.evaluator.points:
+                self._evaluate(self.run_env_steps())  # the curve starts with the policy it starts with
             obs, info = self.loop.reset()
             while True:
                 result, obs, info = self.loop.run_episode(obs, info, self)
                 if result.outcome == "terminate":
                     break
+                self._maybe_evaluate(episode_ended=True)
                 obs, info = self.loop.reset()
         except StopRun:
             pass
         finally:
             self.flush()
+            self._await_learner_quietly()
         return self.status()
+
+    def _await_learner_quietly(self) -> None:
+        """At the end: the last catch_up finishes (its updates belong to the run), never blocking a stop for long."""
+        call, self._learner_turn = self._learner_turn, None
+        if call is not None:
+            try:
+                call.result(timeout=300)
+            except Exception:  # noqa: BLE001  (the run is ending; the learner's own checkpoint follows)
+                logger.warning("%s: the learner's last lockstep updates did not finish", self.name)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Send what is left (the partial chunk included), waiting at most ``timeout_s``."""
@@ -339,6 +451,8 @@ class RobotRole:
             self.env.close()  # the real arm switches torque off here
             if self.disagreements is not None:
                 self.disagreements.close()
+            if self.evaluator is not None:
+                self.evaluator.close()
 
     def status(self) -> dict[str, Any]:
         recent = list(self.recent)
@@ -365,6 +479,8 @@ class RobotRole:
             "version_lag_s_p50": float(np.median(self.lag_s)) if self.lag_s else 0.0,
             "version_lag_s_max": float(max(self.lag_s)) if self.lag_s else 0.0,
             "recent": recent[-5:],
+            "evals": list(self.evaluator.points) if self.evaluator is not None else [],
+            "transitions_sha256": self.digest.hexdigest(),
         }
 
 

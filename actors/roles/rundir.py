@@ -4,7 +4,8 @@
         config.json        the resolved TrainRLConfig
         classifier.json    the classifier of every start of this run: path, weights_sha256, val metrics
         run.json           live summary: env steps, updates, success and intervention rates, checkpoint
-        history.jsonl      every monitor record (the scalars below), one JSON object a line
+        history.jsonl      every monitor record (the scalars below), one JSON object a line, and
+                           every periodic evaluation point as a line of its own (eval_* keys)
         tensorboard/       the same scalars as the progress line and the Ray dashboard gauges
         checkpoints/       learner checkpoints (learner.checkpoint)
         replay/            replay snapshot + append-only log (actors.roles.replay)
@@ -93,6 +94,8 @@ class RunMonitor:
         self._last_updates = 0
         self._last_bytes = 0
         self._last_line = 0.0
+        self._evals_written: set[tuple[str, int]] = set()
+        self.last_eval: dict[str, float] | None = None
         self.summary = json.loads(
             (folder / "run.json").read_text()
         )  # run.json is read once, written per record
@@ -147,18 +150,45 @@ class RunMonitor:
         self._last_steps, self._last_time, self._last_updates, self._last_bytes = steps, now, updates, moved
         return out
 
-    def record(self, robots: list[dict], learner: dict, reward: dict | None = None) -> dict[str, float]:
-        scalars = self.scalars(robots, learner, reward)
+    def _write(self, scalars: dict[str, float]) -> None:
+        """One history line, its TensorBoard scalars at its env step (``eval_x`` as ``eval/x``), the sinks."""
         self.history.append(scalars)
         step = int(scalars["env_steps"])
         writer = self.writer()
         for key, value in scalars.items():
-            writer.add_scalar(key, value, step)
+            writer.add_scalar("eval/" + key[5:] if key.startswith("eval_") else key, value, step)
         writer.flush()
         with open(self.folder / "history.jsonl", "a") as f:
             f.write(json.dumps(scalars) + "\n")
+        is_eval = "eval_success_rate" in scalars  # its own env_steps and wall_s must not move the run's gauges
         for sink in self.sinks:
-            sink(scalars)
+            sink({k: v for k, v in scalars.items() if k.startswith("eval_")} if is_eval else scalars)
+
+    def record_evals(self, robots: list[dict]) -> None:
+        """Each new periodic evaluation point of the robots, once: a history line, 'eval/...' in TensorBoard."""
+        for robot in robots:
+            for point in robot.get("evals") or []:
+                key = (robot["robot"], int(point["env_steps"]))
+                if key in self._evals_written:
+                    continue
+                self._evals_written.add(key)
+                record = {
+                    "env_steps": float(point["env_steps"]),
+                    "wall_s": time.monotonic() - self.start,
+                    "robot_time_s": point["env_steps"] / max(1, self.cfg.env.fps),
+                    **{k: float(v) for k, v in point.items() if k.startswith("eval_")},
+                }
+                self._write(record)
+                self.last_eval = record
+                self.summary.setdefault("evals", []).append(
+                    {"env_steps": key[1], "success_rate": record["eval_success_rate"]}
+                )
+
+    def record(self, robots: list[dict], learner: dict, reward: dict | None = None) -> dict[str, float]:
+        scalars = self.scalars(robots, learner, reward)
+        self._write(scalars)
+        self.record_evals(robots)
+        step = int(scalars["env_steps"])
         summary = self.summary
         summary.update(
             env_steps=step,
@@ -167,6 +197,7 @@ class RunMonitor:
             intervention_rate=scalars["intervention_rate"],
             last_checkpoint=_latest_checkpoint(self.folder),
             wall_s=round(scalars["wall_s"], 1),
+            transitions_sha256=[r.get("transitions_sha256") for r in robots],
         )
         _write_json(self.folder / "run.json", summary)
         if self.cfg.runtime.progress:
@@ -182,7 +213,13 @@ class RunMonitor:
             + (f" (simulator {s['true_success_rate']:.0%})" if "true_success_rate" in s else "")
             + f"  intervention {s['intervention_rate']:.0%}  "
             f"return {s['episode_return']:.2f}  replay {int(s['replay_online'])}+{int(s['replay_demo'])}  "
-            f"lag {int(s['policy_version_lag'])}   "
+            f"lag {int(s['policy_version_lag'])}"
+            + (
+                f"  eval {self.last_eval['eval_success_rate']:.0%} @{int(self.last_eval['env_steps'])}"
+                if self.last_eval
+                else ""
+            )
+            + "   "
         )
         if sys.stderr.isatty():
             sys.stderr.write(line)

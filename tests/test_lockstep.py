@@ -1,0 +1,132 @@
+"""Lock-step pacing and periodic evaluation on the in-process runner (the Ray twin is in test_ray_run).
+
+A lock-step run is a function of its config and seed: the same seed gives bit-identical
+transitions, weights and evaluation points; another seed gives others. Periodic evaluation adds
+points to the learning curve and nothing to the training replay or counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from actors.roles.local import LocalRunner
+from actors.roles.replay import ReplayRole
+from configs.errors import ConfigError
+from tests.rl_fixtures import tiny_config
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        h.update(key.encode())
+        h.update(state_dict[key].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def lockstep_run(tmp_path, name: str, seed: int, steps: int = 40, **runtime) -> dict:
+    cfg = tiny_config(
+        tmp_path / name, steps=steps, pace="lockstep", eval_every=16, eval_every_episodes=2, **runtime
+    )
+    cfg.seed = seed
+    runner = LocalRunner(cfg)
+    summary = runner.run()
+    robot = summary["robots"][0]
+    return {
+        "folder": summary["folder"],
+        "transitions": robot["transitions_sha256"],
+        "weights": weights_sha256(runner.learner.agent.policy.trainable_state_dict()),
+        "evals": robot["evals"],
+        "updates": summary["learner"]["updates"],
+        "cfg": cfg,
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lockstep")
+    return {name: lockstep_run(tmp, name, seed) for name, seed in (("a", 0), ("b", 0), ("c", 1))}
+
+
+def _strip_timing(points: list[dict]) -> list[dict]:
+    return [{k: v for k, v in p.items() if k != "eval_wall_s"} for p in points]
+
+
+def test_same_seed_same_run_bit_for_bit(runs):
+    a, b = runs["a"], runs["b"]
+    assert a["transitions"] == b["transitions"]
+    assert a["weights"] == b["weights"]
+    assert _strip_timing(a["evals"]) == _strip_timing(b["evals"])
+    # the learner did exactly max_updates_per_env_step updates per env step after learning_starts
+    assert a["updates"] == b["updates"] == 40 - 16
+
+
+def test_another_seed_another_run(runs):
+    a, c = runs["a"], runs["c"]
+    assert a["transitions"] != c["transitions"]
+    assert a["weights"] != c["weights"]
+
+
+def test_periodic_evaluation_adds_points_and_nothing_to_the_replay(runs):
+    a = runs["a"]
+    assert [p["env_steps"] for p in a["evals"]] == [0, 16, 32]
+    assert all(p["eval_episodes"] == 2 for p in a["evals"])
+    role = ReplayRole(a["cfg"].learner, f"{a['folder']}/replay")
+    try:  # 3 evaluations of 2 episodes ran, and the replay holds the 40 training steps alone
+        assert role.sizes()["added"] == 40
+    finally:
+        role.close()
+    lines = [json.loads(line) for line in open(f"{a['folder']}/history.jsonl")]
+    points = [line for line in lines if "eval_success_rate" in line]
+    assert [p["env_steps"] for p in points] == [0, 16, 32]
+    assert points[1]["robot_time_s"] == pytest.approx(16 / a["cfg"].env.fps)
+    monitor = [line for line in lines if "eval_success_rate" not in line]
+    assert monitor[-1]["env_steps"] == 40 and monitor[-1]["episodes"] >= 1
+    run = json.loads(open(f"{a['folder']}/run.json").read())
+    assert [e["env_steps"] for e in run["evals"]] == [0, 16, 32]
+    assert run["transitions_sha256"] == [a["transitions"]]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"num_robots": 2}, "lockstep runs one robot"),
+        ({"max_updates_per_env_step": 0.0}, "max_updates_per_env_step > 0"),
+        ({"pace": "fast"}, "runtime.pace 'fast'"),
+        ({"eval_every_episodes": 0}, "eval_every_episodes=0"),
+    ],
+)
+def test_pace_and_evaluation_settings_are_checked_in_one_line(tmp_path, change, message):
+    runtime = {"pace": "lockstep", **change}
+    with pytest.raises(ConfigError, match=message) as err:
+        tiny_config(tmp_path, **runtime).resolve()
+    assert "\n" not in str(err.value)
+
+
+def test_lockstep_and_a_separate_evaluation_env_need_a_simulated_robot(tmp_path):
+    cfg = tiny_config(tmp_path, pace="lockstep")
+    cfg.env.robot.type = "so101"
+    with pytest.raises(ConfigError, match="lockstep needs a simulated robot"):
+        cfg.resolve()
+    cfg = tiny_config(tmp_path, eval_every=100, eval_env="separate")
+    cfg.env.robot.type = "so101"
+    with pytest.raises(ConfigError, match="eval_env=shared"):
+        cfg.resolve()
+    cfg = tiny_config(tmp_path, eval_every=100)
+    cfg.env.robot.type = "so101"
+    cfg.resolve()
+    assert cfg.runtime.eval_env == "shared"  # a real arm evaluates between training episodes
+
+
+def test_shared_evaluation_runs_between_training_episodes(tmp_path):
+    cfg = tiny_config(tmp_path, steps=30, eval_every=10, eval_every_episodes=1, eval_env="shared")
+    summary = LocalRunner(cfg).run()
+    robot = summary["robots"][0]
+    steps = [p["env_steps"] for p in robot["evals"]]
+    # at step 0, then at the end of the 20-step episode in which 10 and 20 were crossed; the run
+    # ends at 30, inside the next episode (the final evaluation covers the end)
+    assert steps == [0, 20]
+    assert robot["env_steps"] == 30 and robot["episodes"] >= 1
