@@ -42,7 +42,7 @@ from configs.common import FeatureSpec
 from configs.demo import BUDGETS, DemoConfig
 from configs.errors import UserError
 from configs.parsing import load_config_dict, parse_config
-from configs.rl import TrainRLConfig
+from configs.rl import TrainRLConfig, seeds_argv
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +187,18 @@ def next_classifier_step(
     }
 
 
-def rl_config(cfg: DemoConfig, run_dir: Path, demos: Path, checkpoint: Path | None, source: str) -> TrainRLConfig:
-    """The HIL-SERL run's config: the demo's rl block with what the pipeline produced filled in."""
+def rl_config(
+    cfg: DemoConfig, run_dir: Path, demos: Path, checkpoint: Path | None, source: str, seed: int | None = None
+) -> TrainRLConfig:
+    """The HIL-SERL run's config: the demo's rl block with what the pipeline produced filled in
+    (``seed``: this seed's run, in its own folder ``<source>-seed<s>``)."""
     from configs.env import ProcessorConfig, RewardClassifierEnvConfig
 
     rl = copy.deepcopy(cfg.rl)
     rl.output_dir = str(run_dir / "rl")
-    rl.run_name = source
+    rl.run_name = source if seed is None else f"{source}-seed{seed}"
+    rl.seed = rl.seed if seed is None else seed
+    rl.seeds = None
     rl.resume = False
     rl.demo_dataset = str(demos)
     rl.env.task, rl.env.image_size, rl.env.fps = cfg.env.task, cfg.env.image_size, cfg.env.fps
@@ -318,7 +323,8 @@ def run(cfg: DemoConfig) -> dict:
     summary["held_out_metrics"] = report["metrics"]
     summary["plots"] = report.get("plots")
 
-    rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier")
+    seeds: list[int | None] = list(cfg.seeds) if cfg.seeds else [None]  # None: one run with rl.seed, as named before
+    rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier", seeds[0])
     rl_cls.runtime.eval_record = cfg.next_classifier  # on-policy held-out frames for the next classifier
     n_untrained = cfg.untrained_eval_episodes
     n_untrained = rl_cls.runtime.eval_episodes if n_untrained is None else n_untrained
@@ -326,12 +332,17 @@ def run(cfg: DemoConfig) -> dict:
     untrained = untrained_step(rl_cls, n_untrained) if n_untrained else None
     summary["untrained_eval"] = untrained
 
-    budget = rl_cls.runtime.total_env_steps
-    _banner(f"7/{steps} HIL-SERL run on Ray, classifier reward ({budget} env steps)")
-    runs = {CLASSIFIER_RUN: rl_step(rl_cls)}
-    if cfg.sparse_comparison:
-        _banner(f"8/{steps} the same run with the sparse reward (seed {rl_cls.seed}, {budget} env steps)")
-        runs[SPARSE_RUN] = rl_step(rl_config(cfg, run_dir, rl_demos, None, "sparse"))
+    budget, pace = rl_cls.runtime.total_env_steps, rl_cls.runtime.pace
+    runs: dict[str, list[dict]] = {CLASSIFIER_RUN: [], **({SPARSE_RUN: []} if cfg.sparse_comparison else {})}
+    for seed in seeds:
+        of_seeds = f", seed {seed} of {cfg.seeds}" if cfg.seeds else ""
+        _banner(f"7/{steps} HIL-SERL run on Ray, classifier reward ({budget} env steps, {pace}{of_seeds})")
+        if seed != seeds[0]:
+            rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier", seed)
+        runs[CLASSIFIER_RUN].append(rl_step(rl_cls))
+        if cfg.sparse_comparison:
+            _banner(f"8/{steps} the same run with the sparse reward (seed {rl_cls.seed}, {budget} env steps)")
+            runs[SPARSE_RUN].append(rl_step(rl_config(cfg, run_dir, rl_demos, None, "sparse", seed)))
     summary["rl"] = runs
 
     comparison = None
@@ -339,7 +350,7 @@ def run(cfg: DemoConfig) -> dict:
         _banner(f"{steps - 1}/{steps} the next classifier: the demos plus this run's disagreement log")
         from actors.roles.evaluate import EVAL_EPISODES
 
-        folder = Path(runs[CLASSIFIER_RUN]["folder"])
+        folder = Path(runs[CLASSIFIER_RUN][0]["folder"])  # the first seed's run
         test_sets = {"scripted held-out": held_out}
         if (folder / EVAL_EPISODES / "meta" / "info.json").is_file():
             test_sets["evaluation episodes of the final policy"] = folder / EVAL_EPISODES
@@ -348,15 +359,15 @@ def run(cfg: DemoConfig) -> dict:
         )
 
     _banner(f"{steps}/{steps} report")
-    extra = {"budget": cfg.budget}
-    for name, r in runs.items():
-        extra[f"{name}: learner updates"] = r["learner_updates"]
-        extra[f"{name}: policy version the robot acted with at the end"] = r["robot_policy_version"]
-        extra[f"{name}: largest policy weight change"] = r["policy_change"]
-    if untrained:
-        for name, r in runs.items():
+    extra = {"budget": cfg.budget, "pace": pace}
+    for setting, seed_runs in runs.items():
+        for seed, r in zip(seeds, seed_runs, strict=True):
+            name = setting if seed is None else f"{setting} seed {seed}"
+            extra[f"{name}: learner updates"] = r["learner_updates"]
+            extra[f"{name}: policy version the robot acted with at the end"] = r["robot_policy_version"]
+            extra[f"{name}: largest policy weight change"] = r["policy_change"]
             final = (r["eval"] or {}).get("success_rate")
-            if final is not None:
+            if untrained and final is not None:
                 extra[f"{name}: eval success minus untrained"] = round(final - untrained["success_rate"], 3)
     summary["wall_s"] = round(time.perf_counter() - started, 1)
     extra["demo wall-clock s (all steps)"] = summary["wall_s"]
@@ -364,7 +375,7 @@ def run(cfg: DemoConfig) -> dict:
 
     path = write_report(
         run_dir,
-        {name: Path(r["folder"]) for name, r in runs.items()},
+        {name: [Path(r["folder"]) for r in rs] if cfg.seeds else Path(rs[0]["folder"]) for name, rs in runs.items()},
         classifier_eval,
         untrained_eval=untrained,
         extra=extra,
@@ -418,12 +429,18 @@ def main(argv: list[str]) -> int:
     if not any(a == "--config_path" or a.startswith("--config_path=") for a in argv):
         argv = ["--config_path", preset_path("sim_default"), *argv]
     try:
-        cfg = parse_config(DemoConfig, argv, prog="hilserl demo")
+        cfg = parse_config(DemoConfig, seeds_argv(argv), prog="hilserl demo")
         summary = run(cfg)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for name, r in summary["rl"].items():
-        ev = r["eval"] or {}
+    from cluster.report import seed_summary
+    from cluster.rl_run import format_seed_summary
+
+    for name, rs in summary["rl"].items():
+        if cfg.seeds:
+            print(format_seed_summary(name, seed_summary([Path(r["folder"]) for r in rs])))
+            continue
+        ev = rs[0]["eval"] or {}
         print(f"{name}: eval success {ev.get('success_rate', 0.0):.0%} over {ev.get('episodes')} episodes")
     return 0

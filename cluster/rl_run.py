@@ -292,10 +292,30 @@ def run(cfg: TrainRLConfig) -> dict[str, Any]:
             ray.shutdown()
 
 
-def main(argv: list[str]) -> int:
-    """``hilserl run --config_path CFG.json [overrides]``."""
-    cfg = parse_config(TrainRLConfig, argv, prog="hilserl run")
-    summary = run(cfg)
+def run_seeds(cfg: TrainRLConfig) -> dict[str, Any]:
+    """One run per seed of ``cfg.seeds`` (folders ``<run_name>-seed<s>``), then a report of them all
+    in ``<run_name>-seeds/`` (curves, mean/min/max of final success and steps to 90 %)."""
+    import copy
+
+    from cluster.report import seed_summary, write_report
+
+    base = cfg.run_name or time.strftime("%Y%m%d-%H%M%S")
+    report_dir = Path(cfg.output_dir) / f"{base}-seeds"
+    folders = [Path(cfg.output_dir) / f"{base}-seed{s}" for s in cfg.seeds]
+    taken = [p for p in [report_dir, *folders] if p.exists() and not cfg.resume]
+    if taken:
+        raise UserError(f"run folder {taken[0]} already exists: pick another --run_name (nothing was written)")
+    summaries = []
+    for seed, folder in zip(cfg.seeds, folders, strict=True):
+        one = copy.deepcopy(cfg)
+        one.seeds, one.seed, one.run_name = None, seed, folder.name
+        logger.info("seed %d of %s: %s", seed, cfg.seeds, folder)
+        summaries.append(run(one))
+    report = write_report(report_dir, {base: folders}, None)
+    return {"seeds": list(cfg.seeds), "runs": summaries, "summary": seed_summary(folders), "report": str(report)}
+
+
+def _print_run(summary: dict[str, Any]) -> None:
     learner = summary.get("learner", {})
     robots = summary.get("robots", [])
     print(
@@ -309,6 +329,39 @@ def main(argv: list[str]) -> int:
         print(
             f"evaluation: success {ev['successes']}/{ev['episodes']} ({ev['success_rate']:.0%}) without intervention"
         )
+
+
+def format_seed_summary(name: str, summary: dict[str, Any]) -> str:
+    """One line: final success and steps to 90 % over the seeds, mean [min, max]."""
+    final, reach = summary["final_success"], summary["steps_to_90"]
+    text = f"{name}: {len(summary['seeds'])} seeds"
+    if final.get("mean") is not None:
+        text += f", final success {final['mean']:.0%} [{final['min']:.0%}, {final['max']:.0%}]"
+    if reach.get("reached"):
+        text += (
+            f", steps to 90 % {reach['mean']:.0f} [{reach['min']:.0f}, {reach['max']:.0f}] "
+            f"({reach['reached']} of {reach['n']} seeds reached it)"
+        )
+    elif reach.get("n"):
+        text += f", steps to 90 %: no seed of {reach['n']} reached it"
+    return text
+
+
+def main(argv: list[str]) -> int:
+    """``hilserl run --config_path CFG.json [overrides]`` (``--seeds 0,1,2``: a run per seed)."""
+    from configs.rl import seeds_argv
+
+    cfg = parse_config(TrainRLConfig, seeds_argv(argv), prog="hilserl run")
+    if cfg.seeds:
+        cfg.resolve()
+        out = run_seeds(cfg)
+        for summary in out["runs"]:
+            _print_run(summary)
+        print(format_seed_summary(cfg.run_name or "seeds", out["summary"]))
+        print(f"report: {out['report']}")
+        return 0
+    summary = run(cfg)
+    _print_run(summary)
     return 0
 
 

@@ -54,6 +54,10 @@ class DemoConfig:
     rl: TrainRLConfig = field(default_factory=TrainRLConfig)
     """The HIL-SERL run on Ray. Filled in by the demo: output_dir, run_name, demo_dataset (the
     recorded demos), the classifier checkpoint, env.task/image_size/fps (from env)."""
+    seeds: list[int] | None = None
+    """Seeds of the RL runs (``--seeds 0,1,2``): each setting (classifier, sparse) runs once per
+    seed and the report gives every seed's curve and the mean, min and max over the seeds.
+    Recording and the classifier are done once. None: one run with rl.seed."""
     sparse_comparison: bool = True
     """Also run the same RL run (same seed and budget) with the terminal-only sparse reward."""
     next_classifier: bool = True

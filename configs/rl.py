@@ -11,6 +11,7 @@ contradictions with one line, so no fact of a run has two sources.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from configs.env import EnvConfig, RewardClassifierEnvConfig
@@ -123,6 +124,10 @@ class TrainRLConfig:
     """LeRobot dataset of demonstrations loaded into the demo buffer at start (local root)."""
     seed: int = 0
     """The run's seed: the env's cube placements, the scripted human, the learner (one source)."""
+    seeds: list[int] | None = None
+    """Run once per seed (``--seeds 0,1,2``), each in its own folder ``<run_name>-seed<s>``, one
+    after the other, and summarize the final success and steps to 90 % over them (report.md in
+    ``<run_name>-seeds/``). None: one run with ``seed``."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Robot, teleop and processor (reward classifier, reset, gripper); the same block recording uses."""
     learner: LearnerConfig = field(default_factory=LearnerConfig)
@@ -188,6 +193,8 @@ class TrainRLConfig:
         if runtime.total_env_steps < 0 or runtime.learning_starts < 0:
             raise ConfigError("runtime.total_env_steps and runtime.learning_starts must be >= 0")
         self._check_pace_and_eval()
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ConfigError(f"seeds {self.seeds} must be distinct and at least one: e.g. --seeds 0,1,2")
         return self
 
     def _check_pace_and_eval(self) -> None:
@@ -225,3 +232,23 @@ class TrainRLConfig:
                 "runtime.eval_env=separate needs a simulated robot (a real arm has one env): set "
                 "runtime.eval_env=shared to evaluate between training episodes"
             )
+
+
+def seeds_argv(argv: list[str]) -> list[str]:
+    """``--seeds 0,1,2`` (or ``--seeds=0,1,2``) as the JSON list the config parser reads; others unchanged."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--seeds" and i + 1 < len(argv):
+            arg, i = f"--seeds={argv[i + 1]}", i + 1
+        if arg.startswith("--seeds="):
+            value = arg.split("=", 1)[1].strip()
+            if value and not value.startswith("["):
+                try:
+                    value = json.dumps([int(v) for v in value.split(",") if v.strip()])
+                except ValueError:
+                    raise ConfigError(f"--seeds={value}: give integers separated by commas, e.g. --seeds 0,1,2") from None
+            arg = f"--seeds={value}"
+        out.append(arg)
+        i += 1
+    return out

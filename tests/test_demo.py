@@ -22,18 +22,18 @@ def test_budget_presets_become_overrides_the_command_line_can_beat():
 
 @pytest.mark.slow
 def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys):
-    argv = ["demo", "--budget", "tiny", f"--output_dir={tmp_path}", "--run_name=r1"]
+    argv = ["demo", "--budget", "tiny", f"--output_dir={tmp_path}", "--run_name=r1", "--seeds", "0,1"]
     assert main(argv) == 0
     run_dir = tmp_path / "r1"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["record"]["episodes"] == 2 and summary["record_held_out"]["episodes"] == 1
     assert (run_dir / "reward_classifier" / "pretrained_model" / "model.safetensors").is_file()
     assert set(summary["held_out_metrics"]) >= {"0.5"}
-    out = capsys.readouterr().out
-    assert "no defects found" in out and "pretrained_model:" in out
 
     # The RL run trained and its weights reached the robot: fails if weights are never pushed.
-    rl = summary["rl"]["classifier reward"]
+    runs = summary["rl"]["classifier reward"]
+    assert [r["folder"].rsplit("/", 1)[1] for r in runs] == ["classifier-seed0", "classifier-seed1"]
+    rl = runs[0]
     assert rl["learner_updates"] > 0 and rl["env_steps"] >= 60
     assert rl["robot_policy_version"] > 0
     assert rl["eval"]["episodes"] == 2 and rl["eval"]["policy_version"] > 0
@@ -41,8 +41,18 @@ def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys
     assert summary["untrained_eval"]["policy_version"] is None
 
     report = (run_dir / "report.md").read_text()
-    row = next(line for line in report.splitlines() if line.startswith("| classifier reward |"))
+    row = next(line for line in report.splitlines() if line.startswith("| classifier reward seed 0 |"))
     assert re.search(r"\| \d+% \(\d+/2\) \| \d+ \|", row), row  # eval and env steps filled in
+    # The headline is the evaluation curve (lock-step, a point every 20 env steps), every seed on it.
+    assert report.index("plots/eval_curve.png") < report.index("plots/success_intervention.png")
+    for seed in (0, 1):
+        curve = [line for line in report.splitlines() if line.startswith(f"| classifier reward seed {seed} | ")]
+        steps = [line.split("|")[2].strip() for line in curve[1:]]  # the runs-table row comes first
+        assert steps == ["0", "20", "40", "60"], curve
+    assert "## Seeds" in report and re.search(r"\| classifier reward \| 2 \(0, 1\) \|", report)
+    out = capsys.readouterr().out
+    assert "no defects found" in out and "pretrained_model:" in out
+    assert "classifier reward: 2 seeds, final success" in out
     assert "Untrained policy" in report and "Success without intervention: " in report
     for png in ("success_intervention", "episode_return", "losses", "classifier_pr_curve"):
         assert (run_dir / "plots" / f"{png}.png").stat().st_size > 1000
@@ -52,7 +62,7 @@ def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys
     # and the next checkpoint are scored on the same held-out sets (or the report says why not).
     from reward.dataset_source import SourceDataset
 
-    eval_set = SourceDataset(run_dir / "rl" / "classifier" / "eval_episodes")
+    eval_set = SourceDataset(run_dir / "rl" / "classifier-seed0" / "eval_episodes")
     assert len(eval_set.lengths) == 2 and sum(eval_set.lengths.values()) >= 2
     assert "## The next classifier" in report
     comparison = summary["next_classifier"]
