@@ -130,3 +130,17 @@ def test_shared_evaluation_runs_between_training_episodes(tmp_path):
     # ends at 30, inside the next episode (the final evaluation covers the end)
     assert steps == [0, 20]
     assert robot["env_steps"] == 30 and robot["episodes"] >= 1
+
+
+def test_seeds_on_the_command_line():
+    from configs.parsing import parse_config
+    from configs.rl import TrainRLConfig, seeds_argv
+
+    assert seeds_argv(["--seeds", "0,1,2", "--seed=3"]) == ["--seeds=[0, 1, 2]", "--seed=3"]
+    assert seeds_argv(["--seeds=[4, 5]"]) == ["--seeds=[4, 5]"]
+    assert parse_config(TrainRLConfig, seeds_argv(["--seeds=7,8"])).seeds == [7, 8]
+    with pytest.raises(ConfigError, match="integers separated by commas"):
+        seeds_argv(["--seeds", "a,b"])
+    cfg = parse_config(TrainRLConfig, seeds_argv(["--seeds=1,1", "--reward.source=sparse"]))
+    with pytest.raises(ConfigError, match="must be distinct"):
+        cfg.resolve()

@@ -137,6 +137,28 @@ def test_lockstep_runs_on_ray_are_identical_and_match_the_in_process_run(local_r
     assert [p["env_steps"] for p in local[2]] == [0, 16, 32] and summary["learner"]["updates"] == 32 - 16
 
 
+def test_run_seeds_runs_each_seed_and_summarizes_them(local_ray, tmp_path, capsys):
+    import json
+
+    from cluster.rl_run import main
+
+    cfg = tiny_config(tmp_path, steps=20, pace="lockstep", eval_every=10, eval_every_episodes=1)
+    path = tmp_path / "cfg.json"
+    from configs.parsing import save_config
+
+    save_config(cfg, path)
+    assert main(["--config_path", str(path), "--seeds", "3,4", "--run_name=s", "--runtime.eval_episodes=1"]) == 0
+    out = capsys.readouterr().out
+    assert "s: 2 seeds, final success" in out and "report: " in out
+    for seed in (3, 4):
+        saved = json.loads((tmp_path / "runs" / f"s-seed{seed}" / "config.json").read_text())
+        assert saved["seed"] == seed and saved["seeds"] is None
+    report = (tmp_path / "runs" / "s-seeds" / "report.md").read_text()
+    assert "| s | 2 (3, 4) |" in report and "plots/eval_curve.png" in report
+    with pytest.raises(UserError, match="s-seeds already exists"):  # nothing is overwritten
+        main(["--config_path", str(path), "--seeds", "3,4", "--run_name=s"])
+
+
 def test_a_resource_no_node_offers_is_one_line(local_ray, tmp_path):
     from cluster.rl_run import run
 

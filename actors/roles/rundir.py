@@ -176,7 +176,7 @@ class RunMonitor:
                     "env_steps": float(point["env_steps"]),
                     "wall_s": time.monotonic() - self.start,
                     "robot_time_s": point["env_steps"] / max(1, self.cfg.env.fps),
-                    **{k: float(v) for k, v in point.items() if k.startswith("eval_")},
+                    **{k: v for k, v in point.items() if k.startswith("eval_")},
                 }
                 self._write(record)
                 self.last_eval = record
