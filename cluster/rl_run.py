@@ -374,14 +374,19 @@ def runs_main(argv: list[str]) -> int:
     if "--json" in argv:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'run':<28} {'started':<20} {'classifier':<14} {'steps':>7} {'success':>8} {'interv.':>8}  checkpoint"
+    header = (
+        f"{'run':<28} {'started':<20} {'classifier':<14} {'steps':>7} {'success':>8} {'interv.':>8} "
+        f"{'eval':>13}  checkpoint"
+    )
     print(header)
     for row in rows:
         rate = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+        ev = row.get("eval")
+        last_eval = f"{ev['success_rate']:.0%} @{ev['env_steps']}" if ev else "-"
         print(
             f"{Path(row['run']).name:<28} {str(row['started']):<20} {row['classifier_sha256'] or 'sparse':<14} "
-            f"{row['env_steps']:>7} {rate(row['success_rate']):>8} {rate(row['intervention_rate']):>8}  "
-            f"{row['last_checkpoint'] or '-'}"
+            f"{row['env_steps']:>7} {rate(row['success_rate']):>8} {rate(row['intervention_rate']):>8} "
+            f"{last_eval:>13}  {row['last_checkpoint'] or '-'}"
         )
     if not rows:
         print(f"(no runs under {root})", file=sys.stderr)

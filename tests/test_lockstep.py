@@ -88,6 +88,10 @@ def test_periodic_evaluation_adds_points_and_nothing_to_the_replay(runs):
     run = json.loads(open(f"{a['folder']}/run.json").read())
     assert [e["env_steps"] for e in run["evals"]] == [0, 16, 32]
     assert run["transitions_sha256"] == [a["transitions"]]
+    from actors.roles.rundir import list_runs
+
+    row = next(r for r in list_runs(a["cfg"].output_dir) if r["run"] == a["folder"])
+    assert row["eval"] == run["evals"][-1]  # `hilserl runs` shows the last point
 
 
 @pytest.mark.parametrize(

@@ -258,6 +258,7 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
                 "success_rate": summary.get("success_rate"),
                 "intervention_rate": summary.get("intervention_rate"),
                 "last_checkpoint": summary.get("last_checkpoint"),
+                "eval": (summary.get("evals") or [None])[-1],  # the last periodic evaluation point
             }
         )
     return rows
