@@ -148,3 +148,23 @@ def test_seeds_on_the_command_line():
     cfg = parse_config(TrainRLConfig, seeds_argv(["--seeds=1,1", "--reward.source=sparse"]))
     with pytest.raises(ConfigError, match="must be distinct"):
         cfg.resolve()
+
+
+def test_evaluation_points_reach_the_gauges_once_and_alone(tmp_path):
+    from actors.roles.rundir import RunMonitor, prepare_run_dir
+    from cluster.rl_run import _empty_robot
+
+    cfg = tiny_config(tmp_path).resolve()
+    seen: list[dict] = []
+    monitor = RunMonitor(prepare_run_dir(cfg), cfg, extra_sinks=[seen.append])
+    point = {"env_steps": 500, "eval_policy_version": 7, "eval_success_rate": 0.4, "eval_successes": 4, "eval_episodes": 10}
+    robot = {**_empty_robot(0), "env_steps": 510, "evals": [point]}
+    monitor.record([robot], {"updates": 3})
+    monitor.record([robot], {"updates": 4})  # the same point again: written once
+    monitor.close()
+    evals = [s for s in seen if "eval_success_rate" in s]
+    assert evals == [{k: v for k, v in point.items() if k.startswith("eval_")}]  # no env_steps/wall_s gauges
+    assert [s["env_steps"] for s in seen if "eval_success_rate" not in s] == [510, 510]
+    lines = [json.loads(line) for line in (monitor.folder / "history.jsonl").read_text().splitlines()]
+    assert [line["env_steps"] for line in lines] == [510, 500, 510]
+    assert lines[1]["robot_time_s"] == 50.0 and lines[1]["eval_successes"] == 4
