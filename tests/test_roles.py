@@ -200,3 +200,14 @@ def test_disagreements_become_a_labeled_dataset_train_reward_reads(tmp_path):
     again.close()
     labels = [e.columns["next.reward"].reshape(-1).tolist() for e in iter_episodes(again.root, KEYS, ["next.reward"])]
     assert labels == [[1.0, 0.0]] and (again.confirmed, again.false_positives) == (1, 1)
+
+
+def test_the_run_records_the_validation_metrics_train_reward_wrote(tmp_path):
+    from actors.roles.reward import RewardRole
+    from reward.checkpoint import load_checkpoint, save_checkpoint
+
+    model, _ = load_checkpoint(write_classifier(tmp_path / "a"))
+    metrics = {"step": 40, "eval": {"accuracy": 0.97, "f1": 0.95, "confusion_matrix": [[1, 0], [0, 1]]}}
+    path = save_checkpoint(tmp_path / "b", model, thresholds={"best_f1": 0.5}, metrics=metrics)
+    identity = RewardRole(path, KEYS, SIZE).identity()
+    assert identity["val_metrics"] == {"accuracy": 0.97, "f1": 0.95}

@@ -76,7 +76,7 @@ class RewardRole:
     def identity(self) -> dict[str, Any]:
         """What a run records about its classifier."""
         metrics = self.info.metrics or {}
-        val = metrics.get("val", metrics)
+        val = metrics.get("eval") or metrics.get("val") or metrics  # train-reward writes "eval"
         return {
             "path": str(Path(self.info.path).resolve()),
             "weights_sha256": self.info.weights_sha256,
