@@ -48,7 +48,10 @@ class _Discard:
 
 def observation_batch(obs: dict[str, Any], lcfg: LearnerConfig) -> dict[str, torch.Tensor]:
     """One env observation (images (H, W, 3) uint8) as the policy's batch of one (images (1, 3, H, W))."""
-    batch = {k: torch.from_numpy(np.ascontiguousarray(np.asarray(obs[k], dtype=np.uint8).transpose(2, 0, 1)))[None] for k in lcfg.image_keys}
+    batch = {
+        k: torch.from_numpy(np.ascontiguousarray(np.asarray(obs[k], dtype=np.uint8).transpose(2, 0, 1)))[None]
+        for k in lcfg.image_keys
+    }
     batch[lcfg.state_key] = torch.from_numpy(np.asarray(obs[lcfg.state_key], dtype=np.float32))[None]
     return batch
 

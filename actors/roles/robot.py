@@ -292,7 +292,8 @@ class RobotRole:
         last = self._chunk[-1]
         frames = (*last.observation.values(), *last.next_observation.values())
         self.sent_bytes += sum(a.nbytes for a in frames)
-        for array in (*frames, last.action, np.array([last.reward, last.terminated, last.truncated, last.is_intervention], dtype=np.float64)):
+        flags = np.array([last.reward, last.terminated, last.truncated, last.is_intervention], dtype=np.float64)
+        for array in (*frames, last.action, flags):
             self.digest.update(np.ascontiguousarray(array).tobytes())
         self.sent_versions.append(version)
         del self.sent_versions[:-1000]
