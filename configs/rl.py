@@ -126,8 +126,8 @@ class TrainRLConfig:
     """The run's seed: the env's cube placements, the scripted human, the learner (one source)."""
     seeds: list[int] | None = None
     """Run once per seed (``--seeds 0,1,2``), each in its own folder ``<run_name>-seed<s>``, one
-    after the other, and summarize the final success and steps to 90 % over them (report.md in
-    ``<run_name>-seeds/``). None: one run with ``seed``."""
+    after the other, and summarize the final success and the steps to 90 percent success over
+    them (report.md in ``<run_name>-seeds/``). None: one run with ``seed``."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Robot, teleop and processor (reward classifier, reset, gripper); the same block recording uses."""
     learner: LearnerConfig = field(default_factory=LearnerConfig)

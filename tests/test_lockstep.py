@@ -168,3 +168,11 @@ def test_evaluation_points_reach_the_gauges_once_and_alone(tmp_path):
     lines = [json.loads(line) for line in (monitor.folder / "history.jsonl").read_text().splitlines()]
     assert [line["env_steps"] for line in lines] == [510, 500, 510]
     assert lines[1]["robot_time_s"] == 50.0 and lines[1]["eval_successes"] == 4
+
+
+def test_run_help_prints(capsys):
+    from cluster.rl_run import main
+
+    with pytest.raises(SystemExit) as exit_:  # a '%' in a field's docstring breaks argparse's help
+        main(["--help"])
+    assert exit_.value.code == 0 and "--runtime.pace" in capsys.readouterr().out
