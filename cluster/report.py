@@ -141,12 +141,17 @@ def eval_curve(history: list[dict], fps: float | None = None) -> list[dict]:
                 "robot_time_s": float(robot) if _finite(robot) else None,
                 "wall_s": clock,
                 "success_rate": float(record["eval_success_rate"]),
-                "successes": record.get("eval_successes"),
-                "episodes": record.get("eval_episodes"),
+                "successes": _count(record.get("eval_successes")),
+                "episodes": _count(record.get("eval_episodes")),
                 "policy_version": record.get("eval_policy_version"),
             }
         )
     return points
+
+
+def _count(value: Any) -> int | None:
+    """An episode count as an int (histories of earlier versions wrote floats)."""
+    return int(value) if _finite(value) else None
 
 
 def steps_to_level(
@@ -343,9 +348,12 @@ def plot_eval_curves(path: Path, groups: dict[str, list[dict]], seeded: set[str]
                         label=label,
                         marker="." if len(drawn) < 30 else None,
                     )
+    from matplotlib.ticker import MaxNLocator
+
     for ax, (_, _, xlabel) in zip(axes, EVAL_AXES, strict=True):
         ax.axhline(SUCCESS_LEVEL, color="gray", linestyle="--", linewidth=0.8)
         ax.set(xlabel=xlabel, ylim=(-0.03, 1.03))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # 20,000 steps: ticks that do not collide
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("eval success (no intervention)")
     if axes[0].get_legend_handles_labels()[0]:
