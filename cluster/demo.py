@@ -434,8 +434,7 @@ def main(argv: list[str]) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from cluster.report import seed_summary
-    from cluster.rl_run import format_seed_summary
+    from cluster.report import format_seed_summary, seed_summary
 
     for name, rs in summary["rl"].items():
         if cfg.seeds:

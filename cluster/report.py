@@ -254,6 +254,22 @@ def seed_summary(folders: list[Path]) -> dict[str, Any]:
     return _seed_aggregates([run_summary(str(folder), folder) for folder in folders])
 
 
+def format_seed_summary(name: str, summary: dict[str, Any]) -> str:
+    """One line: final success and steps to 90 % over the seeds, mean [min, max]."""
+    final, reach = summary["final_success"], summary["steps_to_90"]
+    text = f"{name}: {len(summary['seeds'])} seeds"
+    if final.get("mean") is not None:
+        text += f", final success {final['mean']:.0%} [{final['min']:.0%}, {final['max']:.0%}]"
+    if reach.get("reached"):
+        text += (
+            f", steps to 90 % {reach['mean']:.0f} [{reach['min']:.0f}, {reach['max']:.0f}] "
+            f"({reach['reached']} of {reach['n']} seeds reached it)"
+        )
+    elif reach.get("n"):
+        text += f", steps to 90 %: no seed of {reach['n']} reached it"
+    return text
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 

@@ -331,24 +331,9 @@ def _print_run(summary: dict[str, Any]) -> None:
         )
 
 
-def format_seed_summary(name: str, summary: dict[str, Any]) -> str:
-    """One line: final success and steps to 90 % over the seeds, mean [min, max]."""
-    final, reach = summary["final_success"], summary["steps_to_90"]
-    text = f"{name}: {len(summary['seeds'])} seeds"
-    if final.get("mean") is not None:
-        text += f", final success {final['mean']:.0%} [{final['min']:.0%}, {final['max']:.0%}]"
-    if reach.get("reached"):
-        text += (
-            f", steps to 90 % {reach['mean']:.0f} [{reach['min']:.0f}, {reach['max']:.0f}] "
-            f"({reach['reached']} of {reach['n']} seeds reached it)"
-        )
-    elif reach.get("n"):
-        text += f", steps to 90 %: no seed of {reach['n']} reached it"
-    return text
-
-
 def main(argv: list[str]) -> int:
     """``hilserl run --config_path CFG.json [overrides]`` (``--seeds 0,1,2``: a run per seed)."""
+    from cluster.report import format_seed_summary
     from configs.rl import seeds_argv
 
     cfg = parse_config(TrainRLConfig, seeds_argv(argv), prog="hilserl run")

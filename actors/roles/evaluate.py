@@ -46,12 +46,14 @@ class _Discard:
     def discard_episode(self) -> None: ...
 
 
+def to_chw(image: np.ndarray) -> np.ndarray:
+    """A camera frame (H, W, 3) as the networks' and the replay's contiguous uint8 (3, H, W)."""
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+
+
 def observation_batch(obs: dict[str, Any], lcfg: LearnerConfig) -> dict[str, torch.Tensor]:
     """One env observation (images (H, W, 3) uint8) as the policy's batch of one (images (1, 3, H, W))."""
-    batch = {
-        k: torch.from_numpy(np.ascontiguousarray(np.asarray(obs[k], dtype=np.uint8).transpose(2, 0, 1)))[None]
-        for k in lcfg.image_keys
-    }
+    batch = {k: torch.from_numpy(to_chw(obs[k]))[None] for k in lcfg.image_keys}
     batch[lcfg.state_key] = torch.from_numpy(np.asarray(obs[lcfg.state_key], dtype=np.float32))[None]
     return batch
 

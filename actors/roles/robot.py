@@ -48,7 +48,7 @@ from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep, ground_
 from actors.loop.rate import RateKeeper
 from actors.loop.record import is_realtime
 from actors.robots.factory import make_env
-from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_batch
+from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_batch, to_chw
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
 from configs.rl import TrainRLConfig
@@ -64,10 +64,6 @@ WEIGHTS_POLL_S = 0.2
 
 class StopRun(Exception):
     """Raised inside the loop when the run is asked to stop."""
-
-
-def to_chw(image: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
 
 
 class _VersionedPolicy:
