@@ -75,7 +75,10 @@ class TeleopConfig:
     calibration_dir: str | None = None
     """Folder with the leader's calibration file."""
     schedule: str = "decay"
-    """Scripted human: 'always', 'periodic', 'random' or 'decay' (intervenes less as episodes pass)."""
+    """Scripted human: 'always', 'periodic', 'random', 'decay' (intervenes less as episodes pass) or
+    'on_failure' (steps in at the first sign of failure a person can see and drives to the end)."""
+    patience_steps: int = 15
+    """Scripted human, 'on_failure': no grasp after this many steps of an episode is a failure sign."""
     intervention_prob: float = 0.5
     """Scripted human: probability/fraction of intervening."""
     period_steps: int = 10

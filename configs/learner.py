@@ -32,6 +32,17 @@ class LearnerConfig:
     action_dim: int = 4
     """Size of the stored action; with the grasp critic on, the last entry is the gripper command in {0, 1, 2} (close, stay, open: LeRobot's, learner.types.Gripper)."""
 
+    normalize_state: bool = True
+    """Scale the state vector per entry to zero mean and unit spread before the networks. The
+    entries differ by orders of magnitude (joint velocities reach ~100 deg/s, the end-effector
+    position spans centimetres), so unscaled the most useful ones are nearly invisible. The
+    statistics come from the demo dataset's ``meta/stats.json`` when the run is resolved, are stored
+    in ``state_loc``/``state_scale`` (the run's config) and travel in every checkpoint and export."""
+    state_loc: list[float] | None = None
+    """Per-entry offset subtracted from the state (filled in from the demo dataset; None: 0)."""
+    state_scale: list[float] | None = None
+    """Per-entry divisor of the state after the offset (filled in from the demo dataset; None: 1)."""
+
     # --- SAC ---
     discount: float = 0.97
     """Discount factor gamma (HIL-SERL default; the paper uses 0.96-0.985 per task)."""
@@ -91,8 +102,10 @@ class LearnerConfig:
     which the robot writes into every transition's ``complementary_info['grasp_penalty']``."""
 
     # --- augmentation ---
-    augment: bool = True
-    """DrQ-v2 random shift of every camera image (obs and next obs independently) on the learner's device."""
+    augment: bool | None = None
+    """DrQ-v2 random shift of every camera image (obs and next obs independently) on the learner's
+    device. None: on with pixel replay; with feature replay ``feature_augment`` decides (the frames
+    are gone, so pixel shifts cannot be applied there; asking for them is an error)."""
     pad: int = 4
     """Random-shift padding in pixels (replicate padding, shift in [-pad, pad])."""
 
@@ -132,8 +145,23 @@ class LearnerConfig:
             raise ConfigError(f"feature_augment='{self.feature_augment}' must be one of {list(FEATURE_AUGMENTS)}")
         if self.feature_augment == "pixel_shifts" and self.feature_shifts < 1:
             raise ConfigError(f"feature_shifts={self.feature_shifts} must be at least 1 with feature_augment='pixel_shifts'")
+        if self.augment and self.uses_feature_replay and self.feature_augment == "none":
+            raise ConfigError(
+                "learner.augment=true asks for DrQ pixel shifts, which feature replay cannot apply (it stores "
+                "backbone maps, not frames): set learner.feature_augment=pixel_shifts or map_shift, "
+                "learner.feature_cache=false, or drop learner.augment"
+            )
         if self.utd_ratio < 1:
             raise ConfigError(f"utd_ratio={self.utd_ratio} must be at least 1")
+        for name in ("state_loc", "state_scale"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.state_dim:
+                raise ConfigError(
+                    f"learner.{name} has {len(values)} entries but the state has {self.state_dim}: drop it "
+                    "(it is filled in from the demo dataset)"
+                )
+        if self.state_scale is not None and min(self.state_scale) <= 0:
+            raise ConfigError("learner.state_scale must be positive everywhere: drop it to recompute it")
         if self.grasp_critic and self.action_dim < 2:
             raise ConfigError(
                 "grasp_critic needs action_dim >= 2 (continuous dims + the gripper); turn it off"
@@ -143,6 +171,11 @@ class LearnerConfig:
     def uses_feature_replay(self) -> bool:
         """The replay stores backbone features (feature_cache on and at least one camera)."""
         return self.feature_cache and bool(self.image_keys)
+
+    @property
+    def pixel_augment(self) -> bool:
+        """DrQ shifts of pixel batches (``augment``, on unless set false)."""
+        return self.augment is not False
 
     @property
     def continuous_action_dim(self) -> int:

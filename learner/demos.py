@@ -124,3 +124,22 @@ def import_lerobot_dataset(buffer: ReplayBuffer, root: str | Path, repo_id: str 
         added += len(transitions)
     logger.info("imported %d transitions from %d episodes of %s", added, episodes, root)
     return added
+
+
+STATE_SCALE_FLOOR = 0.01
+"""An entry's scale is at least this share of its mean magnitude: an entry that never moves in the
+demos (the SO-101's wrist roll) keeps a unit-sized scale, not one that blows its jitter up."""
+
+
+def state_statistics(root: str | Path, state_key: str) -> tuple[list[float], list[float]]:
+    """(loc, scale) of the state vector over every frame of the dataset at ``root``: its mean and
+    standard deviation, the scale floored at ``STATE_SCALE_FLOOR`` x |mean| (and 1e-6)."""
+    source = SourceDataset(root)
+    if state_key not in source.features:
+        raise UserError(f"dataset {root} has no '{state_key}' column: set learner.normalize_state=false")
+    states = np.concatenate(
+        [source.episode_columns(e, [state_key])[state_key] for e in source.episodes]
+    ).astype(np.float64)
+    loc = states.mean(axis=0)
+    scale = np.maximum(states.std(axis=0), np.maximum(STATE_SCALE_FLOOR * np.abs(loc), 1e-6))
+    return loc.tolist(), scale.tolist()

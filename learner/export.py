@@ -21,12 +21,15 @@ from configs.learner import LearnerConfig
 from learner.networks import FrozenBackbone, Policy
 
 EXPORT_FORMAT = 1
+STATE_SCALING = ("encoder.state_loc", "encoder.state_scale")
 
 
 def architecture_id(state_dict: dict[str, torch.Tensor]) -> str:
-    """Hash of every key and shape: two policies accept each other's weights iff these match."""
+    """Hash of every key and shape: two policies accept each other's weights iff these match.
+    The state's scaling is left out: its shape follows the state layer's, and exports written
+    before it existed must still load (as unscaled)."""
     digest = hashlib.sha256()
-    for key in sorted(state_dict):
+    for key in sorted(k for k in state_dict if not k.endswith(STATE_SCALING)):
         digest.update(f"{key}:{tuple(state_dict[key].shape)};".encode())
     return digest.hexdigest()[:16]
 

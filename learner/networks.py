@@ -101,6 +101,11 @@ class ObservationEncoder(nn.Module):
         self.state = nn.Sequential(
             nn.Linear(cfg.state_dim, cfg.state_latent_dim), nn.LayerNorm(cfg.state_latent_dim), nn.Tanh()
         )
+        # The state's scaling is part of the weights: it travels in every checkpoint and export.
+        loc = cfg.state_loc if cfg.normalize_state and cfg.state_loc is not None else [0.0] * cfg.state_dim
+        scale = cfg.state_scale if cfg.normalize_state and cfg.state_scale is not None else [1.0] * cfg.state_dim
+        self.register_buffer("state_loc", torch.tensor(loc, dtype=torch.float32))
+        self.register_buffer("state_scale", torch.tensor(scale, dtype=torch.float32))
         self.output_dim = len(self.image_keys) * cfg.latent_dim + cfg.state_latent_dim
 
     def forward(self, features: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
@@ -108,8 +113,14 @@ class ObservationEncoder(nn.Module):
             self.projections[_module_name(k)](self.pools[_module_name(k)](features[k]))
             for k in self.image_keys
         ]
-        parts.append(self.state(state))
+        parts.append(self.state((state - self.state_loc) / self.state_scale))
         return torch.cat(parts, dim=-1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        # Weights saved before the state was scaled carry no scaling: they were trained on raw states.
+        for name, fill in (("state_loc", 0.0), ("state_scale", 1.0)):
+            state_dict.setdefault(prefix + name, torch.full_like(getattr(self, name), fill))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class CriticEnsemble(nn.Module):

@@ -94,7 +94,7 @@ class SACAgent:
 
     def augment(self, batch: Batch) -> Batch:
         """DrQ-v2 random shift of every camera frame, obs and next obs independently (on the device)."""
-        if not (self.cfg.augment and self.cfg.image_keys):
+        if not (self.cfg.pixel_augment and self.cfg.image_keys):
             return batch
         keys = self.cfg.image_keys
         frames = torch.cat([batch.observation[k] for k in keys] + [batch.next_observation[k] for k in keys])

@@ -21,6 +21,7 @@ def make_dataset(
     fps: int = 10,
     repo_id: str = "test/dataset",
     seed: int = 0,
+    state_fn: Callable[[np.random.Generator], np.ndarray] | None = None,
 ):
     """Write a LeRobotDataset (v3.0) at ``root`` and return it (finalized).
 
@@ -48,7 +49,7 @@ def make_dataset(
     for episode, length in enumerate(episode_lengths):
         for i in range(length):
             frame = {
-                "observation.state": rng.standard_normal(6).astype(np.float32),
+                "observation.state": (state_fn(rng) if state_fn else rng.standard_normal(6)).astype(np.float32),
                 "action": rng.standard_normal(4).astype(np.float32),
                 "task": "pick up the cube",
             }
@@ -85,3 +86,15 @@ def open_lerobot_dataset(root: str | Path):
 
     root = Path(root)
     return LeRobotDataset(f"local/{root.name}", root=root, video_backend="pyav")
+
+
+def write_state_dataset(root: str | Path, episode_lengths: Sequence[int] = (7, 5, 9)) -> np.ndarray:
+    """A camera-less dataset whose states have entries of very different sizes (a velocity in the
+    tens, a position in centimetres) and a constant one (90, like the SO-101's wrist roll); returns
+    every frame's state, in order."""
+    def state(rng: np.random.Generator) -> np.ndarray:
+        return np.array([30 * rng.standard_normal(), 0.2 + 0.03 * rng.standard_normal(), *rng.standard_normal(3), 90.0])
+
+    make_dataset(root, episode_lengths, cameras=(), use_videos=False, state_fn=state)
+    frames = open_lerobot_dataset(root).hf_dataset
+    return np.stack([np.asarray(frames[i]["observation.state"]) for i in range(len(frames))])

@@ -128,6 +128,7 @@ def test_exported_policy_holds_no_backbone_and_acts_identically(replay):
     assert not any("backbone" in key or key.startswith("net.") for key in export["state_dict"])
     trainable = [*agent.policy.encoder.parameters(), *agent.policy.actor.parameters()]
     trainable += list(agent.policy.grasp_critic.parameters())
+    trainable += [agent.policy.encoder.state_loc, agent.policy.encoder.state_scale]  # the state's scaling
     exported_floats = sum(v.numel() for v in export["state_dict"].values())
     assert exported_floats == sum(p.numel() for p in trainable)
     assert all(v.device.type == "cpu" for v in export["state_dict"].values())

@@ -75,6 +75,12 @@ class ScriptedExpert:
             else:
                 self._miss_offset = (self._rng.choice([-1.0, 1.0]) * self._rng.uniform(0.025, 0.035), 0.0)
 
+    def replan(self, info: dict) -> None:
+        """Take over from wherever the arm is: lift what is held, else line up above the cube again.
+        The phase machine runs while someone else drives, so its phase can be stale (say, 'close'
+        with the hand far from the cube); a takeover must never act on it."""
+        self._enter("lift" if info.get("grasped") else "approach")
+
     def act(self, obs: dict, info: dict) -> np.ndarray:
         """The next action (4,) float32 for the observation and info the env just returned."""
         if info.get("step") == 0:  # the info of a fresh reset
