@@ -202,6 +202,7 @@ def rl_config(
     rl.resume = False
     rl.demo_dataset = str(demos)
     rl.env.task, rl.env.image_size, rl.env.fps = cfg.env.task, cfg.env.image_size, cfg.env.fps
+    rl.env.video = cfg.env.video  # the recorded evaluation episodes feed the next classifier
     rl.env.mode = None
     rl.reward.source = source
     processor = rl.env.processor = rl.env.processor or ProcessorConfig()

@@ -212,6 +212,11 @@ class EnvConfig:
     """Episodes to record."""
     push_to_hub: bool = False
     """Push the recorded dataset to the hub (off by default)."""
+    video: bool = True
+    """Store camera frames as video (LeRobot's default: AV1, yuv420p, lossy) or, false, as PNG
+    images (lossless). A reward classifier trained on decoded video frames scores live frames that
+    never went through the codec; with images both are the same pixels (the simulated demo's
+    choice). The checkpoint records which it was trained on."""
     number_of_steps_after_success: int = 0
     """Keep recording this many frames, labeled success, after a success."""
     task_description: str = "pick up the cube"

@@ -160,7 +160,7 @@ def to_uint8_image(image: Any) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def dataset_features(observation: dict[str, Any], use_gripper: bool = True) -> dict[str, dict]:
+def dataset_features(observation: dict[str, Any], use_gripper: bool = True, video: bool = True) -> dict[str, dict]:
     """LeRobot features for the env's observation plus action, reward, done, the truncation and
     intervention flags and (with the gripper) the grasp penalty, as LeRobot's gym_manipulator records
     it. ``next.done`` marks both episode ends; ``complementary_info.truncated`` tells a time-limit
@@ -170,7 +170,7 @@ def dataset_features(observation: dict[str, Any], use_gripper: bool = True) -> d
         value = np.asarray(value)
         if value.ndim == 3:
             features[key] = {
-                "dtype": "video",
+                "dtype": "video" if video else "image",
                 "shape": tuple(value.shape),
                 "names": ["height", "width", "channels"],
             }
@@ -189,7 +189,7 @@ def dataset_features(observation: dict[str, Any], use_gripper: bool = True) -> d
 def observation_frame(observation: dict[str, Any], features: dict[str, dict]) -> dict[str, np.ndarray]:
     frame = {}
     for key, value in observation.items():
-        if features[key]["dtype"] == "video":
+        if features[key]["dtype"] in ("video", "image"):
             frame[key] = to_uint8_image(value)
         else:
             frame[key] = np.asarray(value, dtype=np.float32).reshape(-1)
@@ -225,14 +225,16 @@ class DatasetSink:
 
         quiet_third_party_output()
         gripper = self.cfg.processor.gripper
-        self.features = dataset_features(observation, use_gripper=gripper.use_gripper if gripper else True)
+        self.features = dataset_features(
+            observation, use_gripper=gripper.use_gripper if gripper else True, video=self.cfg.video
+        )
         self.dataset = LeRobotDataset.create(
             repo_id=self.cfg.repo_id,
             fps=self.cfg.fps,
             features=self.features,
             root=self.root,
             robot_type="so101",
-            use_videos=True,
+            use_videos=self.cfg.video,
             image_writer_threads=IMAGE_WRITER_THREADS,  # PNG writes off the control thread
         )
 
