@@ -182,6 +182,10 @@ def dataset_fingerprint(
         "reward_key": reward_key,
         "reward_sha256": sha,
         "label_hash": sha[:16],
+        # How each camera's frames are stored: 'video' (decoded, lossy) or 'image' (the exact pixels).
+        "camera_storage": {
+            k: ft.get("dtype") for k, ft in info["features"].items() if ft.get("dtype") in ("video", "image")
+        },
     }
 
 

@@ -85,3 +85,19 @@ def test_the_demo_records_images():
     for budget in ("tiny", "small", "full"):
         cfg = parse_config(DemoConfig, ["--config_path", preset_path("sim_default"), *budget_overrides(budget)])
         assert cfg.env.video is False, budget
+
+
+def test_a_classifier_trained_on_video_frames_says_so_at_run_time(tmp_path, caplog):
+    from actors.roles.reward import warn_if_trained_on_video
+    from reward.checkpoint import read_checkpoint_info
+    from reward.dataset import dataset_fingerprint
+
+    info = read_checkpoint_info(write_classifier(tmp_path / "clf", size=SIZE))
+    for storage, warned in (("image", False), ("video", True)):
+        info.metrics = {"dataset": {"camera_storage": {FRONT: "image"}, "merged": [{"camera_storage": {WRIST: storage}}]}}
+        caplog.clear()
+        assert warn_if_trained_on_video(info) is warned
+        assert ("--env.video=false" in caplog.text) is warned
+    # The fingerprint a checkpoint records names each camera's storage.
+    _record(tmp_path / "png", video=False)
+    assert dataset_fingerprint(tmp_path / "png")["camera_storage"] == {FRONT: "image", WRIST: "image"}

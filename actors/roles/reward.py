@@ -16,6 +16,7 @@ served at once: there is no wait for a batch to fill.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from configs.errors import UserError
 from learner.feature_cache import weights_sha256
 from reward.checkpoint import load_checkpoint, read_checkpoint_info
 from reward.model import camera_keys
+
+logger = logging.getLogger(__name__)
 
 
 def check_checkpoint_matches(checkpoint: str | Path, image_keys: list[str], image_size: int) -> list[str]:
@@ -67,6 +70,7 @@ class RewardRole:
         self.model = model.eval().requires_grad_(False)
         self.keys = keys
         self.info = info
+        warn_if_trained_on_video(info)
         self.threshold = float(info.success_threshold if success_threshold is None else success_threshold)
         self.success_reward = float(success_reward)
         self.device = torch.device(device)
@@ -160,3 +164,20 @@ class BatchingScorer:
             "reward_latency_p50_ms": float(np.percentile(latencies, 50) * 1e3),
             "reward_latency_p99_ms": float(np.percentile(latencies, 99) * 1e3),
         }
+
+
+def warn_if_trained_on_video(info) -> bool:  # noqa: ANN001
+    """Say so when the classifier learned from decoded video frames: the live frames it scores never
+    went through the codec (AV1 in yuv420p moved 64 px frames by 4/255 on average, up to 174), so
+    it judges other pixels than it learned from. Not refused: LeRobot records video by default."""
+    fingerprint = (info.metrics or {}).get("dataset") or {}
+    parts = [fingerprint, *fingerprint.get("merged", [])]
+    video = sorted({k for p in parts for k, v in (p.get("camera_storage") or {}).items() if v == "video"})
+    if video:
+        logger.warning(
+            "reward classifier %s learned from decoded video frames (%s) but scores live frames: record its "
+            "datasets with --env.video=false (lossless images) so it learns the pixels it will see",
+            info.path,
+            ", ".join(video),
+        )
+    return bool(video)
