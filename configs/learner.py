@@ -70,6 +70,14 @@ class LearnerConfig:
     """Entropy target; None means -action_dim / 2 (the gripper dimension included, as in HIL-SERL)."""
     backup_entropy: bool = False
     """Subtract alpha * log pi(a'|s') in the TD target (HIL-SERL: False)."""
+    bc_weight: float = 0.0
+    """Weight of a behaviour-cloning term on the human's steps (demos and interventions, the
+    ``is_intervention`` samples of each batch): the actor's mean action is pulled toward the human's
+    action (squared error), and the grasp critic gets DQfD's large-margin loss on the human's
+    gripper command. 0: HIL-SERL's pure RLPD. With few hundred env steps and a handful of demos
+    the critic alone is slow to find the 1 cm that separates a grasp from a miss."""
+    bc_margin: float = 0.8
+    """DQfD's margin: the human's gripper command must beat every other by this much in Q."""
     grad_clip_norm: float | None = None
     """Gradient-norm clip for every optimizer (None: no clipping, as in HIL-SERL)."""
 
@@ -151,6 +159,8 @@ class LearnerConfig:
                 "backbone maps, not frames): set learner.feature_augment=pixel_shifts or map_shift, "
                 "learner.feature_cache=false, or drop learner.augment"
             )
+        if self.bc_weight < 0 or self.bc_margin < 0:
+            raise ConfigError(f"learner.bc_weight={self.bc_weight} and bc_margin={self.bc_margin} must be >= 0")
         if self.utd_ratio < 1:
             raise ConfigError(f"utd_ratio={self.utd_ratio} must be at least 1")
         for name in ("state_loc", "state_scale"):

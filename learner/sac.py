@@ -88,7 +88,7 @@ class SACAgent:
             metrics |= self.update_critic(batch, embedding, next_embedding)
             self.soft_update()
             if i == self.cfg.utd_ratio - 1:
-                metrics |= self.update_actor(embedding.detach())
+                metrics |= self.update_actor(embedding.detach(), batch)
         self.update_step += 1
         return metrics
 
@@ -180,6 +180,10 @@ class SACAgent:
             grasp_loss = F.mse_loss(grasp_q, grasp_target)
             loss = loss + grasp_loss
             metrics["grasp_critic_loss"] = grasp_loss.item()
+            if self.cfg.bc_weight > 0:
+                margin = self._grasp_margin_loss(embedding, taken.squeeze(1), batch.is_intervention)
+                loss = loss + self.cfg.bc_weight * margin
+                metrics["grasp_margin_loss"] = margin.item()
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         metrics["critic_grad_norm"] = self._clip(self.critic_optimizer)
@@ -187,8 +191,18 @@ class SACAgent:
         self.critic_step += 1
         return metrics
 
-    def update_actor(self, embedding: torch.Tensor) -> dict[str, float]:
-        """Actor on a detached embedding, then the temperature toward the entropy target."""
+    def _grasp_margin_loss(self, embedding: torch.Tensor, taken: torch.Tensor, human: torch.Tensor) -> torch.Tensor:
+        """DQfD's large-margin loss on the human's steps: max_a [Q(s, a) + margin * (a != a_human)] - Q(s, a_human)."""
+        if not bool(human.any()):
+            return embedding.new_zeros(())
+        q = self.policy.grasp_critic(embedding[human])
+        chosen = taken[human]
+        margins = torch.full_like(q, self.cfg.bc_margin).scatter_(1, chosen.unsqueeze(1), 0.0)
+        return ((q + margins).max(dim=1).values - q.gather(1, chosen.unsqueeze(1)).squeeze(1)).mean()
+
+    def update_actor(self, embedding: torch.Tensor, batch: Batch | None = None) -> dict[str, float]:
+        """Actor on a detached embedding, then the temperature toward the entropy target. With
+        ``bc_weight``, plus the squared error of the mean action to the human's on the human's steps."""
         action, log_prob = self.policy.actor(embedding)
         self.critic.requires_grad_(False)  # the actor loss must not leave gradients on the critic
         try:
@@ -196,6 +210,14 @@ class SACAgent:
         finally:
             self.critic.requires_grad_(True)
         actor_loss = (self.temperature.detach() * log_prob - q).mean()
+        bc = {}
+        if self.cfg.bc_weight > 0 and batch is not None and bool(batch.is_intervention.any()):
+            human = batch.is_intervention
+            mean, _ = self.policy.actor.distribution(embedding[human])
+            target = batch.action[human, : self.cfg.continuous_action_dim].clamp(-1.0, 1.0)
+            bc_loss = F.mse_loss(torch.tanh(mean), target)
+            actor_loss = actor_loss + self.cfg.bc_weight * bc_loss
+            bc = {"bc_loss": bc_loss.item()}
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         actor_grad_norm = self._clip(self.actor_optimizer)
@@ -205,6 +227,7 @@ class SACAgent:
         temperature_loss.backward()
         self.temperature_optimizer.step()
         return {
+            **bc,
             "actor_loss": actor_loss.item(),
             "actor_grad_norm": actor_grad_norm,
             "entropy": -log_prob.mean().item(),

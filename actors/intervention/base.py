@@ -101,6 +101,11 @@ class InterventionSource:
         self.events = EventQueue()
         self._was_intervening = False
 
+    @property
+    def intervening(self) -> bool:
+        """Whether the human held the controls at the last poll (the step being executed)."""
+        return self._was_intervening
+
     def _poll(self, obs: dict[str, Any], info: dict[str, Any]) -> InterventionState:
         """The human's state this step, without events (push those to ``self.events``)."""
         return InterventionState()

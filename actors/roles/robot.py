@@ -153,7 +153,8 @@ class RobotRole:
                 env=self.env if shared else None,
                 success=self._eval_success if shared else None,
             )
-        self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}  # classifier vs the simulator's truth
+        # Classifier vs the simulator's truth on the frames the policy drove to (not the human's).
+        self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
         self._episode_truth: bool | None = None  # the simulator's success in this episode (None: no truth)
         self.disagreements = None  # frames the classifier got wrong, for the next classifier
         if folder is not None and self.cfg.reward.source == "classifier" and reward is not None:
@@ -193,7 +194,7 @@ class RobotRole:
                 break
             except PeerUnavailable:
                 self._hold("reward")
-        if truth is not None:
+        if truth is not None and not self.source.intervening:  # the policy's frames: what it is rewarded for
             key = ("t" if scored["success"] == truth else "f") + ("p" if scored["success"] else "n")
             self.agreement[key] += 1
             if key in ("fp", "fn", "tp") and self.disagreements is not None:
