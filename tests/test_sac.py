@@ -262,3 +262,30 @@ def test_bfloat16_export_is_half_the_size_and_acts_close(replay):
         atol=0.05,
         rtol=0,
     )
+
+
+def test_bc_weight_pulls_the_policy_toward_the_humans_actions(replay):
+    """With bc_weight the actor's mean action moves toward the human's on the human's steps and the
+    grasp critic ranks the human's gripper command first; without it neither is asked for."""
+
+    def human_error(agent, batch):
+        human = batch.is_intervention
+        embedding = agent.encode(agent.augment(batch))[0].detach()
+        mean, _ = agent.policy.actor.distribution(embedding[human])
+        continuous = (torch.tanh(mean) - batch.action[human, :2]).pow(2).mean().item()
+        grasp = agent.policy.grasp_critic(embedding[human]).argmax(dim=1)
+        agreement = (grasp == gripper_index(batch.action[human, -1])).float().mean().item()
+        return continuous, agreement
+
+    batch = next(replay.batches(64))
+    results = {}
+    for weight in (0.0, 1.0):
+        agent = make_agent(seed=1, bc_weight=weight, utd_ratio=1, image_keys=[])  # state only: fast
+        before = human_error(agent, batch)
+        for _ in range(150):
+            metrics = agent.update(iter([batch]))
+        results[weight] = (before, human_error(agent, batch))
+        assert ("bc_loss" in metrics) == (weight > 0) and ("grasp_margin_loss" in metrics) == (weight > 0)
+    (before, after), (_, plain) = results[1.0], results[0.0]
+    assert after[0] < 0.5 * before[0] and after[0] < 0.5 * plain[0]
+    assert after[1] == 1.0 and plain[1] < 1.0

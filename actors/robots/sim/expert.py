@@ -76,17 +76,29 @@ class ScriptedExpert:
                 self._miss_offset = (self._rng.choice([-1.0, 1.0]) * self._rng.uniform(0.025, 0.035), 0.0)
 
     def replan(self, info: dict) -> None:
-        """Take over from wherever the arm is: lift what is held, else line up above the cube again.
-        The phase machine runs while someone else drives, so its phase can be stale (say, 'close'
-        with the hand far from the cube); a takeover must never act on it."""
-        self._enter("lift" if info.get("grasped") else "approach")
-
-    def act(self, obs: dict, info: dict) -> np.ndarray:
-        """The next action (4,) float32 for the observation and info the env just returned."""
-        if info.get("step") == 0:  # the info of a fresh reset
-            self.reset()
-        cube = np.asarray(info["cube_pos"], dtype=float)
+        """Take over from wherever the arm is. The phase machine runs while someone else drives, so
+        its phase can be stale (say, 'close' with the hand far from the cube): the phase is chosen
+        again from the state. Lift what is held; close only with an open gripper at the grasp
+        point; descend only from above it; otherwise line up above the cube again. A phase that still
+        fits the state is kept, with its step count."""
+        if self.miss is not None:
+            return  # a scripted miss follows its own plan
+        grasp_xy, grasp_z = self._grasp_point(info)
         ref = np.asarray(info.get("ee_target", info["ee_pos"]), dtype=float)
+        lined_up = np.linalg.norm(grasp_xy - ref[:2]) <= 3 * self.xy_tolerance_m
+        gripper_open = info["gripper_deg"] >= self.open_deg - 5.0
+        if info["grasped"]:
+            phase = "lift"
+        elif lined_up and gripper_open:
+            phase = "close" if ref[2] - grasp_z < 0.006 else "descend"
+        else:
+            phase = "approach"
+        if phase != self.phase:
+            self._enter(phase)
+
+    def _grasp_point(self, info: dict) -> tuple[np.ndarray, float]:
+        """Where the fingertips go for this episode's grasp (or its scripted miss): (xy, z)."""
+        cube = np.asarray(info["cube_pos"], dtype=float)
         grasp_xy = self._grasp_xy(cube, float(info["cube_yaw"]), np.asarray(info["jaw_axis"], dtype=float))
         grasp_z = scene.CUBE_HALF
         if self._miss_offset is not None:
@@ -94,6 +106,15 @@ class ScriptedExpert:
             jaw = np.asarray(info["jaw_axis"], dtype=float)[:2]
             grasp_xy = grasp_xy + across * np.array([-jaw[1], jaw[0]]) / max(np.linalg.norm(jaw), 1e-9)
             grasp_z += above
+        return grasp_xy, grasp_z
+
+    def act(self, obs: dict, info: dict) -> np.ndarray:
+        """The next action (4,) float32 for the observation and info the env just returned."""
+        if info.get("step") == 0:  # the info of a fresh reset
+            self.reset()
+        cube = np.asarray(info["cube_pos"], dtype=float)
+        ref = np.asarray(info.get("ee_target", info["ee_pos"]), dtype=float)
+        grasp_xy, grasp_z = self._grasp_point(info)
         low, high = self.env.bounds_low, self.env.bounds_high
 
         # The expert may take over from a policy at any step, so the state can overrule the phase.
