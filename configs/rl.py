@@ -180,10 +180,6 @@ class TrainRLConfig:
             ENV_STATE_DIM,
             ENV_ACTION_DIM,
         )
-        if learner.normalize_state and learner.state_scale is None and self.demo_dataset:
-            from learner.demos import state_statistics
-
-            learner.state_loc, learner.state_scale = state_statistics(self.demo_dataset, learner.state_key)
         runtime = self.runtime
         for name in (
             "num_robots",

@@ -29,7 +29,7 @@ def test_the_encoder_sees_the_scaled_state():
     from learner.networks import ObservationEncoder
 
     torch.manual_seed(0)
-    scaled = ObservationEncoder(tiny_config(image_keys=[], state_loc=LOC, state_scale=SCALE))
+    scaled = ObservationEncoder(tiny_config(image_keys=[], normalize_state=True, state_loc=LOC, state_scale=SCALE))
     torch.manual_seed(0)
     raw = ObservationEncoder(tiny_config(image_keys=[]))  # same weights, no scaling
     state = torch.tensor(LOC) + torch.tensor(SCALE) * torch.randn(5, 3)
@@ -42,7 +42,7 @@ def test_the_encoder_sees_the_scaled_state():
 
 
 def test_scaling_round_trips_through_export_and_checkpoint(tmp_path):
-    scaled = tiny_config(state_loc=LOC, state_scale=SCALE)
+    scaled = tiny_config(normalize_state=True, state_loc=LOC, state_scale=SCALE)
     agent = SACAgent(scaled)
     obs = _state_batch()
     expected = agent.policy.act(obs, deterministic=True)
@@ -55,7 +55,7 @@ def test_scaling_round_trips_through_export_and_checkpoint(tmp_path):
 
     # A checkpoint restores them into a learner built with other statistics.
     save_checkpoint(agent, tmp_path / "ckpt")
-    other = SACAgent(tiny_config(state_loc=[0.0] * 3, state_scale=[9.0] * 3), backbone=backbone)
+    other = SACAgent(tiny_config(normalize_state=True, state_loc=[0.0] * 3, state_scale=[9.0] * 3), backbone=backbone)
     load_checkpoint(other, tmp_path / "ckpt")
     assert torch.equal(other.policy.encoder.state_loc, torch.tensor(LOC))
     assert torch.equal(other.policy.act(obs, deterministic=True), expected)
@@ -94,3 +94,23 @@ def test_bad_statistics_and_an_augmentation_feature_replay_cannot_apply_are_one_
     tiny_config(feature_cache=True, augment=True, feature_augment="map_shift")
     tiny_config(feature_cache=True)  # augment unset: feature_augment decides
     assert tiny_config(feature_cache=False).pixel_augment and not tiny_config(augment=False).pixel_augment
+
+
+def test_the_run_fills_the_statistics_in_once_from_its_demos(tmp_path):
+    from actors.roles.rundir import fill_state_statistics
+    from configs.errors import UserError
+    from configs.rl import TrainRLConfig
+    from tests.lerobot_data import write_state_dataset
+
+    states = write_state_dataset(tmp_path / "demos")
+    cfg = TrainRLConfig(demo_dataset=str(tmp_path / "demos"))
+    cfg.learner.state_dim = 6
+    fill_state_statistics(cfg)  # off by default: nothing filled in
+    assert cfg.learner.state_scale is None
+    cfg.learner.normalize_state = True
+    fill_state_statistics(cfg)
+    assert np.allclose(cfg.learner.state_loc, states.mean(axis=0), atol=1e-5)
+    cfg.learner.state_loc = cfg.learner.state_scale = None
+    cfg.learner.state_dim = 18
+    with pytest.raises(UserError, match="has 6 state entries but the robot has 18"):
+        fill_state_statistics(cfg)

@@ -24,7 +24,7 @@ from actors.roles.peers import Done, LocalPeer, PeerUnavailable
 from actors.roles.replay import ReplayRole
 from actors.roles.reward import RewardRole
 from actors.roles.robot import RobotRole
-from actors.roles.rundir import RunMonitor, prepare_run_dir, record_classifier
+from actors.roles.rundir import RunMonitor, fill_state_statistics, prepare_run_dir, record_classifier
 from configs.rl import TrainRLConfig
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class LocalRunner:
 
     def __init__(self, cfg: TrainRLConfig, folder: Path | None = None, envs: list | None = None):
         self.cfg = cfg.resolve()
+        fill_state_statistics(cfg)
         self.folder = folder or prepare_run_dir(cfg)
         self.reward = build_reward(cfg)
         record_classifier(

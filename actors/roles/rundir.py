@@ -40,8 +40,27 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def fill_state_statistics(cfg: TrainRLConfig) -> None:
+    """With ``learner.normalize_state``, the state's scaling from the demo dataset, once, by the
+    driver: every role gets the config with the numbers in it (a robot node may not hold the
+    demos), and ``config.json`` records them. Without demos the state goes in unscaled."""
+    learner = cfg.learner
+    if learner.normalize_state and learner.state_scale is None and cfg.demo_dataset:
+        from learner.demos import state_statistics
+
+        loc, scale = state_statistics(cfg.demo_dataset, learner.state_key)
+        if len(loc) != learner.state_dim:
+            raise UserError(
+                f"the demo dataset {cfg.demo_dataset} has {len(loc)} state entries but the robot has "
+                f"{learner.state_dim}: record the demos with this robot's env"
+            )
+        learner.state_loc, learner.state_scale = loc, scale
+
+
 def prepare_run_dir(cfg: TrainRLConfig) -> Path:
-    """The run folder: new (refused if it exists) or, with ``resume``, the existing one."""
+    """The run folder: new (refused if it exists) or, with ``resume``, the existing one. Fills in
+    the state's scaling first (``fill_state_statistics``)."""
+    fill_state_statistics(cfg)
     name = cfg.run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = Path(cfg.output_dir) / name
     if cfg.resume:
