@@ -129,3 +129,21 @@ def test_wander_opens_and_closes_the_gripper_all_over_and_an_accidental_grasp_ho
             spread.append(info["ee_pos"])
     assert commands == {0.0, 1.0, 2.0}
     assert np.ptp(np.asarray(spread)[:, :2], axis=0).min() > 0.1  # roams the workspace, not just the cube
+
+
+def test_after_a_reach_grasp_success_the_expert_holds_the_grasp_on_the_table():
+    """The frames recorded after a success are the classifier's positives; a run ends on the grasp
+    with the cube on the table, so they must show that, not a lifted cube (92 % false negatives)."""
+    cfg = EnvConfig(task="reach_grasp")
+    cfg.processor = ProcessorConfig(reset=ResetConfig(terminate_on_success=False, control_time_s=3.0))
+    env = SO101SimEnv(cfg, render=False)
+    expert = ScriptedExpert(env)
+    obs, info = env.reset(seed=4)
+    heights = []
+    for _ in range(env.max_episode_steps):
+        obs, _, terminated, truncated, info = env.step(expert.act(obs, info))
+        if info["is_success"]:
+            heights.append(info["cube_pos"][2])
+        if terminated or truncated:
+            break
+    assert len(heights) >= 10 and max(heights) < 0.02  # held on the table, success on every step

@@ -6,7 +6,9 @@ action format, [dx, dy, dz, gripper] with the gripper as 0 = close, 1 = stay, 2 
     approach  hover above the grasp point with the gripper open
     descend   lower the fingertips around the cube
     close     close the gripper until both fingers hold the cube
-    lift      raise the hand (pick_lift); on a drop, start over
+    lift      raise the hand (pick_lift; in reach_grasp hold the grasp still, so that the frames
+              recorded after a success show what success looks like at run time, where the
+              episode ends on the grasp); on a drop, start over
 
 ``miss`` makes it fail on purpose, the way a person records the negatives a reward classifier
 needs (HIL-SERL collects them by teleoperation): ``"open"`` lines up around the cube and hovers
@@ -156,8 +158,9 @@ class ScriptedExpert:
             gripper = CLOSE
             if info["grasped"] or self._phase_steps > 5:
                 self._enter("lift")
-        else:  # lift
-            goal = np.array([ref[0], ref[1], scene.CUBE_HALF + self.lift_m])
+        else:  # lift (reach_grasp: hold the grasp where it is, the task's success state)
+            lift = getattr(self.env, "task", "pick_lift") != "reach_grasp"
+            goal = np.array([ref[0], ref[1], scene.CUBE_HALF + self.lift_m]) if lift else ref.copy()
             gripper = CLOSE
             if not info["grasped"] and self._phase_steps > 3:
                 self._drops += 1
