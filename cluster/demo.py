@@ -192,7 +192,7 @@ def rl_config(
 ) -> TrainRLConfig:
     """The HIL-SERL run's config: the demo's rl block with what the pipeline produced filled in
     (``seed``: this seed's run, in its own folder ``<source>-seed<s>``)."""
-    from configs.env import ProcessorConfig, RewardClassifierEnvConfig
+    from configs.env import ProcessorConfig, ResetConfig, RewardClassifierEnvConfig
 
     rl = copy.deepcopy(cfg.rl)
     rl.output_dir = str(run_dir / "rl")
@@ -206,6 +206,9 @@ def rl_config(
     rl.env.mode = None
     rl.reward.source = source
     processor = rl.env.processor = rl.env.processor or ProcessorConfig()
+    if cfg.env.task == "pick_lift":
+        processor.reset = processor.reset or ResetConfig()
+        processor.reset.control_time_s = cfg.pick_lift_episode_s
     block = processor.reward_classifier = processor.reward_classifier or RewardClassifierEnvConfig()
     block.pretrained_path = str(checkpoint) if source == "classifier" and checkpoint else None
     rl.env.reward_classifier_pretrained_path = None
