@@ -89,6 +89,10 @@ class TeleopConfig:
     """Scripted human: when it presses the success key on the simulator's success. 'always' (a
     person watching every episode) or 'intervening' (only while it holds the controls: once the
     help has tapered off, the reward classifier alone judges success)."""
+    grasp_variety_m: float = 0.0
+    """Scripted human: vary the grasp per episode, up to this many metres above the usual grasp
+    point and 0.4x that to either side (every such grasp holds the cube). The classifier's demos
+    need it: trained on one grasp pose it called the policy's other grasps failures."""
     failure_prob: float = 0.0
     """Scripted human, recording: share of episodes in which it misses on purpose (hovers around the
     cube with the gripper open, closes it beside or above the cube, or waves the arm about opening

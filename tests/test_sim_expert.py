@@ -147,3 +147,15 @@ def test_after_a_reach_grasp_success_the_expert_holds_the_grasp_on_the_table():
         if terminated or truncated:
             break
     assert len(heights) >= 10 and max(heights) < 0.02  # held on the table, success on every step
+
+
+def test_grasp_variety_grasps_the_cube_in_varied_poses():
+    env = SO101SimEnv(task="reach_grasp", render=False)
+    expert = ScriptedExpert(env, seed=2, grasp_variety_m=0.02)
+    heights, successes = [], 0
+    for seed in range(12):
+        info, _, _, _ = _episode(env, expert, seed=seed)
+        successes += info["is_success"]
+        heights.append(info["ee_pos"][2] - info["cube_pos"][2])
+    assert successes >= 11
+    assert np.ptp(heights) > 0.008  # one grasp height would repeat within millimetres

@@ -184,7 +184,7 @@ class ScriptedHuman(InterventionSource):
         schedule = InterventionSchedule(
             teleop.schedule, teleop.intervention_prob, teleop.period_steps, teleop.decay_rate, seed=cfg.seed
         )
-        expert = ScriptedExpert(env, seed=cfg.seed)
+        expert = ScriptedExpert(env, seed=cfg.seed, grasp_variety_m=teleop.grasp_variety_m)
         watch = FailureWatch(patience_steps=teleop.patience_steps)
         return cls(
             expert, schedule, teleop.failure_prob, seed=cfg.seed, press_success=teleop.press_success, watch=watch

@@ -10,6 +10,10 @@ action format, [dx, dy, dz, gripper] with the gripper as 0 = close, 1 = stay, 2 
               recorded after a success show what success looks like at run time, where the
               episode ends on the grasp); on a drop, start over
 
+``grasp_variety_m`` varies the grasp per episode (up to that high above the usual grasp point
+and 0.4x that to either side; every such grasp holds the cube): a reward classifier that saw one
+grasp pose calls the policy's other, equally valid grasps failures.
+
 ``miss`` makes it fail on purpose, the way a person records the negatives a reward classifier
 needs (HIL-SERL collects them by teleoperation): ``"open"`` lines up around the cube and hovers
 there with the gripper open, never closing; ``"beside"`` closes the gripper a few centimetres off
@@ -53,6 +57,7 @@ class ScriptedExpert:
         xy_tolerance_m: float = 0.005,
         open_deg: float = 40.0,
         seed: int = 0,
+        grasp_variety_m: float = 0.0,
     ):
         self.env = env.unwrapped if hasattr(env, "unwrapped") else env
         self.hover_m = hover_m
@@ -60,6 +65,7 @@ class ScriptedExpert:
         self.clearance_m = clearance_m
         self.xy_tolerance_m = xy_tolerance_m
         self.open_deg = open_deg
+        self.grasp_variety_m = grasp_variety_m
         self.miss: str | None = None
         """None (succeed) or one of MISSES; kept across ``reset()``, set per episode by its owner."""
         self._rng = np.random.default_rng(seed)
@@ -71,6 +77,10 @@ class ScriptedExpert:
         self._phase_steps = 0
         self._drops = 0
         self._miss_offset = None  # miss="beside": (metres across the jaw axis, metres above the cube)
+        self._grasp_offset = None  # grasp_variety_m: this episode's (across the jaw axis, above) offset
+        if self.grasp_variety_m > 0 and self.miss is None:
+            v = self.grasp_variety_m
+            self._grasp_offset = (self._rng.uniform(-0.4 * v, 0.4 * v), self._rng.uniform(0.0, v))
         if self.miss == "beside":  # 2.5-3.5 cm in front of or behind the jaws, or 4.5-6 cm above the cube
             if self._rng.random() < 0.3:
                 self._miss_offset = (0.0, self._rng.uniform(0.045, 0.06))
@@ -103,8 +113,9 @@ class ScriptedExpert:
         cube = np.asarray(info["cube_pos"], dtype=float)
         grasp_xy = self._grasp_xy(cube, float(info["cube_yaw"]), np.asarray(info["jaw_axis"], dtype=float))
         grasp_z = scene.CUBE_HALF
-        if self._miss_offset is not None:
-            across, above = self._miss_offset
+        offset = self._miss_offset if self._miss_offset is not None else self._grasp_offset
+        if offset is not None:
+            across, above = offset
             jaw = np.asarray(info["jaw_axis"], dtype=float)[:2]
             grasp_xy = grasp_xy + across * np.array([-jaw[1], jaw[0]]) / max(np.linalg.norm(jaw), 1e-9)
             grasp_z += above
