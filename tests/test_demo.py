@@ -20,6 +20,22 @@ def test_budget_presets_become_overrides_the_command_line_can_beat():
         budget_overrides("huge")
 
 
+def test_the_rl_run_gets_the_tasks_episode_length_and_the_recordings_storage(tmp_path):
+    from pathlib import Path
+
+    from cluster.demo import DemoConfig, rl_config
+    from configs import preset_path
+    from configs.parsing import parse_config
+
+    def rl(*argv):
+        cfg = parse_config(DemoConfig, ["--config_path", preset_path("sim_default"), *argv])
+        return rl_config(cfg, tmp_path, Path("demos"), None, "sparse")
+
+    assert rl().env.processor.reset.control_time_s == 2.5 and rl().env.video is False
+    picked = rl("--env.task=pick_lift", "--pick_lift_episode_s=6")
+    assert picked.env.task == "pick_lift" and picked.env.processor.reset.control_time_s == 6.0
+
+
 @pytest.mark.slow
 def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys):
     argv = ["demo", "--budget", "tiny", f"--output_dir={tmp_path}", "--run_name=r1", "--seeds", "0,1"]
