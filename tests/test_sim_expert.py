@@ -159,3 +159,20 @@ def test_grasp_variety_grasps_the_cube_in_varied_poses():
         heights.append(info["ee_pos"][2] - info["cube_pos"][2])
     assert successes >= 11
     assert np.ptp(heights) > 0.008  # one grasp height would repeat within millimetres
+
+
+def test_with_grasp_variety_the_held_cube_is_carried_about_and_stays_held():
+    cfg = EnvConfig(task="reach_grasp")
+    cfg.processor = ProcessorConfig(reset=ResetConfig(terminate_on_success=False, control_time_s=3.0))
+    env = SO101SimEnv(cfg, render=False)
+    expert = ScriptedExpert(env, seed=1, grasp_variety_m=0.02)
+    obs, info = env.reset(seed=4)
+    held = []
+    for _ in range(env.max_episode_steps):
+        obs, _, terminated, truncated, info = env.step(expert.act(obs, info))
+        if info["is_success"]:
+            held.append(np.asarray(info["cube_pos"]))
+        if terminated or truncated:
+            break
+    held = np.array(held)
+    assert len(held) >= 10 and np.ptp(held[:, 2]) > 0.015  # carried up and about, still a success

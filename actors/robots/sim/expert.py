@@ -11,8 +11,9 @@ action format, [dx, dy, dz, gripper] with the gripper as 0 = close, 1 = stay, 2 
               episode ends on the grasp); on a drop, start over
 
 ``grasp_variety_m`` varies the grasp per episode (up to that high above the usual grasp point
-and 0.4x that to either side; every such grasp holds the cube): a reward classifier that saw one
-grasp pose calls the policy's other, equally valid grasps failures.
+and 0.4x that to either side; every such grasp holds the cube) and, in reach_grasp, carries the
+held cube about after the grasp: a reward classifier that saw one grasp pose calls the policy's
+other, equally valid grasps failures.
 
 ``miss`` makes it fail on purpose, the way a person records the negatives a reward classifier
 needs (HIL-SERL collects them by teleoperation): ``"open"`` lines up around the cube and hovers
@@ -78,6 +79,7 @@ class ScriptedExpert:
         self._drops = 0
         self._miss_offset = None  # miss="beside": (metres across the jaw axis, metres above the cube)
         self._grasp_offset = None  # grasp_variety_m: this episode's (across the jaw axis, above) offset
+        self._carry_goal = self._carry_anchor = None  # reach_grasp with grasp_variety_m: where the held cube goes
         if self.grasp_variety_m > 0 and self.miss is None:
             v = self.grasp_variety_m
             self._grasp_offset = (self._rng.uniform(-0.4 * v, 0.4 * v), self._rng.uniform(0.0, v))
@@ -169,16 +171,30 @@ class ScriptedExpert:
             gripper = CLOSE
             if info["grasped"] or self._phase_steps > 5:
                 self._enter("lift")
-        else:  # lift (reach_grasp: hold the grasp where it is, the task's success state)
+        else:  # lift (reach_grasp: hold the grasp, the task's success state; see _carry)
             lift = getattr(self.env, "task", "pick_lift") != "reach_grasp"
-            goal = np.array([ref[0], ref[1], scene.CUBE_HALF + self.lift_m]) if lift else ref.copy()
+            goal = np.array([ref[0], ref[1], scene.CUBE_HALF + self.lift_m]) if lift else self._carry(ref)
             gripper = CLOSE
             if not info["grasped"] and self._phase_steps > 3:
                 self._drops += 1
                 self._enter("approach")
         step = self.env.step_sizes
-        move = np.clip((np.clip(goal, low, high) - ref) / step, -1.0, 1.0)
+        limit = 0.5 if self._carry_goal is not None else 1.0  # a carried cube moves gently
+        move = np.clip((np.clip(goal, low, high) - ref) / step, -limit, limit)
         return np.array([*move, gripper], dtype=np.float32)
+
+    def _carry(self, ref: np.ndarray) -> np.ndarray:
+        """reach_grasp after the grasp: hold still; with ``grasp_variety_m``, after two steps carry
+        the held cube, at most 1 cm a step, to a new point every 4 steps (up to 1 cm aside, 1-5 cm up), so that the
+        success frames show the cube held anywhere, as a policy may hold it, not in one pose."""
+        if self.grasp_variety_m <= 0 or self._phase_steps <= 2:
+            self._carry_goal = None
+            return ref.copy()
+        if self._carry_goal is None or self._phase_steps % 4 == 3:
+            anchor = ref if self._carry_goal is None else self._carry_anchor
+            self._carry_anchor = anchor
+            self._carry_goal = anchor + self._rng.uniform([-0.01, -0.01, 0.01], [0.01, 0.01, 0.05])
+        return self._carry_goal
 
     def _wander_action(self, ref: np.ndarray, cube: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """miss="wander": a new goal every 4-8 steps (half of them within a few cm of the cube) and a
