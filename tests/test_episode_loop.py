@@ -68,3 +68,28 @@ def test_the_simulators_success_ends_the_episode_when_ours_agrees():
     env.close()
     assert result.terminated and sink.steps[-1].reward == 1.0
     assert len(sink.steps) == _first_true_success(sink) + 1
+
+
+def test_frames_after_a_success_stop_when_the_simulator_says_it_was_lost():
+    """A held cube that slips during the frames recorded after a success must not be labeled success."""
+    cfg = EnvConfig(task="reach_grasp", fps=10, seed=3, number_of_steps_after_success=8)
+    cfg.teleop = TeleopConfig(type="scripted", schedule="always")
+    cfg.processor = ProcessorConfig(reset=ResetConfig(control_time_s=4.0, terminate_on_success=True))
+    env = SO101SimEnv(cfg, render=False)
+    step, seen = env.step, {"n": 0}
+
+    def slipping(action):  # the truth holds for 3 steps after the first success, then is lost
+        obs, reward, terminated, truncated, info = step(action)
+        seen["n"] += bool(info["is_success"]) or seen["n"] > 0
+        if seen["n"] > 3:
+            info = {**info, "is_success": False}
+        return obs, reward, False, truncated, info
+
+    env.step = slipping
+    loop = EpisodeLoop(cfg, env, ScriptedHuman.from_config(cfg, env))
+    sink = Steps()
+    result, _, _ = loop.run_episode(*loop.reset(), sink)
+    env.close()
+    rewards = [s.reward for s in sink.steps]
+    first = rewards.index(1.0)
+    assert rewards[first:] == [1.0, 1.0, 1.0, 0.0] and result.terminated  # not 8 success frames

@@ -17,6 +17,8 @@ Rules (shared by record and RL, so a recorded demo and an online transition mean
 
 - Success with ``terminate_on_success``: reward 1 (``success_reward``), then
   ``number_of_steps_after_success`` more steps, all rewarded, and the last one is ``terminated``.
+  A simulator that reports the success lost meanwhile (a held cube slipped) ends them there, with
+  reward 0 (a real arm reports nothing, so this never fires there).
   Without it each step is rewarded by its own success signal and the episode runs to the time limit.
 - The human's failure key, or the env ending for another reason (the cube fell): ``terminated``,
   reward 0. A simulator ending on its own success counts only when our success agrees; otherwise
@@ -186,6 +188,10 @@ class EpisodeLoop:
             else:
                 success_left -= 1
                 reward = self.success_reward
+                if next_info.get("is_success") is False:
+                    # The simulator says the success was lost (a held cube slipped): these frames
+                    # would be labeled success while showing a dropped cube. End them here.
+                    reward, success_left = 0.0, 0
             # A simulator ends its episode on its own success signal, which a real robot does not
             # have: when our success (the classifier's, or the human's key) disagrees, the episode
             # goes on, as it would on the arm. Ending it would teach the true success as a terminal
