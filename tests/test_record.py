@@ -401,7 +401,7 @@ def patched(self, *args, **kwargs):
 setattr(owner, point, patched)
 from cluster.cli import main
 sys.exit(main(["record", "--config_path", "configs/sim_record.json", "--dataset_root", root, "--num_episodes", "4",
-               "--image_size", "32", "--task", "reach_grasp"]))
+               "--image_size", "32", "--task", "reach_grasp", "--video", "true"]))
 """
 
 
