@@ -41,7 +41,11 @@ from typing import Any
 
 PLOTS = "plots"
 SUCCESS_LEVEL = 0.9
-AGREEMENT_KEYS = ("classifier_false_positive_rate", "classifier_false_negative_rate")
+AGREEMENT_KEYS = (
+    "classifier_false_positive_rate",
+    "classifier_false_negative_rate",
+    "classifier_first_success_miss_rate",
+)
 METRIC_COLUMNS = (
     "threshold",
     "accuracy",

@@ -211,3 +211,37 @@ def test_the_run_records_the_validation_metrics_train_reward_wrote(tmp_path):
     path = save_checkpoint(tmp_path / "b", model, thresholds={"best_f1": 0.5}, metrics=metrics)
     identity = RewardRole(path, KEYS, SIZE).identity()
     assert identity["val_metrics"] == {"accuracy": 0.97, "f1": 0.95}
+
+
+def test_classifier_agreement_counts_the_policys_frames_and_each_episodes_grasp_frame(tmp_path, classifier):
+    """FN/FP against the simulator's truth count the frames the policy drove to; the grasp frame
+    (each episode's first true success, where a run ends when the classifier agrees) apart."""
+    from actors.roles.peers import Done
+    from actors.roles.rundir import RunMonitor
+
+    runner = LocalRunner(tiny_config(tmp_path, classifier, steps=4))
+    robot = runner.robots[0]
+    verdicts = []
+
+    class Scripted:  # the classifier's verdicts, in order
+        def call(self, method, frames):
+            return Done({"success": verdicts.pop(0), "probability": 0.5})
+
+    robot.reward, robot.disagreements = Scripted(), None
+    frame = {k: np.zeros((32, 32, 3), np.uint8) for k in robot.cfg.learner.image_keys}
+
+    def episode(steps):  # (simulator's truth, classifier's verdict, human driving)
+        robot._episode_truth = None
+        for truth, verdict, human in steps:
+            verdicts.append(verdict)
+            robot.source._was_intervening = human
+            robot._success(frame, {"is_success": truth})
+
+    episode([(False, False, False), (True, False, False), (True, True, False)])  # grasp frame missed
+    episode([(False, True, False), (True, True, False)])  # a false positive, then the grasp seen
+    episode([(True, False, True), (True, False, False)])  # the human's grasp frame is not counted
+    assert robot.agreement == {"tp": 2, "fp": 1, "fn": 2, "tn": 1, "first_tp": 1, "first_fn": 1}
+    status = robot.status()
+    point = RunMonitor(runner.folder, runner.cfg).scalars([status], runner.learner.status(), None)
+    runner.replay.close()
+    assert point["classifier_false_negative_rate"] == 0.5 and point["classifier_first_success_miss_rate"] == 0.5

@@ -154,7 +154,8 @@ class RobotRole:
                 success=self._eval_success if shared else None,
             )
         # Classifier vs the simulator's truth on the frames the policy drove to (not the human's).
-        self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+        # first_tp / first_fn: its verdict on each episode's first true success, the grasp frame.
+        self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "first_tp": 0, "first_fn": 0}
         self._episode_truth: bool | None = None  # the simulator's success in this episode (None: no truth)
         self.disagreements = None  # frames the classifier got wrong, for the next classifier
         if folder is not None and self.cfg.reward.source == "classifier" and reward is not None:
@@ -183,6 +184,7 @@ class RobotRole:
 
     def _success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
         truth = ground_truth_success(next_obs, next_info) if "is_success" in next_info else None
+        first_success = bool(truth) and not self._episode_truth  # the episode's first true success
         if truth is not None:
             self._episode_truth = bool(self._episode_truth) or truth
         if self.cfg.reward.source == "sparse" or self.reward is None:
@@ -197,6 +199,8 @@ class RobotRole:
         if truth is not None and not self.source.intervening:  # the policy's frames: what it is rewarded for
             key = ("t" if scored["success"] == truth else "f") + ("p" if scored["success"] else "n")
             self.agreement[key] += 1
+            if first_success:  # the frame a run ends on when the classifier agrees
+                self.agreement["first_" + key] += 1
             if key in ("fp", "fn", "tp") and self.disagreements is not None:
                 self.disagreements.add(next_obs, truth, scored["probability"], agreed=key == "tp")
         return bool(scored["success"])

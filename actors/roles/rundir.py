@@ -161,6 +161,11 @@ class RunMonitor:
         if negatives or positives:
             out["classifier_false_positive_rate"] = agreement["fp"] / max(1, negatives)
             out["classifier_false_negative_rate"] = agreement["fn"] / max(1, positives)
+        first = {k: sum(r["agreement"].get("first_" + k, 0) for r in robots) for k in ("tp", "fn")}
+        if first["tp"] + first["fn"]:
+            # One frame per episode: a detected grasp ends the episode on one true positive, while a
+            # missed one goes on and adds a false negative per frame the cube stays held.
+            out["classifier_first_success_miss_rate"] = first["fn"] / (first["tp"] + first["fn"])
         for key, value in learner.items():
             if key.startswith("loss/"):
                 out[key] = float(value)
