@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 
+from configs.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,12 +46,20 @@ def start_ray(
     quiet_ray_environment()
     logging_config = ray.LoggingConfig(log_level="ERROR")
     if os.environ.get("RAY_ADDRESS") or address:
-        ray.init(
-            address=None if os.environ.get("RAY_ADDRESS") else address,
-            log_to_driver=not quiet,
-            logging_level=logging.ERROR,
-            logging_config=logging_config,
-        )
+        target = os.environ.get("RAY_ADDRESS") or address
+        try:
+            ray.init(
+                address=None if os.environ.get("RAY_ADDRESS") else address,
+                log_to_driver=not quiet,
+                logging_level=logging.ERROR,
+                logging_config=logging_config,
+            )
+        except ConnectionError:
+            raise UserError(
+                f"no Ray cluster found at {target!r}: start one with `ray start --head` "
+                "(and `ray start --address=<head>:6379` on each other node), or set ray_address to null for a "
+                "private local Ray"
+            ) from None
         return False
     kwargs = dict(
         address="local",

@@ -250,12 +250,18 @@ def run(cfg: TrainRLConfig) -> dict[str, Any]:
     from cluster.ray_session import start_ray
 
     cfg.resolve()
-    folder = prepare_run_dir(cfg)
+    # Ray first: a cluster that is not there is refused before the run folder exists.
     started = start_ray(
         address=cfg.runtime.ray_address,
         num_cpus=cfg.runtime.num_cpus,
         dashboard=cfg.runtime.dashboard,
     )
+    try:
+        folder = prepare_run_dir(cfg)
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
     runner = None
     previous = signal.getsignal(signal.SIGTERM)
 
