@@ -419,3 +419,69 @@ def test_record_command_on_the_servo_simulator(tmp_path):
     frame = dataset[0]
     assert frame["observation.state"].shape == (18,)
     assert frame["observation.images.front"].shape == (3, 32, 32)
+
+
+# ----- safety in the action path: workspace bounds on every command, the policy's and the leader's -----
+def _excess(env, joint_targets) -> float:
+    """Metres the commanded joints' own end effector lies outside the env's workspace bounds."""
+    position = env.kinematics.ee_position(joint_targets)
+    low, high = env.ee_bounds
+    return float(np.max(np.concatenate([low - position, position - high, [0.0]])))
+
+
+def test_workspace_bounds_hold_for_every_policy_and_leader_command(bus, tmp_path):
+    from actors.intervention.leader import LeaderArmSource, default_forward_kinematics
+    from actors.robots.so101.env import WORKSPACE_TOLERANCE_M, SO101RealEnv
+    from actors.robots.so101.leader_arm import SO101LeaderArm
+    from actors.robots.sim.ik import ee_position
+
+    home = [-2.9, -21.9, 12.7, 94.0, 90.0, 30.0]
+    cfg = env_config(bus, tmp_path, fixed_reset_joint_positions=home, reset_time_s=0.3)
+    centre = ee_position(home)  # a 4 cm box around the hand at home: every face is in reach
+    cfg.robot.end_effector_bounds = {"min": (centre - 0.04).tolist(), "max": (centre + 0.04).tolist()}
+    leader_bus = calibrated_bus(tmp_path, arm_id="leader")
+    try:
+        with SO101RealEnv(cfg) as env:
+            low, high = env.ee_bounds
+            for _ in range(30):  # each reset moves at most max_relative_target (10 degrees) per waypoint
+                obs, _ = env.reset()
+                if np.allclose(obs["observation.state"][:6], home, atol=0.5):
+                    break
+            # The policy pushes against each of the six faces in turn, each far past it.
+            for axis in range(3):
+                for direction in (1.0, -1.0):
+                    action = np.array([0, 0, 0, 1], np.float32)
+                    action[axis] = direction
+                    face = high[axis] if direction > 0 else low[axis]
+                    for _ in range(100):  # until the hand is at the face (the simulated servos take their time)
+                        obs, _, _, _, info = env.step(action)
+                        assert _excess(env, info["joint_targets"]) <= WORKSPACE_TOLERANCE_M + 1e-6
+                        hand = obs["observation.state"][12:15]
+                        if abs(hand[axis] - face) < 0.01:
+                            break
+                        time.sleep(0.03)
+                    assert abs(hand[axis] - face) < 0.01, (axis, direction, hand, face)  # it did reach the face
+                    for _ in range(5):  # and goes on pushing against it
+                        obs, _, _, _, info = env.step(action)
+                        assert _excess(env, info["joint_targets"]) <= WORKSPACE_TOLERANCE_M + 1e-6
+                        time.sleep(0.03)
+            # The human's leader sweeps the hand 20-odd cm out of the box; every command stays inside.
+            leader = SO101LeaderArm(leader_bus.port, "leader", tmp_path)
+            source = LeaderArmSource(leader, fk=default_forward_kinematics(), release_steps=50)  # held until the end
+            source.poll(obs, {})
+            leader_bus.move_by_hand(2, 40.0)  # shoulder_lift: the leader reaches far forward and down
+            leader_bus.move_by_hand(1, 35.0)  # and swings the base aside
+            reached = False
+            for _ in range(40):
+                state = source.poll(obs, {})
+                assert state.is_intervening and state.action is not None
+                obs, _, _, _, info = env.step(state.action)
+                assert _excess(env, info["joint_targets"]) <= WORKSPACE_TOLERANCE_M + 1e-6
+                hand = obs["observation.state"][12:15]
+                reached |= bool(np.any(np.minimum(np.abs(hand - low), np.abs(hand - high)) < 0.01))
+                time.sleep(0.03)
+            assert reached  # the leader's motion did press the hand against a face
+            leader.close()
+        assert bus.torques() == [0] * 6 and leader_bus.torques() == [0] * 6
+    finally:
+        leader_bus.stop()

@@ -14,7 +14,9 @@ gripper command 0 close / 1 stay / 2 open (``robot.gripper_step`` units per step
 End-effector control uses LeRobot's placo kinematics when ``robot.urdf_path`` is set and placo is
 installed, else the project's MuJoCo model of the same kinematic chain (``actors.robots.sim.ik``). Every
 target is clipped to the workspace bounds, to the calibrated joint ranges and to
-``max_relative_target`` degrees from the present position before it is written.
+``max_relative_target`` degrees from the present position before it is written, and the written
+joint targets' own end-effector position is checked against the bounds (the policy's actions and
+the leader's alike: both arrive here as end-effector steps).
 
 Safety: the arm is probed and its calibration checked before torque is ever enabled; any failure
 during a step (a servo that stops answering, overload/overheat status bits) turns torque off on
@@ -62,6 +64,8 @@ logger = logging.getLogger(__name__)
 JOINTS = tuple(MOTORS)
 DEFAULT_STEP_SIZES = {"x": 0.02, "y": 0.02, "z": 0.02}
 PORT_OPTION = "robot.port"
+WORKSPACE_TOLERANCE_M = 1e-3
+"""How far past a workspace bound a commanded joint target may put the hand (forward kinematics)."""
 
 
 def default_calibration_dir() -> Path:
@@ -303,7 +307,35 @@ class SO101RealEnv(gym.Env):
             targets[:5] = np.asarray(self.kinematics.solve_delta(joints, delta), dtype=float)[:5]
         gripper_cmd = int(np.clip(np.rint(action[3]), 0, 2))
         targets[5] = joints[5] + (gripper_cmd - 1) * self.gripper_step
-        return self._bound(targets, joints)
+        return self._inside_workspace(self._bound(targets, joints), joints)
+
+    def _workspace_excess(self, joints: np.ndarray) -> float:
+        """Metres the end effector of ``joints`` lies outside the workspace bounds (0 inside)."""
+        position = np.asarray(self.kinematics.ee_position(joints), dtype=float)
+        low, high = self.ee_bounds
+        return float(np.max(np.concatenate([low - position, position - high, [0.0]])))
+
+    def _inside_workspace(self, targets: np.ndarray, joints: np.ndarray) -> np.ndarray:
+        """The commanded joints themselves keep the hand inside the bounds. The Cartesian clip above
+        is on the IK's goal; the IK and the per-step scaling only approximate it, so the command's
+        own forward kinematics is checked and the arm's step shortened (bisection) until it holds,
+        never taking the hand further out than it already is (after a reset outside the bounds)."""
+        if self.ee_bounds is None:
+            return targets
+        allowed = self._workspace_excess(joints) + WORKSPACE_TOLERANCE_M
+        if self._workspace_excess(targets) <= allowed:
+            return targets
+        inside, outside = 0.0, 1.0
+        trial = targets.copy()
+        for _ in range(12):
+            middle = 0.5 * (inside + outside)
+            trial[:5] = joints[:5] + middle * (targets[:5] - joints[:5])
+            if self._workspace_excess(trial) <= allowed:
+                inside = middle
+            else:
+                outside = middle
+        trial[:5] = joints[:5] + inside * (targets[:5] - joints[:5])
+        return trial
 
     def _bound(self, targets: np.ndarray, joints: np.ndarray) -> np.ndarray:
         targets = np.clip(targets, self.joint_low, self.joint_high)
