@@ -47,6 +47,40 @@ def _closest(name: str, candidates: list[str]) -> str:
     return match[0] if match else ""
 
 
+def _field_paths(cls: type, depth: int = 3) -> list[str]:
+    """Every dotted option of ``cls`` (nested dataclasses up to ``depth`` levels)."""
+    paths = []
+    for name, tp in _field_types(cls).items():
+        paths.append(name)
+        tp = _unwrap_optional(tp)
+        if depth and isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            paths += [f"{name}.{p}" for p in _field_paths(tp, depth - 1)]
+    return paths
+
+
+def _given_paths(key: str, value: Any) -> list[str]:
+    """The dotted options a user wrote under ``key`` (``--env.task=x`` arrives as {'env': {'task': 'x'}})."""
+    if isinstance(value, dict) and value:
+        return [p for k, v in value.items() for p in _given_paths(f"{key}.{k}", v)]
+    return [key]
+
+
+def _suggest(cls: type, key: str, value: Any) -> str:
+    """The option the user meant: the same option without a section this command does not have
+    (``hilserl record --env.task`` -> ``task``), the one of that name inside a section
+    (``hilserl run --task`` -> ``env.task``), else the closest name."""
+    paths = _field_paths(cls)
+    for given in _given_paths(key, value):
+        parts = given.split(".")
+        for i in range(1, len(parts)):
+            if ".".join(parts[i:]) in paths:
+                return ".".join(parts[i:])
+        named = [p for p in paths if p.rsplit(".", 1)[-1] == parts[-1]]
+        if named:
+            return min(named, key=lambda p: (p.count("."), p))
+    return _closest(key, list(_field_types(cls)))
+
+
 def validate_keys(cls: type, data: Any, where: str, prefix: str = "") -> None:
     """Raise ConfigError for the first key in ``data`` that ``cls`` has no field for."""
     cls = _unwrap_optional(cls)
@@ -61,8 +95,8 @@ def validate_keys(cls: type, data: Any, where: str, prefix: str = "") -> None:
     fields = _field_types(cls)
     for key, value in data.items():
         if key not in fields:
-            full = f"{prefix}{key}"
-            suggestion = _closest(key, list(fields))
+            full = f"{prefix}{_given_paths(key, value)[0]}"
+            suggestion = _suggest(cls, key, value)
             hint = f"; did you mean '{prefix}{suggestion}'?" if suggestion else ""
             raise ConfigError(f"unknown config key '{full}' in {where}{hint}")
         validate_keys(fields[key], value, where, f"{prefix}{key}.")

@@ -108,6 +108,26 @@ def test_unknown_cli_key_names_closest(argv, key, suggestion):
         parse_config(RewardTrainConfig, argv)
 
 
+@pytest.mark.parametrize(
+    "cls_name, argv, key, suggestion",
+    [
+        # `hilserl record` takes the env's options at the top: the section the user typed is not there
+        ("EnvConfig", ["--env.task=pick_lift"], "env.task", "task"),
+        # `hilserl run` keeps them under env: the option of that name inside a section
+        ("TrainRLConfig", ["--task=pick_lift"], "task", "env.task"),
+        ("TrainRLConfig", ["--bc_weight=2"], "bc_weight", "learner.bc_weight"),
+    ],
+)
+def test_unknown_cli_key_names_the_flag_the_user_meant(cls_name, argv, key, suggestion):
+    from configs.env import EnvConfig
+    from configs.rl import TrainRLConfig
+
+    cls = {"EnvConfig": EnvConfig, "TrainRLConfig": TrainRLConfig}[cls_name]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(cls, argv)
+    assert str(caught.value) == f"unknown config key '{key}' in the command line; did you mean '{suggestion}'?"
+
+
 def test_unknown_file_key_names_closest(tmp_path):
     data = json.loads(json.dumps(SEED_000_TRAIN))
     data["policy"]["num_camera"] = 2
