@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,27 @@ def test_disagreements_become_a_labeled_dataset_train_reward_reads(tmp_path):
     again.close()
     labels = [e.columns["next.reward"].reshape(-1).tolist() for e in iter_episodes(again.root, KEYS, ["next.reward"])]
     assert labels == [[1.0, 0.0]] and (again.confirmed, again.false_positives) == (1, 1)
+
+
+def test_the_disagreement_log_spreads_its_frames_over_the_whole_run():
+    from actors.roles.relabel import EARLY_ALLOWANCE, DisagreementLog
+
+    log = DisagreementLog(Path("unused"), fps=10, image_keys=KEYS, state_key="observation.state", max_frames=100, max_confirmed=50)
+    obs = {k: np.zeros((SIZE, SIZE, 3), np.uint8) for k in KEYS} | {"observation.state": np.zeros(18, np.float32)}
+    kept = []
+    for step in range(1000):  # a disagreement on every step of a 1,000-step run
+        log.add(obs, truth=False, probability=0.9, progress=step / 1000)
+        log.add(obs, truth=True, probability=0.9, agreed=True, progress=step / 1000)
+        kept.append((log.false_positives, log.confirmed))
+    # The first tenth of the run took its tenth of the budget (plus the allowance), not all of it.
+    assert kept[99][0] <= 10 + EARLY_ALLOWANCE + 1 and kept[99][1] <= 5 + EARLY_ALLOWANCE + 1
+    assert kept[-1] == (100, 50)  # and the whole budget is used by the end
+    assert kept[499][0] < 100 and kept[599][0] > kept[499][0]  # frames still come in late in the run
+    # Without a known run length (the real arm's open-ended run), first come, first kept.
+    open_ended = DisagreementLog(Path("unused"), fps=10, image_keys=KEYS, state_key="observation.state", max_frames=5)
+    for _ in range(10):
+        open_ended.add(obs, truth=False, probability=0.9)
+    assert open_ended.false_positives == 5
 
 
 def test_the_run_records_the_validation_metrics_train_reward_wrote(tmp_path):

@@ -13,7 +13,8 @@ false-negative rate rose from 0.118 to 1.0::
 
 which ``hilserl train-reward`` takes as ``dataset.root`` (alone, or after ``hilserl label``-style
 merging with the original labeled set) to train the next checkpoint for the next run. Episodes of
-the log are the robot's episodes that had at least one disagreement; at most ``max_frames`` are kept.
+the log are the robot's episodes that had at least one disagreement; at most ``max_frames`` are kept,
+spread over the whole run when its length is known.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+EARLY_ALLOWANCE = 20
+"""Frames the log may take ahead of its even share of the run (the run's first episodes)."""
 REWARD = "next.reward"
 PROBABILITY = "complementary_info.classifier_probability"
 
@@ -57,12 +60,28 @@ class DisagreementLog:
         self.dataset: Any = None
         self.frames = self.false_positives = self.false_negatives = self.confirmed = 0
 
-    def add(self, observation: dict[str, Any], truth: bool, probability: float, agreed: bool = False) -> None:
+    @staticmethod
+    def _budget(limit: int, progress: float | None) -> float:
+        """How many of ``limit`` frames may be used by now: spread over the run when its length is
+        known (``progress``: the fraction of the run's env steps done), so a run's first episodes,
+        where the untrained policy disagrees most, cannot use up the log; all of it otherwise."""
+        if progress is None:
+            return limit
+        return min(limit, limit * max(0.0, float(progress)) + EARLY_ALLOWANCE)
+
+    def add(
+        self,
+        observation: dict[str, Any],
+        truth: bool,
+        probability: float,
+        agreed: bool = False,
+        progress: float | None = None,
+    ) -> None:
         """A frame the classifier got wrong (``agreed=False``), or a success both agreed on."""
         if agreed:
-            if not truth or self.confirmed >= self.max_confirmed:
+            if not truth or self.confirmed >= self._budget(self.max_confirmed, progress):
                 return
-        elif self.frames + len(self.pending) - self.confirmed >= self.max_frames:
+        elif self.frames + len(self.pending) - self.confirmed >= self._budget(self.max_frames, progress):
             return
         frame = {k: np.asarray(observation[k], dtype=np.uint8) for k in self.image_keys}
         frame[self.state_key] = np.asarray(observation[self.state_key], dtype=np.float32).reshape(-1)

@@ -202,7 +202,8 @@ class RobotRole:
             if first_success:  # the frame a run ends on when the classifier agrees
                 self.agreement["first_" + key] += 1
             if key in ("fp", "fn", "tp") and self.disagreements is not None:
-                self.disagreements.add(next_obs, truth, scored["probability"], agreed=key == "tp")
+                progress = self.steps / self.max_steps if self.max_steps else None
+                self.disagreements.add(next_obs, truth, scored["probability"], agreed=key == "tp", progress=progress)
         return bool(scored["success"])
 
     # ----------------------------------------------------------------- peers
