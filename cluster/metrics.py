@@ -5,7 +5,7 @@
 
 Every scalar of ``actors.roles.rundir.RunMonitor`` becomes a gauge ``hilserl_<name>`` (``/`` and
 other characters turned into ``_``); counters for env steps and learner updates; a histogram of the
-control period p99. The dashboard shows them once Prometheus scrapes the head (see the README).
+control period p99. The dashboard shows them once Prometheus scrapes the head (docs/cluster.md, Monitoring).
 """
 
 from __future__ import annotations
