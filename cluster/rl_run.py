@@ -357,12 +357,18 @@ def main(argv: list[str]) -> int:
 
 
 def runs_main(argv: list[str]) -> int:
-    """``hilserl runs [DIR]``: past runs, newest last."""
-    root = argv[0] if argv and not argv[0].startswith("-") else "outputs/rl"
+    """``hilserl runs [DIR] [--json]``: past runs, newest last."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="hilserl runs", description="List past runs: date, classifier, env steps, success, checkpoint.")
+    parser.add_argument("root", nargs="?", default="outputs/rl", help="the output_dir of your runs (default outputs/rl)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = parser.parse_args(argv)
+    root = args.root
     if not Path(root).is_dir():
         raise UserError(f"no runs folder at {root}; pass the output_dir of your runs (default outputs/rl)")
     rows = list_runs(root)
-    if "--json" in argv:
+    if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     header = (

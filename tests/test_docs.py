@@ -39,14 +39,7 @@ EXTRA_FLAGS: dict[tuple[str, str], str] = {
 
 # Commands whose flags cannot be read from `hilserl <command> --help`, with the reason. Each is run
 # with the argv given instead (it must exit 0), and its flags are checked against the set given.
-NO_HELP: dict[str, tuple[str, list[str], set[str]]] = {
-    "runs": (
-        "`hilserl runs [DIR] [--json]` reads its argv by hand (cluster/rl_run.py runs_main) and has "
-        "no --help: it is run on an empty folder instead",
-        ["runs", "{empty_dir}"],
-        {"json"},
-    ),
-}
+NO_HELP: dict[str, tuple[str, list[str], set[str]]] = {}
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 INLINE_CODE = re.compile(r"`([^`]+)`")
