@@ -25,7 +25,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +98,8 @@ class RayRunner:
         wait_for_resources(cfg)
         # Peers are found by name, not passed as handles: a restarted actor's constructor arguments
         # must not depend on objects its owner holds (and Ray warns about exactly that).
-        names = {role: f"hilserl-{uuid.uuid4().hex[:8]}-{role}" for role in ("reward", "replay", "learner")}
+        # Named after the run (the dashboard's Actors page says whose they are): <run>-<role>[-<i>].
+        names = {role: f"{folder.name}-{role}" for role in ("reward", "replay", "learner")}
         zero = {"num_cpus": 0}
         self.reward = None
         if cfg.reward.source == "classifier":
@@ -112,7 +112,7 @@ class RayRunner:
         robot_options = {"num_cpus": 0, **({"resources": {resource: 1}} if resource else {})}
         reward_name = names["reward"] if self.reward is not None else None
         self.robots = [
-            RobotActor.options(**robot_options).remote(
+            RobotActor.options(name=f"{folder.name}-robot-{i}", **robot_options).remote(
                 cfg, i, reward_name, names["replay"], names["learner"], str(folder)
             )
             for i in range(cfg.runtime.num_robots)

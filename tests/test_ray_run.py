@@ -194,9 +194,13 @@ def test_the_robot_lands_on_the_node_with_the_arm(classifier, tmp_path):
         ray.init(address=cluster.address, logging_level="ERROR")
         cfg = tiny_config(tmp_path, classifier, steps=8, robot_resource="so101").resolve()
         wait_for_resources(cfg)
-        runner = RayRunner(cfg, prepare_run_dir(cfg))
+        folder = prepare_run_dir(cfg)
+        runner = RayRunner(cfg, folder)
         node = ray.get(runner.robots[0].node_id.remote())
         assert node == arm_node.node_id
+        # The actors carry the run's name (the dashboard's Actors page): <run>-<role>[-<i>].
+        for role in ("reward", "replay", "learner", "robot-0"):
+            ray.get_actor(f"{folder.name}-{role}")
         summary = runner.run()
         assert summary["robots"][0]["env_steps"] >= 8
     finally:
