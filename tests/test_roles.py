@@ -88,6 +88,12 @@ def test_resume_continues_the_learner_and_refuses_another_classifier(local_run, 
     again = LocalRunner(cfg)
     assert again.learner.resumed_from == summary["learner"]["updates"]
     assert len(again.replay.replay.online) == 40  # snapshot + log: every acknowledged transition
+    # The scripted human's help goes on tapering from the run's episode count, not from episode 0.
+    done = summary["robots"][0]["episodes"]
+    assert done >= 1 and again.robots[0].episodes == done
+    human = again.robots[0].source
+    human.reset()
+    assert human.episode == done  # the taper's episode (0.8 x 0.97^episode under 'decay')
 
 
 def test_reward_role_refuses_a_checkpoint_that_does_not_match_the_robot(classifier):

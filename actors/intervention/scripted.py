@@ -218,6 +218,10 @@ class ScriptedHuman(InterventionSource):
             self.failure_signs[sign] = self.failure_signs.get(sign, 0) + 1
         return self._took_over
 
+    def continue_from(self, episodes: int) -> None:
+        """The next episode is the run's ``episodes``-th (a resumed run): the taper goes on from there."""
+        self.episode = int(episodes) - 1
+
     def reset(self) -> None:
         super().reset()
         self.episode += 1

@@ -51,6 +51,7 @@ from actors.robots.factory import make_env
 from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_batch, to_chw
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
+from actors.roles.rundir import episodes_so_far
 from configs.rl import TrainRLConfig
 from learner.export import apply_export
 from learner.networks import FrozenBackbone, Policy
@@ -137,6 +138,13 @@ class RobotRole:
         self._held = False
         # Counters the driver reads through status().
         self.steps = self.episodes = self.acked = self.holds = 0
+        if folder is not None:
+            # Resumed, or this robot restarted mid-run: go on from the run's own episode count, so the
+            # scripted human's help keeps tapering from where it was instead of starting over.
+            self.episodes = episodes_so_far(folder) // cfg.runtime.num_robots
+            continue_from = getattr(self.source, "continue_from", None)
+            if continue_from is not None and self.episodes:
+                continue_from(self.episodes)
         self.sent_versions: list[int] = []
         self.sent_bytes = self.weight_bytes = 0  # robot -> replay and learner -> robot traffic
         self.lag_s: list[float] = []  # publish-to-apply delay of each weight version received

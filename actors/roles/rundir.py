@@ -79,6 +79,21 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
     return folder
 
 
+def episodes_so_far(folder: str | Path) -> int:
+    """The run's episodes before this start: the last history line that counts them (0 for a new run)."""
+    path = Path(folder) / "history.jsonl"
+    episodes = 0
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+            if isinstance(record, dict) and "episodes" in record:
+                episodes = int(record["episodes"])
+    return episodes
+
+
 def record_classifier(folder: Path, identity: dict | None, allow_change: bool) -> None:
     """Append this start's classifier to classifier.json; a different one on resume needs ``allow_change``."""
     path = folder / "classifier.json"
