@@ -243,3 +243,24 @@ def test_gripper_state_is_on_the_real_arms_0_100_scale():
     for _ in range(6):
         obs, *_ = env.step(np.array([0, 0, 0, GRIPPER_OPEN], dtype=np.float32))
     assert obs[STATE][5] > 50.0
+
+
+def test_an_env_left_open_exits_without_a_gl_traceback(tmp_path):
+    """MuJoCo's EGL display is terminated at exit; a renderer still open then failed in its finalizer."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "left_open.py"
+    script.write_text(
+        "from actors.robots.sim.env import SO101SimEnv\n"
+        "env = SO101SimEnv(task='reach_grasp')\n"
+        "env.reset(seed=0)\n"
+        "env.step(env.action_space.sample())\n"  # no close(): the interpreter exits with it open
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    done = subprocess.run([sys.executable, str(script)], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr

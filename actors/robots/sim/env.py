@@ -37,6 +37,7 @@ Run it::
 
 from __future__ import annotations
 
+import atexit
 import threading
 import weakref
 from typing import Any
@@ -410,9 +411,32 @@ class SO101SimEnv(gym.Env):
         }
 
 
+_LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
+_CLOSE_AT_EXIT_REGISTERED = False
+
+
+def _close_live_renderers() -> None:
+    """Close every renderer still open while the GL display is up. MuJoCo's EGL backend terminates
+    its display in an atexit hook; a renderer left to its own finalizer after that raised an
+    ``eglDestroyContext`` EGL_NOT_INITIALIZED traceback at every interpreter exit."""
+    for renderer in list(_LIVE_RENDERERS):
+        try:
+            renderer.close()
+        except Exception:  # noqa: BLE001 - the process is exiting; nothing is left to protect
+            pass
+
+
 def _make_renderer(model: mujoco.MjModel, size: int) -> mujoco.Renderer:
+    global _CLOSE_AT_EXIT_REGISTERED
     try:
-        return mujoco.Renderer(model, size, size)
+        renderer = mujoco.Renderer(model, size, size)
+        _LIVE_RENDERERS.add(renderer)
+        if not _CLOSE_AT_EXIT_REGISTERED:
+            # Registered after the first renderer made MuJoCo register its display's eglTerminate, so
+            # it runs first (atexit is last in, first out).
+            atexit.register(_close_live_renderers)
+            _CLOSE_AT_EXIT_REGISTERED = True
+        return renderer
     except Exception as exc:  # mujoco.FatalError when no GL platform was chosen at import time
         raise UserError(
             f"cannot create a headless MuJoCo renderer ({exc}): set MUJOCO_GL=egl (or osmesa) in the "
