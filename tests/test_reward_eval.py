@@ -89,9 +89,14 @@ def test_binary_metrics_and_calibration():
     assert binary_metrics(probs, labels, t["precision_0.99"])["precision"] == 1.0
     # Best F1: everything from 0.35 up (recall 1, precision 4/6 → 0.8) vs 0.7 up (0.857) → 0.7 up.
     assert 0.6 <= t["best_f1"] < 0.7 and t["best_f1_value"] == pytest.approx(6 / 7)
-    # ... placed halfway (in logit space) between the scores 0.6 and 0.7: the widest margin.
+    # ... placed halfway (in logit space) between the scores 0.6 and 0.7: 0.5 would select other frames.
     logit = lambda q: np.log(q / (1 - q))  # noqa: E731
     assert t["best_f1"] == pytest.approx(1 / (1 + np.exp(-(logit(0.6) + logit(0.7)) / 2)))
+    # A separable validation set whose gap holds 0.5: the trained boundary itself, not the gap's middle.
+    separable = calibrate_thresholds(np.array([0.01, 0.2, 0.45, 0.9, 0.999]), np.array([0, 0, 0, 1, 1]))
+    assert separable["best_f1"] == 0.5 and separable["best_f1_value"] == 1.0
+    high_gap = calibrate_thresholds(np.array([0.01, 0.6, 0.9, 0.999]), np.array([0, 0, 1, 1]))
+    assert high_gap["best_f1"] == pytest.approx(1 / (1 + np.exp(-(logit(0.6) + logit(0.9)) / 2)))
     assert binary_metrics(probs, labels, t["best_f1"])["f1"] == pytest.approx(
         binary_metrics(probs, labels, 0.65)["f1"]
     )
