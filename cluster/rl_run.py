@@ -124,7 +124,7 @@ class RayRunner:
         if cfg.demo_dataset and not cfg.resume:
             added = ray.get(self.replay.import_demos.remote(str(Path(cfg.demo_dataset).resolve())))
             logger.info("demo buffer: %d transitions from %s", added, cfg.demo_dataset)
-        self.metrics = RayMetrics()
+        self.metrics = RayMetrics(run=folder.name)
         self.monitor = RunMonitor(folder, cfg, extra_sinks=[self.metrics.record])
         if identity is not None:
             self.monitor.writer().add_text("classifier", "```\n" + json.dumps(identity, indent=2) + "\n```")
@@ -174,6 +174,7 @@ class RayRunner:
                 robots, learner, reward, added = self._statuses()
                 added_at_start = added if added_at_start is None else added_at_start
                 self.monitor.record(robots, learner, reward)
+                self.metrics.record_periods(robots)
                 if budget and added - added_at_start >= budget:
                     break
                 if all(r.get("finished") for r in robots):  # every robot did its share
@@ -195,6 +196,7 @@ class RayRunner:
             reward = _retry(lambda: self.reward.stats.remote(), 60)
             digest = _retry(lambda: self.reward.weights_digest.remote(), 60)
         self.monitor.record(robots, _retry(lambda: self.learner.status.remote(), 60), reward)
+        self.metrics.record_periods(robots)
         self.monitor.close()
         return {
             "folder": str(self.folder),
@@ -256,6 +258,9 @@ def run(cfg: TrainRLConfig) -> dict[str, Any]:
         num_cpus=cfg.runtime.num_cpus,
         dashboard=cfg.runtime.dashboard,
     )
+    from cluster.metrics import install_grafana_dashboard
+
+    install_grafana_dashboard()
     try:
         folder = prepare_run_dir(cfg)
     except BaseException:

@@ -46,6 +46,32 @@ class _Discard:
     def discard_episode(self) -> None: ...
 
 
+EVAL_FRAMES = 4
+"""Camera frames kept of each periodic evaluation's first episode (TensorBoard's images)."""
+
+
+class _KeepFrames(_Discard):
+    """Keeps the camera images of one episode, to pick a few evenly spaced ones for TensorBoard."""
+
+    def __init__(self, image_keys: list[str]) -> None:
+        self.image_keys = image_keys
+        self.images: dict[str, list[np.ndarray]] = {key: [] for key in image_keys}
+
+    def add(self, step: EpisodeStep) -> None:
+        for key in self.image_keys:
+            if key in step.next_observation:
+                self.images[key].append(step.next_observation[key])
+
+    def picked(self, count: int = EVAL_FRAMES) -> dict[str, np.ndarray]:
+        """(count, 3, H, W) uint8 per camera: the first and last frame and evenly spaced ones between."""
+        out = {}
+        for key, frames in self.images.items():
+            if frames:
+                index = np.unique(np.linspace(0, len(frames) - 1, count).round().astype(int))
+                out[key] = np.stack([to_chw(frames[i]) for i in index])
+        return out
+
+
 def to_chw(image: np.ndarray) -> np.ndarray:
     """A camera frame (H, W, 3) as the networks' and the replay's contiguous uint8 (3, H, W)."""
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
@@ -102,14 +128,20 @@ class PeriodicEvaluator:
         self.act, self.episodes = act, int(episodes)
         self.success = success or ground_truth_success
         self.points: list[dict[str, Any]] = []
+        self.image_keys = list(cfg.learner.image_keys)
+        self.frames: dict[str, Any] | None = None
+        """The latest evaluation's first episode, a few frames per camera: {"env_steps", "images"}."""
 
     def __call__(self, env_steps: int, version: int) -> dict[str, Any]:
         loop = EpisodeLoop(self.env_cfg, self.env, NullSource(), policy=self.act, success=self.success)
         start = time.perf_counter()
         results = []
-        for _ in range(self.episodes):  # a new loop seeds its first reset: the same episodes every time
+        for episode in range(self.episodes):  # a new loop seeds its first reset: the same episodes every time
             obs, info = loop.reset()
-            results.append(loop.run_episode(obs, info, _Discard())[0])
+            sink = _KeepFrames(self.image_keys) if episode == 0 else _Discard()
+            results.append(loop.run_episode(obs, info, sink)[0])
+            if episode == 0:
+                self.frames = {"env_steps": int(env_steps), "images": sink.picked()}
         summary = summarize(results, time.perf_counter() - start)
         point = {"env_steps": int(env_steps), "eval_policy_version": int(version)}
         point.update({f"eval_{k}": v for k, v in summary.items()})
