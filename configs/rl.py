@@ -67,6 +67,15 @@ class RuntimeConfig:
     on the node with the USB arm). Default: 'so101' for the real arm, none for the simulator."""
     learner_gpus: float = 0.0
     """GPUs the learner actor asks for (1 to place it on a GPU node)."""
+    robot_cpus: float = 0.5
+    """CPUs each robot actor reserves: about what its control loop, env and local policy use, so
+    that Ray's scheduling and the dashboard's cluster page tell the truth."""
+    learner_cpus: float = 0.5
+    """CPUs the learner actor reserves (its update loop; more on a CPU-only learner, less on a GPU)."""
+    reward_cpus: float = 0.25
+    """CPUs the reward actor reserves (batched classifier forward passes)."""
+    replay_cpus: float = 0.25
+    """CPUs the replay actor reserves (buffer appends, snapshots, batches)."""
     resource_timeout_s: float = 60.0
     """Seconds to wait for an actor's resources before failing with the `ray start` flag that provides them."""
     ray_address: str | None = None
@@ -192,6 +201,10 @@ class TrainRLConfig:
                 raise ConfigError(f"runtime.{name}={getattr(runtime, name)} must be at least 1")
         if runtime.total_env_steps < 0 or runtime.learning_starts < 0:
             raise ConfigError("runtime.total_env_steps and runtime.learning_starts must be >= 0")
+        for name in ("robot_cpus", "learner_cpus", "reward_cpus", "replay_cpus"):
+            value = getattr(runtime, name)
+            if not (0 <= value < float("inf")):
+                raise ConfigError(f"runtime.{name}={value} must be a number of CPUs >= 0 (0 reserves none)")
         self._check_pace_and_eval()
         if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
             raise ConfigError(f"seeds {self.seeds} must be distinct and at least one: e.g. --seeds 0,1,2")

@@ -219,6 +219,15 @@ def test_a_resource_no_node_offers_is_one_line(local_ray, tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_reservations_the_cluster_cannot_hold_are_one_line(local_ray, tmp_path):
+    from cluster.rl_run import run
+
+    cfg = tiny_config(tmp_path, steps=8, num_robots=4, resource_timeout_s=1)  # 4 x 0.5 + 0.5 + 0.25 > 2
+    with pytest.raises(UserError, match=r"reserve 2.75 CPUs and the cluster has 2: .*runtime.robot_cpus") as err:
+        run(cfg)
+    assert "\n" not in str(err.value)
+
+
 def test_a_mismatched_checkpoint_is_refused_before_anything_starts(local_ray, tmp_path):
     from cluster.rl_run import run
 
@@ -249,6 +258,8 @@ def test_the_robot_lands_on_the_node_with_the_arm(classifier, tmp_path):
         runner = RayRunner(cfg, folder)
         node = ray.get(runner.robots[0].node_id.remote())
         assert node == arm_node.node_id
+        # Each actor reserves the CPU it uses: robot 0.5 (arm node), learner 0.5, reward and replay 0.25.
+        _wait(lambda: ray.available_resources().get("CPU", 0.0) == pytest.approx(2.0 - 1.5), 30, "the reservations")
         # The actors carry the run's name (the dashboard's Actors page): <run>-<role>[-<i>].
         for role in ("reward", "replay", "learner", "robot-0"):
             ray.get_actor(f"{folder.name}-{role}")
