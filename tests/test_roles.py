@@ -273,3 +273,20 @@ def test_classifier_agreement_counts_the_policys_frames_and_each_episodes_grasp_
     point = RunMonitor(runner.folder, runner.cfg).scalars([status], runner.learner.status(), None)
     runner.replay.close()
     assert point["classifier_false_negative_rate"] == 0.5 and point["classifier_first_success_miss_rate"] == 0.5
+
+
+def test_missing_vision_weights_are_one_line_before_the_run_folder_and_random_ones_are_said(tmp_path, caplog):
+    import logging
+
+    from actors.roles.rundir import prepare_run_dir
+
+    cfg = tiny_config(tmp_path, steps=8).resolve()
+    cfg.learner.allow_random_vision_weights = False
+    with pytest.raises(UserError, match="neither a local folder nor in the Hugging Face cache") as err:
+        prepare_run_dir(cfg)
+    assert "\n" not in str(err.value) and not (tmp_path / "runs").exists()  # nothing written
+    cfg.learner.allow_random_vision_weights = True
+    with caplog.at_level(logging.WARNING, logger="reward.resnet10"):
+        folder = prepare_run_dir(cfg)
+    assert "the learner's vision encoder" in caplog.text and "RANDOM" in caplog.text
+    assert json.loads((folder / "run.json").read_text())["vision_backbone"] == "random"

@@ -62,6 +62,13 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
     """The run folder: new (refused if it exists) or, with ``resume``, the existing one. Fills in
     the state's scaling first (``fill_state_statistics``)."""
     fill_state_statistics(cfg)
+    backbone = None
+    if cfg.learner.image_keys:  # missing weights: one line before anything is written; random: said loudly
+        from reward.resnet10 import check_resnet10
+
+        backbone = check_resnet10(
+            cfg.learner.vision_model_name, cfg.learner.allow_random_vision_weights, "the learner's vision encoder"
+        )
     name = cfg.run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + cfg.reward.source
     folder = Path(cfg.output_dir) / name
     if cfg.resume:
@@ -75,7 +82,8 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
     save_config(cfg, folder / "config.json")
     if not (folder / "run.json").is_file():
         _write_json(
-            folder / "run.json", {"name": name, "started": dt.datetime.now().isoformat(timespec="seconds")}
+            folder / "run.json",
+            {"name": name, "started": dt.datetime.now().isoformat(timespec="seconds"), "vision_backbone": backbone},
         )
     return folder
 
