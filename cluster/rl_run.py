@@ -400,6 +400,9 @@ def runs_main(argv: list[str]) -> int:
     )
     print(header)
     for row in rows:
+        if "unreadable" in row:
+            print(f"{Path(row['run']).name:<28} (its run.json or classifier.json is unreadable: {row['unreadable']})")
+            continue
         rate = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
         ev = row.get("eval")
         last_eval = f"{ev['success_rate']:.0%} @{ev['env_steps']}" if ev else "-"

@@ -11,8 +11,11 @@ contradictions with one line, so no fact of a run has two sources.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from configs.env import EnvConfig, RewardClassifierEnvConfig
 from configs.errors import ConfigError
@@ -24,6 +27,20 @@ ENV_STATE_DIM = 18
 ENV_ACTION_DIM = 4
 PACES = ("async", "lockstep")
 EVAL_ENVS = ("separate", "shared")
+
+
+def check_finite(config: Any, where: str = "") -> None:
+    """Every float of a (nested) config is finite: NaN or infinity is one line naming the field."""
+    if not dataclasses.is_dataclass(config):
+        return
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        name = f"{where}{item.name}"
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"{name}={value} must be a finite number; fix --{name}")
+        if dataclasses.is_dataclass(value):
+            check_finite(value, name + ".")
 
 
 @dataclass
@@ -154,6 +171,18 @@ class TrainRLConfig:
         """Derive the learner's layout from the env and check the run is coherent. Returns self."""
         env, learner = self.env, self.learner
         env.check_supported()
+        check_finite(self)
+        for name, value, low, high in (
+            ("env.fps", env.fps, 0.0, None),
+            ("env.image_size", env.image_size, 0.0, None),
+            ("learner.discount", learner.discount, 0.0, 1.0),
+            ("learner.batch_size", learner.batch_size, 0.0, None),
+            ("learner.actor_lr", learner.actor_lr, 0.0, None),
+            ("learner.critic_lr", learner.critic_lr, 0.0, None),
+        ):
+            if value is not None and not (value > low and (high is None or value <= high)):
+                bound = f"in ({low:g}, {high:g}]" if high is not None else f"above {low:g}"
+                raise ConfigError(f"{name}={value} must be {bound}; fix --{name}")
         if env.mode not in (None, "rl", "train"):
             raise ConfigError(f"env.mode is '{env.mode}' but `hilserl run` trains: set env.mode to null")
         if self.reward.source not in ("classifier", "sparse"):

@@ -76,6 +76,14 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
             raise UserError(
                 f"--resume: no run at {folder}; pass --run_name of an existing run under {cfg.output_dir}"
             )
+        try:
+            if not isinstance(json.loads((folder / "run.json").read_text()), dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise UserError(
+                f"--resume: {folder / 'run.json'} is unreadable ({str(err)[:80]}); restore it from a copy or "
+                "start a new run (its checkpoints and replay are untouched)"
+            ) from None
     elif folder.exists():
         raise UserError(f"run folder {folder} already exists: pick another --run_name or add --resume=true")
     folder.mkdir(parents=True, exist_ok=True)
@@ -327,10 +335,16 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
     """Every run under ``root``: date, classifier, env steps, success and intervention rates, checkpoint."""
     rows = []
     for run in sorted(Path(root).glob("*/run.json")):
-        summary = json.loads(run.read_text())
         classifier_path = run.parent / "classifier.json"
-        classifiers = json.loads(classifier_path.read_text()) if classifier_path.is_file() else []
-        last = classifiers[-1] if classifiers else {}
+        try:
+            summary = json.loads(run.read_text())
+            classifiers = json.loads(classifier_path.read_text()) if classifier_path.is_file() else []
+            last = classifiers[-1] if classifiers else {}
+            if not isinstance(summary, dict) or not isinstance(last, dict):
+                raise ValueError("not the object a run writes")
+        except (ValueError, UnicodeDecodeError, IndexError) as err:  # a damaged file: one row says so
+            rows.append({"run": str(run.parent), "unreadable": f"{type(err).__name__}: {str(err)[:80]}"})
+            continue
         rows.append(
             {
                 "run": str(run.parent),
