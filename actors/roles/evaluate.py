@@ -36,6 +36,10 @@ CURVE_SEED_OFFSET = 20_000
 final evaluation uses (robots use seed + 1000 * index)."""
 EVAL_EPISODES = "eval_episodes"
 """The run-folder name of the recorded evaluation episodes."""
+EVAL_HELD_FRAMES = 10
+"""Steps a recorded evaluation episode goes on after its success (the policy holding the cube), so
+that the dataset holds success frames of the policy's own to judge a classifier by; without them
+an episode's one success frame is its label edge, which classifiers leave out."""
 
 
 class _Discard:
@@ -153,6 +157,18 @@ class PeriodicEvaluator:
             self.env.close()
 
 
+def evaluation_env_config(cfg: TrainRLConfig, recording: bool) -> Any:
+    """The final evaluation's env: its own seeds, no real-time pacing, and when its episodes are
+    recorded, ``EVAL_HELD_FRAMES`` steps after each success (the success rate is the same: an
+    episode's success is decided at its first success frame)."""
+    env_cfg = copy.deepcopy(cfg.env)
+    env_cfg.seed = cfg.seed + EVAL_SEED_OFFSET
+    env_cfg.realtime = False
+    if recording:
+        env_cfg.number_of_steps_after_success = max(env_cfg.number_of_steps_after_success, EVAL_HELD_FRAMES)
+    return env_cfg
+
+
 def evaluate_policy(
     cfg: TrainRLConfig,
     export: dict | None,
@@ -162,9 +178,7 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes with the exported policy (``None``: the untrained initial policy);
     with ``record_root``, also write them there as a labeled LeRobot dataset."""
-    env_cfg = copy.deepcopy(cfg.env)
-    env_cfg.seed = cfg.seed + EVAL_SEED_OFFSET
-    env_cfg.realtime = False
+    env_cfg = evaluation_env_config(cfg, recording=record_root is not None)
     own_env = env is None
     env = env if env is not None else make_env(env_cfg)
     lcfg = cfg.learner
