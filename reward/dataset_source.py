@@ -335,7 +335,10 @@ class SourceDataset:
             raise UserError(
                 f"{flag} names episode {unknown[0]}, but {self.root} holds episodes {_ranges(self.episodes)}; fix {flag}"
             )
-        return list(dict.fromkeys(episodes))
+        twice = sorted({e for e in episodes if episodes.count(e) > 1})
+        if twice:
+            raise UserError(f"{flag} names episode {twice[0]} twice; list each episode once")
+        return list(episodes)
 
     def resolve_cameras(self, keys: list[str]) -> list[str]:
         from reward.dataset import resolve_camera_key

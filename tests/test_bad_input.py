@@ -122,3 +122,12 @@ def test_a_damaged_run_file_is_one_row_in_runs_and_one_line_on_resume(tmp_path, 
 def test_run_numbers_out_of_range_or_not_finite(tmp_path, capsys, flag, match):
     argv = ["run", "--reward.source=sparse", f"--output_dir={tmp_path / 'runs'}", flag]
     _one_line_error(capsys, argv, match, tmp_path)
+
+
+def test_an_episode_listed_twice_is_one_line(source):
+    from configs.errors import UserError
+    from reward.dataset_source import SourceDataset
+
+    with pytest.raises(UserError, match="--episodes names episode 0 twice; list each episode once"):
+        SourceDataset(source).select_episodes([0, 1, 0], "--episodes")
+    assert SourceDataset(source).select_episodes([1, 0], "--episodes") == [1, 0]
