@@ -261,7 +261,8 @@ def seed_summary(folders: list[Path]) -> dict[str, Any]:
 def format_seed_summary(name: str, summary: dict[str, Any]) -> str:
     """One line: final success and steps to 90 % over the seeds, mean [min, max]."""
     final, reach = summary["final_success"], summary["steps_to_90"]
-    text = f"{name}: {len(summary['seeds'])} seeds"
+    count = len(summary["seeds"])
+    text = f"{name}: {count} seed{'' if count == 1 else 's'}"
     if final.get("mean") is not None:
         text += f", final success {final['mean']:.0%} [{final['min']:.0%}, {final['max']:.0%}]"
     if reach.get("reached"):

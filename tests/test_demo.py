@@ -38,7 +38,7 @@ def test_the_rl_run_gets_the_tasks_episode_length_and_the_recordings_storage(tmp
 
 @pytest.mark.slow
 def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys):
-    argv = ["demo", "--budget", "tiny", f"--output_dir={tmp_path}", "--run_name=r1", "--seeds", "0,1"]
+    argv = ["demo", "--budget", "tiny", f"--output_dir={tmp_path}", "--run_name=r1", "--seeds", "0"]  # more: test_ray_run
     assert main(argv) == 0
     run_dir = tmp_path / "r1"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -48,7 +48,7 @@ def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys
 
     # The RL run trained and its weights reached the robot: fails if weights are never pushed.
     runs = summary["rl"]["classifier reward"]
-    assert [r["folder"].rsplit("/", 1)[1] for r in runs] == ["classifier-seed0", "classifier-seed1"]
+    assert [r["folder"].rsplit("/", 1)[1] for r in runs] == ["classifier-seed0"]
     rl = runs[0]
     assert rl["learner_updates"] > 0 and rl["env_steps"] >= 60
     assert rl["robot_policy_version"] > 0
@@ -61,14 +61,14 @@ def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys
     assert re.search(r"\| \d+% \(\d+/2\) \| \d+ \|", row), row  # eval and env steps filled in
     # The headline is the evaluation curve (lock-step, a point every 20 env steps), every seed on it.
     assert report.index("plots/eval_curve.png") < report.index("plots/success_intervention.png")
-    for seed in (0, 1):
+    for seed in (0,):
         curve = [line for line in report.splitlines() if line.startswith(f"| classifier reward seed {seed} | ")]
         steps = [line.split("|")[2].strip() for line in curve[1:]]  # the runs-table row comes first
         assert steps == ["0", "20", "40", "60"], curve
-    assert "## Seeds" in report and re.search(r"\| classifier reward \| 2 \(0, 1\) \|", report)
+    assert "## Seeds" in report and re.search(r"\| classifier reward \| 1 \(0\) \|", report)
     out = capsys.readouterr().out
     assert "no defects found" in out and "pretrained_model:" in out
-    assert "classifier reward: 2 seeds, final success" in out
+    assert "classifier reward: 1 seed, final success" in out
     assert "Untrained policy" in report and "Success without intervention: " in report
     for png in ("success_intervention", "episode_return", "losses", "classifier_pr_curve"):
         assert (run_dir / "plots" / f"{png}.png").stat().st_size > 1000
