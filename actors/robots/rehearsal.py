@@ -152,7 +152,11 @@ class RehearsalEnv(SO101RealEnv):
 
 
 def make_rehearsal_env(cfg: EnvConfig) -> RehearsalEnv:
-    """The real env on simulated hardware (see the module docstring); ``close()`` stops the rig."""
+    """The real env on simulated hardware (see the module docstring); ``close()`` stops the rig.
+    The config is checked first: every problem in one line (``actors.robots.preflight``)."""
+    from actors.robots.preflight import check_env, raise_problems
+
+    raise_problems(check_env(cfg), "rehearsal refused")
     rig = RehearsalRig(cfg)
     try:
         return RehearsalEnv(cfg, rig)

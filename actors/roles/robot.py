@@ -33,6 +33,7 @@ after the current episode (``'shared'``); nothing of it reaches the replay or th
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -121,6 +122,7 @@ class RobotRole:
             rate=self.rate,
             success_reward=self._success_reward(),
         )
+        self.folder = Path(folder) if folder is not None else None
         self.stop_event = threading.Event()
         self.finished = False  # its share of the budget is done: nothing to restart
         self.on_step: list = []  # callbacks after each step (the in-process runner's learner)
@@ -464,6 +466,16 @@ class RobotRole:
                 self.disagreements.close()
             if self.evaluator is not None:
                 self.evaluator.close()
+            self._write_rehearsal_report()
+
+    def _write_rehearsal_report(self) -> None:
+        """A rehearsal (``actors.robots.rehearsal``) leaves what its person did and each simulated
+        bus's torque at exit in ``rehearsal-<robot>.json`` of the run folder."""
+        rig = getattr(getattr(self.env, "unwrapped", self.env), "rehearsal", None)
+        if rig is None or self.folder is None:
+            return
+        report = {"person": self.source.report() if hasattr(self.source, "report") else {}, "exit_torques": rig.exit_torques}
+        (self.folder / f"rehearsal-{self.name}.json").write_text(json.dumps(report, indent=2) + "\n")
 
     def status(self) -> dict[str, Any]:
         recent = list(self.recent)
@@ -492,6 +504,7 @@ class RobotRole:
             "recent": recent[-5:],
             "evals": list(self.evaluator.points) if self.evaluator is not None else [],
             "transitions_sha256": self.digest.hexdigest(),
+            **({"rehearsal": self.source.report()} if hasattr(self.source, "report") else {}),
         }
 
 
