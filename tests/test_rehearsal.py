@@ -69,20 +69,22 @@ def test_the_config_check_names_each_problem_in_one_line(tmp_path):
     assert check_env(good) == []
 
     bad = copy.deepcopy(good)
-    bad.fps = 100
+    bad.fps = 0
     bad.robot.cameras.pop("wrist")
     bad.robot.cameras["front"].width = 16  # below image_size
-    bad.robot.end_effector_bounds = {"min": [0.12, -0.2, -0.05], "max": [0.34, 0.2, 0.22]}
+    bad.robot.end_effector_bounds = {"min": [0.12, -0.2, -0.05], "max": [0.6, 0.2, 0.22]}
     bad.processor.reset.fixed_reset_joint_positions = [-0.4, -104.84, 97.05, 44.09, 89.45, 4.35]
     bad.teleop.calibration_dir = str(tmp_path / "nowhere")
     problems = check_env(bad)
     expected = [
-        "env.fps is 100",
+        "env.fps is 0",
         f"calibration file {tmp_path / 'nowhere' / 'leader.json'} is missing",
         "shoulder_lift at -104.84 degrees, outside its calibrated range",
+        "elbow_flex at 97.05 degrees, outside its calibrated range",
         "no 'wrist' camera",
         "robot.cameras.front is 16x48 but env.image_size is 32",
         "min z is -0.05: below the table",
+        "out of the SO-101's reach",
         "cannot step from",
     ]
     assert len(problems) == len(expected), problems
@@ -90,7 +92,7 @@ def test_the_config_check_names_each_problem_in_one_line(tmp_path):
         assert text in problem and "\n" not in problem
     with pytest.raises(UserError) as err:
         raise_problems(problems, "rehearsal refused")
-    assert "\n" not in str(err.value) and f"{len(expected)} problems in the config: (1) env.fps" in str(err.value)
+    assert "\n" not in str(err.value) and f"{len(expected)} problems in the config: (1) env.fps is 0" in str(err.value)
 
 
 def test_the_run_check_compares_the_classifier_with_the_cameras(tmp_path):
@@ -132,22 +134,34 @@ def test_record_rehearsal_through_the_entry_point(tmp_path):
 
 
 # ----- `hilserl run --rehearse` on two local Ray nodes, the robot on the one with the arm -----
+def two_nodes(cluster_class, attempts: int = 3):
+    """A head (no robot resource) and a node offering {"so101": 1}. Ray gives a raylet a fixed 30 s
+    to register; a saturated machine can miss that, so the cluster is built again (as start_ray does)."""
+    for attempt in range(attempts):
+        cluster = cluster_class(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        try:
+            return cluster, cluster.add_node(num_cpus=1, resources={"so101": 1})
+        except Exception:
+            cluster.shutdown()
+            if attempt == attempts - 1:
+                raise
+
+
 def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    from cluster.rl_run import main as run_main
+    from cluster.rl_run import TrainRLConfig, _print_run, parse_config, rehearse_argv, run
 
     def env_changes(env):
-        env["processor"]["reset"]["control_time_s"] = 3.0
+        env["processor"]["reset"]["control_time_s"] = 6.0
         env["teleop"].update({"schedule": "always"})  # the person drives every episode: takeover, success
 
     classifier = write_classifier(tmp_path / "clf" / "pretrained_model")
     config = preset("so101_rl.json", tmp_path, env_changes)
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    arm_node = cluster.add_node(num_cpus=1, resources={"so101": 1})
+    cluster, arm_node = two_nodes(Cluster)
     try:
         argv = [
             "--config_path",
@@ -160,7 +174,7 @@ def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
             f"--learner.vision_model_name={tmp_path / 'no-weights'}",
             f"--runtime.ray_address={cluster.address}",
             "--runtime.learner_gpus=0",
-            "--runtime.total_env_steps=45",
+            "--runtime.total_env_steps=70",
             "--runtime.learning_starts=16",
             "--runtime.chunk_size=4",
             "--runtime.weight_push_every=2",
@@ -168,7 +182,11 @@ def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
             "--runtime.dashboard=false",
         ]
         argv += [f"--learner.{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY_LEARNER.items()]
-        assert run_main(argv) == 0
+        # `hilserl run`'s main is parse + run + print; run's summary also says where each robot ran.
+        summary = run(parse_config(TrainRLConfig, rehearse_argv(argv, "--env.rehearse=true")))
+        _print_run(summary)
+        assert summary["robots"][0]["node_id"] == arm_node.node_id  # on the node offering 'so101'
+        assert summary["robots"][0]["env_steps"] >= 70
         folder = tmp_path / "runs" / "rehearsal"
         report = json.loads((folder / "rehearsal-robot-0.json").read_text())
         person = report["person"]
@@ -176,8 +194,6 @@ def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
         assert person["success_keys"] >= 1  # the success key, through the keyboard logic
         assert person["leader_releases"] >= 1  # the leader's torque was off after each reset
         assert report["exit_torques"] == {"leader": [0] * 6, "follower": [0] * 6}
-        robot = ray.get_actor("rehearsal-robot-0")  # the driver's actors outlive its run until it disconnects
-        assert ray.get(robot.node_id.remote()) == arm_node.node_id  # on the node offering 'so101'
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -19,6 +19,7 @@ The rehearsal (``--rehearse``) runs these first; they read files only, so they r
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,11 @@ from configs.errors import UserError
 
 CAMERAS = ("front", "wrist")
 MAX_FPS = 30
-REACH_M = 0.40
-"""How far from the base the SO-101's hand reaches (metres, a little under its arm length)."""
+HOME = (-2.9, -21.9, 12.7, 94.0, 90.0, 50.0)
+"""A reset pose the end-effector control steps well from (the simulator's home): the hand 10 cm up."""
+REACH_SOLVES, REACH_TOLERANCE_M = 5, 0.01
+"""Each corner of the workspace box must be reachable: inverse kinematics, warm-started this many
+times, ends within this distance of it."""
 MAX_STEP_M = 0.05
 SINGULAR_FACTOR = 3.0
 """A reset pose is unusable when one end-effector step from it needs this many times
@@ -148,13 +152,21 @@ def check_workspace(cfg: EnvConfig, problems: list[str]) -> None:
             f"robot.end_effector_bounds min z is {low[2]:g}: below the table (z = 0); raise it (0.012 keeps the "
             "fingertips off the table)"
         )
-    if np.linalg.norm(np.maximum(np.abs(low), np.abs(high))) > REACH_M:
-        problems.append(
-            f"robot.end_effector_bounds reach {np.linalg.norm(np.maximum(np.abs(low), np.abs(high))):.2f} m from the "
-            f"base, beyond the SO-101's ~{REACH_M} m: shrink the box to where the arm can go"
-        )
+    kinematics = ArmKinematics()
     reset = cfg.processor.reset or ResetConfig()
     home = reset.fixed_reset_joint_positions
+    seed = np.asarray(home if home is not None and len(home) == len(MOTORS) else HOME, dtype=float)
+    for corner in itertools.product(*zip(low, high, strict=True)):
+        joints = seed.copy()
+        for _ in range(REACH_SOLVES):
+            joints = kinematics.solve_position(joints, np.asarray(corner))
+        miss = float(np.linalg.norm(kinematics.ee_position(joints) - np.asarray(corner)))
+        if miss > REACH_TOLERANCE_M:
+            problems.append(
+                f"robot.end_effector_bounds corner {np.round(corner, 3).tolist()} is {miss * 100:.0f} cm out of the "
+                "SO-101's reach: shrink the box to where the arm can go"
+            )
+            break
     if home is None:
         return
     if len(home) != len(MOTORS):
@@ -162,7 +174,6 @@ def check_workspace(cfg: EnvConfig, problems: list[str]) -> None:
             f"processor.reset.fixed_reset_joint_positions has {len(home)} values; give 6 (degrees, gripper 0-100)"
         )
         return
-    kinematics = ArmKinematics()
     home = np.asarray(home, dtype=float)
     hand = kinematics.ee_position(home)
     if np.any(hand < low - 1e-3) or np.any(hand > high + 1e-3):
@@ -180,7 +191,7 @@ def check_workspace(cfg: EnvConfig, problems: list[str]) -> None:
         problems.append(
             f"the reset pose {home.tolist()} is one the end-effector control cannot step from: one "
             f"{step.max():g} m step needs {worst:.0f} degrees of a joint (max_relative_target {limit:g}); use a pose "
-            "with the hand above the table, e.g. [-2.9, -21.9, 12.7, 94.0, 90.0, 50.0]"
+            f"with the hand above the table, e.g. {list(HOME)}"
         )
 
 
