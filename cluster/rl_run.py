@@ -340,6 +340,9 @@ def _print_run(summary: dict[str, Any]) -> None:
         if robots
         else f"run {summary['folder']}"
     )
+    for robot in robots:
+        if robot.get("fault"):  # its arm stopped safely; the run ended with its final checkpoint
+            print(f"{robot['robot']} stopped: {robot['fault']}", file=sys.stderr)
     if "eval" in summary:
         ev = summary["eval"]
         print(

@@ -197,3 +197,41 @@ def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+# ----- faults during an RL run: a safe stop, one line, a clean end with the final checkpoint -----
+FAULTS = {
+    "servo": (lambda rig: rig.follower.inject_fault(4, "overheat"), "wrist_flex (id 4) reports overheat"),
+    "bus": (lambda rig: rig.follower.unplug(), "vanished"),
+    "leader": (lambda rig: rig.leader.unplug(), "SO-101 leader on"),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_fault_mid_run_stops_the_arm_safely_and_ends_the_run_cleanly(tmp_path, fault):
+    from actors.roles.local import LocalRunner
+    from cluster.rl_run import TrainRLConfig, parse_config, rehearse_argv
+
+    inject, expected = FAULTS[fault]
+    config = preset("so101_rl.json", tmp_path, lambda env: env["teleop"].update({"schedule": "always"}))
+    argv = ["--config_path", str(config), "--rehearse", "--demo_dataset=null", "--reward.source=sparse"]
+    argv += [f"--output_dir={tmp_path / 'runs'}", "--run_name=fault", f"--learner.vision_model_name={tmp_path / 'w'}"]
+    argv += ["--runtime.total_env_steps=200", "--runtime.learning_starts=8", "--runtime.chunk_size=4", "--runtime.progress=false"]
+    argv += [f"--learner.{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY_LEARNER.items()]
+    runner = LocalRunner(parse_config(TrainRLConfig, rehearse_argv(argv, "--env.rehearse=true")))
+    robot = runner.robots[0]
+    rig = robot.env.rehearsal
+
+    def fault_at_step_12() -> None:
+        if robot.steps == 12:
+            inject(rig)
+
+    robot.on_step.append(fault_at_step_12)
+    summary = runner.run()
+    status = summary["robots"][0]
+    assert expected in status["fault"] and "\n" not in status["fault"]  # one line, naming the problem
+    assert status["finished"] and 12 <= status["env_steps"] < 200  # its share ended there
+    assert status["acked"] == status["env_steps"]  # every transition it made was acknowledged
+    assert (Path(summary["folder"]) / "checkpoints" / "latest").exists()  # the final checkpoint
+    report = json.loads((Path(summary["folder"]) / "rehearsal-robot-0.json").read_text())
+    assert report["exit_torques"] == {"leader": [0] * 6, "follower": [0] * 6}  # nothing left driven

@@ -53,6 +53,7 @@ from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_ba
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
 from actors.roles.rundir import episodes_so_far
+from configs.errors import UserError
 from configs.rl import TrainRLConfig
 from learner.export import apply_export
 from learner.networks import FrozenBackbone, Policy
@@ -125,6 +126,7 @@ class RobotRole:
         self.folder = Path(folder) if folder is not None else None
         self.stop_event = threading.Event()
         self.finished = False  # its share of the budget is done: nothing to restart
+        self.fault: str | None = None  # the one-line hardware fault that stopped its arm
         self.on_step: list = []  # callbacks after each step (the in-process runner's learner)
         budget = cfg.runtime.total_env_steps
         # This robot's share of the env-step budget (the driver also stops the run at the total).
@@ -432,6 +434,13 @@ class RobotRole:
                 obs, info = self.loop.reset()
         except StopRun:
             pass
+        except UserError as err:
+            # The arm stopped itself safely (torque off: a servo fault, the bus or the leader gone, a
+            # camera without frames). Nothing here can restart it, so its share of the run ends: what
+            # it streamed is flushed below and the driver ends the run with its final checkpoint.
+            logger.error("%s stopped: %s", self.name, err)
+            self.fault = str(err)
+            self.finished = True
         finally:
             self.flush()
             self._await_learner_quietly()
@@ -483,6 +492,7 @@ class RobotRole:
         return {
             "robot": self.name,
             "finished": self.finished,
+            "fault": self.fault,
             "env_steps": self.steps,
             "episodes": self.episodes,
             "acked": self.acked,
