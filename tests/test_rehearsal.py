@@ -203,7 +203,7 @@ def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
 FAULTS = {
     "servo": (lambda rig: rig.follower.inject_fault(4, "overheat"), "wrist_flex (id 4) reports overheat"),
     "bus": (lambda rig: rig.follower.unplug(), "vanished"),
-    "leader": (lambda rig: rig.leader.unplug(), "SO-101 leader on"),
+    "leader": (lambda rig: rig.leader.unplug(), "vanished while reading the leader arm"),
 }
 
 

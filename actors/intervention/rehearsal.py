@@ -33,6 +33,8 @@ from actors.intervention.leader import LeaderArmSource
 from actors.intervention.scripted import FailureWatch, InterventionSchedule, ScriptedHuman
 from configs.env import EnvConfig, ResetConfig
 
+SCENE_GONE = (EOFError, BrokenPipeError, ConnectionResetError, OSError)
+"""What asking an unplugged bus process about its scene raises."""
 CUBE_LOST_Z = -0.05
 """Cube centre below the table top by this much (metres): it fell off, the person presses failure."""
 
@@ -152,6 +154,18 @@ class RehearsalPerson(InterventionSource):
         self.leader_source.keys.release(key)
 
     def poll(self, obs: dict[str, Any], info: dict[str, Any]) -> InterventionState:
+        try:
+            self._act()
+        except SCENE_GONE:
+            pass  # the follower's bus (and with it the scene) was unplugged: the env's step says so
+        state = self.leader_source.poll(obs, info)  # the run sees only what the leader path read
+        self.counts.takeovers += int(Event.INTERVENTION_ON in state.events)
+        self.counts.handbacks += int(Event.INTERVENTION_OFF in state.events)
+        self.counts.leader_steps += int(state.is_intervening)
+        return state
+
+    def _act(self) -> None:
+        """The person looks at the scene and moves the leader, or presses a key."""
         scene = self.rig.follower.scene_info()
         # The person sees where the hand is, not where the servos are told to go: the real env steps
         # from the measured end effector, so planning from the commanded target would chase a lead
@@ -159,7 +173,7 @@ class RehearsalPerson(InterventionSource):
         scene.pop("ee_target", None)
         scene["step"] = self._step
         self._step += 1
-        intent = self.person.poll(obs, scene)  # what the person wants: take over? which way? success?
+        intent = self.person.poll({}, scene)  # what the person wants: take over? which way? success?
         if intent.is_intervening and intent.action is not None:
             self.hand.move(intent.action, self.step_sizes)
             self.counts.hand_steps += 1
@@ -170,18 +184,15 @@ class RehearsalPerson(InterventionSource):
             self._failed = True
             self._tap("q")
             self.counts.failure_keys += 1
-        state = self.leader_source.poll(obs, info)  # the run sees only what the leader path read
-        self.counts.takeovers += int(Event.INTERVENTION_ON in state.events)
-        self.counts.handbacks += int(Event.INTERVENTION_OFF in state.events)
-        self.counts.leader_steps += int(state.is_intervening)
-        return state
 
     def reset(self) -> None:
         # The env's reset has run (the leader released); the person puts the leader back at home.
-        if self.rig.leader is not None:
-            torques = self.rig.leader.torques()
-            self.counts.leader_releases += int(not any(torques))
-        self.hand.hold(self.home)
+        try:
+            if self.rig.leader is not None:
+                self.counts.leader_releases += int(not any(self.rig.leader.torques()))
+            self.hand.hold(self.home)
+        except SCENE_GONE:
+            pass  # the leader was unplugged: its source reports it at the next read
         self.person.reset()
         self.leader_source.reset()
         self._step = 0
