@@ -65,7 +65,9 @@ def test_the_config_check_names_each_problem_in_one_line(tmp_path):
     from configs.env import EnvConfig
     from configs.parsing import parse_config
 
-    good = parse_config(EnvConfig, ["--config_path", str(preset("so101_record.json", tmp_path, lambda e: None))])
+    good = parse_config(
+        EnvConfig, ["--config_path", str(preset("so101_record.json", tmp_path, lambda e: None))]
+    )
     assert check_env(good) == []
 
     bad = copy.deepcopy(good)
@@ -92,7 +94,9 @@ def test_the_config_check_names_each_problem_in_one_line(tmp_path):
         assert text in problem and "\n" not in problem
     with pytest.raises(UserError) as err:
         raise_problems(problems, "rehearsal refused")
-    assert "\n" not in str(err.value) and f"{len(expected)} problems in the config: (1) env.fps is 0" in str(err.value)
+    assert "\n" not in str(err.value) and f"{len(expected)} problems in the config: (1) env.fps is 0" in str(
+        err.value
+    )
 
 
 def test_the_run_check_compares_the_classifier_with_the_cameras(tmp_path):
@@ -102,12 +106,21 @@ def test_the_run_check_compares_the_classifier_with_the_cameras(tmp_path):
 
     classifier = write_classifier(tmp_path / "clf" / "pretrained_model", size=SIZE + 8, keys=(KEYS[0],))
     path = preset("so101_rl.json", tmp_path, lambda e: None)
-    argv = ["--config_path", str(path), "--demo_dataset=null", "--learner.image_keys=[observation.images.front,observation.images.side]"]
-    cfg = parse_config(TrainRLConfig, [*argv, f"--env.processor.reward_classifier.pretrained_path={classifier}"])
+    argv = [
+        "--config_path",
+        str(path),
+        "--demo_dataset=null",
+        "--learner.image_keys=[observation.images.front,observation.images.side]",
+    ]
+    cfg = parse_config(
+        TrainRLConfig, [*argv, f"--env.processor.reward_classifier.pretrained_path={classifier}"]
+    )
     problems = check_run(cfg)
     assert any("learner.image_keys has 'observation.images.side'" in p for p in problems), problems
     assert any(f"trained on {SIZE + 8}x{SIZE + 8} 'observation.images.front' images" in p for p in problems)
-    cfg = parse_config(TrainRLConfig, [*argv, f"--env.processor.reward_classifier.pretrained_path={tmp_path}/none"])
+    cfg = parse_config(
+        TrainRLConfig, [*argv, f"--env.processor.reward_classifier.pretrained_path={tmp_path}/none"]
+    )
     assert any(f"classifier checkpoint {tmp_path}/none does not exist" in p for p in check_run(cfg))
 
 
@@ -127,7 +140,9 @@ def test_record_rehearsal_through_the_entry_point(tmp_path):
     dataset = LeRobotDataset("local/so101_reach_grasp_cube_reward", root=root, video_backend="pyav")
     assert dataset.num_episodes == 1
     rewards = [float(dataset[i]["next.reward"]) for i in range(dataset.num_frames)]
-    interventions = [bool(dataset[i]["complementary_info.is_intervention"]) for i in range(dataset.num_frames)]
+    interventions = [
+        bool(dataset[i]["complementary_info.is_intervention"]) for i in range(dataset.num_frames)
+    ]
     assert sum(rewards) == 21 and rewards[-1] == 1.0  # the success key, then 20 more frames
     assert interventions[1] and not interventions[-1]  # the leader took over, and was handed back
     assert dataset[0]["observation.images.front"].shape == (3, SIZE, SIZE)
@@ -138,7 +153,9 @@ def two_nodes(cluster_class, attempts: int = 3):
     """A head (no robot resource) and a node offering {"so101": 1}. Ray gives a raylet a fixed 30 s
     to register; a saturated machine can miss that, so the cluster is built again (as start_ray does)."""
     for attempt in range(attempts):
-        cluster = cluster_class(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster = cluster_class(
+            initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+        )
         try:
             return cluster, cluster.add_node(num_cpus=1, resources={"so101": 1})
         except Exception:
@@ -181,7 +198,9 @@ def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
             "--runtime.progress=false",
             "--runtime.dashboard=false",
         ]
-        argv += [f"--learner.{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY_LEARNER.items()]
+        argv += [
+            f"--learner.{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY_LEARNER.items()
+        ]
         # `hilserl run`'s main is parse + run + print; run's summary also says where each robot ran.
         summary = run(parse_config(TrainRLConfig, rehearse_argv(argv, "--env.rehearse=true")))
         _print_run(summary)
@@ -215,8 +234,17 @@ def test_a_fault_mid_run_stops_the_arm_safely_and_ends_the_run_cleanly(tmp_path,
     inject, expected = FAULTS[fault]
     config = preset("so101_rl.json", tmp_path, lambda env: env["teleop"].update({"schedule": "always"}))
     argv = ["--config_path", str(config), "--rehearse", "--demo_dataset=null", "--reward.source=sparse"]
-    argv += [f"--output_dir={tmp_path / 'runs'}", "--run_name=fault", f"--learner.vision_model_name={tmp_path / 'w'}"]
-    argv += ["--runtime.total_env_steps=200", "--runtime.learning_starts=8", "--runtime.chunk_size=4", "--runtime.progress=false"]
+    argv += [
+        f"--output_dir={tmp_path / 'runs'}",
+        "--run_name=fault",
+        f"--learner.vision_model_name={tmp_path / 'w'}",
+    ]
+    argv += [
+        "--runtime.total_env_steps=200",
+        "--runtime.learning_starts=8",
+        "--runtime.chunk_size=4",
+        "--runtime.progress=false",
+    ]
     argv += [f"--learner.{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY_LEARNER.items()]
     runner = LocalRunner(parse_config(TrainRLConfig, rehearse_argv(argv, "--env.rehearse=true")))
     robot = runner.robots[0]

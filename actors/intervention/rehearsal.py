@@ -124,7 +124,9 @@ class RehearsalPerson(InterventionSource):
         rig, env_cfg = real.rehearsal, real.rehearsal_cfg
         leader_source = LeaderArmSource.from_config(env_cfg, env)  # keyboard_events off: keys come from us
         teleop = cfg.teleop
-        low, high = real.ee_bounds if real.ee_bounds is not None else (np.full(3, -np.inf), np.full(3, np.inf))
+        low, high = (
+            real.ee_bounds if real.ee_bounds is not None else (np.full(3, -np.inf), np.full(3, np.inf))
+        )
         view = SceneView(cfg.task, np.asarray(low), np.asarray(high), real.step_sizes)
         # Recording: the person drives every episode (a person recording demos); RL: the run's schedule.
         schedule = "always" if cfg.mode == "record" else teleop.schedule

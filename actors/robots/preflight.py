@@ -66,15 +66,19 @@ def check_calibration(cfg: EnvConfig, problems: list[str]) -> None:
     reset = cfg.processor.reset or ResetConfig()
     home = reset.fixed_reset_joint_positions
     robot_dir = Path(cfg.robot.calibration_dir) if cfg.robot.calibration_dir else default_calibration_dir()
-    follower = _calibration(robot_dir / f"{cfg.robot.id}.json", "follower", cfg.robot.port, cfg.robot.id, problems)
+    follower = _calibration(
+        robot_dir / f"{cfg.robot.id}.json", "follower", cfg.robot.port, cfg.robot.id, problems
+    )
     if cfg.teleop.type == "leader":
         teleop_dir = (
-            Path(cfg.teleop.calibration_dir) if cfg.teleop.calibration_dir else default_leader_calibration_dir()
+            Path(cfg.teleop.calibration_dir)
+            if cfg.teleop.calibration_dir
+            else default_leader_calibration_dir()
         )
         _calibration(teleop_dir / f"{cfg.teleop.id}.json", "leader", cfg.teleop.port, cfg.teleop.id, problems)
     if follower is None or home is None or len(home) != len(MOTORS):
         return
-    for (name, value) in zip(MOTORS, home, strict=True):
+    for name, value in zip(MOTORS, home, strict=True):
         if name == "gripper":
             continue
         low, high = _calibrated_degrees(follower[name])
@@ -142,7 +146,9 @@ def check_workspace(cfg: EnvConfig, problems: list[str]) -> None:
         low = np.asarray(bounds["min"], dtype=float).reshape(3)
         high = np.asarray(bounds["max"], dtype=float).reshape(3)
     except (KeyError, TypeError, ValueError):
-        problems.append(f'robot.end_effector_bounds {bounds} is malformed: give {{"min": [x, y, z], "max": [x, y, z]}}')
+        problems.append(
+            f'robot.end_effector_bounds {bounds} is malformed: give {{"min": [x, y, z], "max": [x, y, z]}}'
+        )
         return
     if not np.all(low < high):
         problems.append(f"robot.end_effector_bounds: every 'min' must be below its 'max', got {bounds}")

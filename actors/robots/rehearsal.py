@@ -57,7 +57,9 @@ class RehearsalRig:
         try:
             write_calibration_file(self.folder / f"{cfg.robot.id}.json", self.calibration)
             sizes = {
-                name: (int(c.width), int(c.height)) for name, c in cfg.robot.cameras.items() if name in SCENE_CAMERAS
+                name: (int(c.width), int(c.height))
+                for name, c in cfg.robot.cameras.items()
+                if name in SCENE_CAMERAS
             } or dict.fromkeys(SCENE_CAMERAS, DEFAULT_CAMERA_SIZE)
             self.follower = BusProcess(
                 calibration=self.calibration, mujoco=True, task=cfg.task, seed=cfg.seed, camera_sizes=sizes
@@ -115,7 +117,9 @@ class RehearsalRig:
             except Exception:  # noqa: BLE001  (unplugged: the bus is gone, nothing holds torque)
                 self.exit_torques[name] = [0] * len(MOTORS)
             if any(self.exit_torques[name]):
-                logger.error("rehearsal: the %s still had torque on at exit: %s", name, self.exit_torques[name])
+                logger.error(
+                    "rehearsal: the %s still had torque on at exit: %s", name, self.exit_torques[name]
+                )
             bus.stop()
             setattr(self, name, None)
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 
-def _child_main(conn, calibration, mujoco: bool, image_size: int, seed: int, faults, task, camera_sizes) -> None:
+def _child_main(
+    conn, calibration, mujoco: bool, image_size: int, seed: int, faults, task, camera_sizes
+) -> None:
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")

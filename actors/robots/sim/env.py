@@ -331,11 +331,23 @@ class SO101SimEnv(gym.Env):
         """Put the cube back on the table (at random in the spawn area, seeded by the env's generator),
         leaving the arm as it is: what the person does during a real reset."""
         rng = self.np_random
-        xy = np.array([rng.uniform(*CUBE_X_RANGE), rng.uniform(*CUBE_Y_RANGE)]) if xy is None else np.asarray(xy, float)
+        xy = (
+            np.array([rng.uniform(*CUBE_X_RANGE), rng.uniform(*CUBE_Y_RANGE)])
+            if xy is None
+            else np.asarray(xy, float)
+        )
         yaw = float(rng.uniform(-np.pi / 4, np.pi / 4)) if yaw is None else float(yaw)
         with self._lock:
             adr = self._cube_qpos
-            self.data.qpos[adr : adr + 7] = [xy[0], xy[1], scene.CUBE_HALF, np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+            self.data.qpos[adr : adr + 7] = [
+                xy[0],
+                xy[1],
+                scene.CUBE_HALF,
+                np.cos(yaw / 2),
+                0,
+                0,
+                np.sin(yaw / 2),
+            ]
             self.data.qvel[self._cube_dof : self._cube_dof + 6] = 0.0
             mujoco.mj_forward(self.model, self.data)
 
