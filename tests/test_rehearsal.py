@@ -223,6 +223,7 @@ FAULTS = {
     "servo": (lambda rig: rig.follower.inject_fault(4, "overheat"), "wrist_flex (id 4) reports overheat"),
     "bus": (lambda rig: rig.follower.unplug(), "vanished"),
     "leader": (lambda rig: rig.leader.unplug(), "vanished while reading the leader arm"),
+    "camera": (lambda rig: rig.lose_camera("wrist"), "camera 'wrist' returned no frame"),
 }
 
 

@@ -53,6 +53,7 @@ class RehearsalRig:
         self.folder = Path(tempfile.mkdtemp(prefix="hilserl-rehearsal-"))
         self.calibration = sim_calibration()
         self.exit_torques: dict[str, list[int]] = {}
+        self.camera_sources: dict = {}
         self.follower = self.leader = None
         try:
             write_calibration_file(self.folder / f"{cfg.robot.id}.json", self.calibration)
@@ -91,7 +92,12 @@ class RehearsalRig:
 
     def cameras(self, cfg: EnvConfig):
         names = [n for n in cfg.robot.cameras if n in SCENE_CAMERAS] or list(SCENE_CAMERAS)
-        return remote_scene_cameras(self.follower, names)
+        self.camera_sources = remote_scene_cameras(self.follower, names)
+        return self.camera_sources
+
+    def lose_camera(self, name: str) -> None:
+        """A camera stops giving frames (its cable pulled): a fault to rehearse."""
+        self.camera_sources[name].lost = True
 
     def leader_steps(self, joints: np.ndarray) -> dict[int, float]:
         """LeRobot leader units (degrees; gripper 0-100) -> encoder steps, the inverse of LeRobot's

@@ -214,11 +214,14 @@ class RemoteSceneCamera:
 
     def __init__(self, bus: BusProcess, name: str, shared: dict) -> None:
         self.bus, self.name, self._shared = bus, name, shared
+        self.lost = False  # unplugged (a fault to rehearse): reads give no frame
 
     def connect(self) -> None:
         pass
 
-    def read(self) -> np.ndarray:
+    def read(self) -> np.ndarray | None:
+        if self.lost:
+            return None
         cached = self._shared.pop(self.name, None)
         if cached is None:
             self._shared.update(self.bus.render())

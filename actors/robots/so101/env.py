@@ -429,11 +429,27 @@ class SO101RealEnv(gym.Env):
         state = np.concatenate([self._joints, self._velocity, self._ee, self._ee_velocity]).astype(np.float32)
         obs = {"observation.state": state}
         for name in ("front", "wrist"):
-            frame = self.cameras[name].read()
+            frame = self._read_camera(name)
             obs[f"observation.images.{name}"] = to_observation(
                 frame, self.rotations.get(name, 0), self.image_size
             )
         return obs
+
+    def _read_camera(self, name: str) -> np.ndarray:
+        """One frame, or a one-line error (the step's guard turns torque off): a camera that times
+        out or hands back nothing is unplugged or hung, and the policy must not act blind."""
+        try:
+            frame = self.cameras[name].read()
+        except Exception as err:  # noqa: BLE001  (LeRobot's OpenCV camera raises TimeoutError, RuntimeError)
+            frame, reason = None, f"{type(err).__name__}: {err}"
+        else:
+            reason = "an empty frame"
+        if frame is None or np.asarray(frame).size == 0:
+            raise UserError(
+                f"camera '{name}' returned no frame ({reason}); torque is off - check its cable "
+                f"(robot.cameras.{name}.index_or_path), then restart"
+            )
+        return frame
 
     def _joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated ranges in LeRobot degrees (gripper: 0..max_gripper_pos)."""
