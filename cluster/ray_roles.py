@@ -279,4 +279,5 @@ class RobotActor(_Threaded):
 
     def status(self) -> dict:
         self.ready()
-        return {**self.role.status(), "running": self.running(), "error": self.error}
+        node = ray.get_runtime_context().get_node_id()  # where the arm is: the run's summary names it
+        return {**self.role.status(), "running": self.running(), "error": self.error, "node_id": node}

@@ -37,6 +37,7 @@ def start_ray(
     dashboard: bool = False,
     quiet: bool = False,
     object_store_mb: int | None = None,
+    resources: dict[str, float] | None = None,
 ) -> bool:
     """Attach to a cluster (``address`` or RAY_ADDRESS) or start a private local Ray. True if we started one."""
     import ray
@@ -70,6 +71,8 @@ def start_ray(
         logging_level=logging.ERROR,
         logging_config=logging_config,
     )
+    if resources:
+        kwargs["resources"] = dict(resources)  # custom resources this machine offers (a rehearsal's arm)
     if object_store_mb is not None:
         kwargs["object_store_memory"] = object_store_mb * 2**20
     try:

@@ -3,6 +3,7 @@
     hilserl run --config_path configs/sim_rl.json --env.processor.reward_classifier.pretrained_path=DIR
     hilserl run --config_path configs/sim_rl.json --reward.source=sparse --runtime.num_robots=2
     ray job submit --working-dir . -- hilserl run --config_path configs/so101_rl.json --runtime.ray_address=auto
+    hilserl run --config_path configs/so101_rl.json --rehearse   # the same, the arm simulated (no hardware)
     hilserl runs outputs/rl                                  # past runs, one line each
 
 The driver reads like the loop it runs::
@@ -267,6 +268,14 @@ def run(cfg: TrainRLConfig) -> dict[str, Any]:
     from cluster.ray_session import start_ray
 
     cfg.resolve()
+    resources = None
+    if cfg.env.rehearse:
+        from actors.robots.preflight import check_run, raise_problems
+
+        raise_problems(check_run(cfg), "rehearsal refused")
+        resource = robot_resource(cfg)
+        # A private local Ray holds the rehearsal's simulated arm itself: it offers the arm's resource.
+        resources = {resource: float(cfg.runtime.num_robots)} if resource else None
     # Ray first: a cluster that is not there is refused before the run folder exists.
     num_cpus = cfg.runtime.num_cpus
     if num_cpus is None and cfg.runtime.ray_address is None:  # a private Ray holds every actor's reservation
@@ -275,6 +284,7 @@ def run(cfg: TrainRLConfig) -> dict[str, Any]:
         address=cfg.runtime.ray_address,
         num_cpus=num_cpus,
         dashboard=cfg.runtime.dashboard,
+        resources=resources,
     )
     from cluster.metrics import install_grafana_dashboard
 
@@ -353,6 +363,9 @@ def _print_run(summary: dict[str, Any]) -> None:
         if robots
         else f"run {summary['folder']}"
     )
+    for robot in robots:
+        if robot.get("fault"):  # its arm stopped safely; the run ended with its final checkpoint
+            print(f"{robot['robot']} stopped: {robot['fault']}", file=sys.stderr)
     if "eval" in summary:
         ev = summary["eval"]
         print(
@@ -360,12 +373,18 @@ def _print_run(summary: dict[str, Any]) -> None:
         )
 
 
+def rehearse_argv(argv: list[str], flag: str) -> list[str]:
+    """``--rehearse`` (a bare flag) as the config override it stands for."""
+    return [flag if a == "--rehearse" else a for a in argv]
+
+
 def main(argv: list[str]) -> int:
-    """``hilserl run --config_path CFG.json [overrides]`` (``--seeds 0,1,2``: a run per seed)."""
+    """``hilserl run --config_path CFG.json [overrides]`` (``--seeds 0,1,2``: a run per seed;
+    ``--rehearse``: the real-arm config on simulated hardware, ``actors.robots.rehearsal``)."""
     from cluster.report import format_seed_summary
     from configs.rl import seeds_argv
 
-    cfg = parse_config(TrainRLConfig, seeds_argv(argv), prog="hilserl run")
+    cfg = parse_config(TrainRLConfig, seeds_argv(rehearse_argv(argv, "--env.rehearse=true")), prog="hilserl run")
     if cfg.seeds:
         cfg.resolve()
         out = run_seeds(cfg)

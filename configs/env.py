@@ -205,6 +205,10 @@ class EnvConfig:
     """Human intervention source."""
     processor: ProcessorConfig = field(default_factory=ProcessorConfig)
     """Preprocessing, reset, gripper and learned reward."""
+    rehearse: bool = False
+    """Rehearse the real-arm config without the arm (`--rehearse`): the follower and the leader are
+    simulated servo buses, the cameras the MuJoCo scene's, the person the scripted human
+    (``actors.robots.rehearsal``). The config is checked first (``actors.robots.preflight``)."""
     # Record mode (LeRobot's flat fields).
     mode: str | None = None
     """'record' to write a dataset; null for RL."""

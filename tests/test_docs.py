@@ -35,6 +35,7 @@ MAX_README_LINES = 300
 # them: (command, flag) -> where it is read.
 EXTRA_FLAGS: dict[tuple[str, str], str] = {
     ("record", "json"): "actors/loop/record.py main takes --json (print the summary as JSON) out of argv",
+    ("run", "rehearse"): "cluster/rl_run.py main reads a bare --rehearse as --env.rehearse=true",
 }
 
 # Commands whose flags cannot be read from `hilserl <command> --help`, with the reason. Each is run

@@ -16,6 +16,10 @@ def make_intervention_source(cfg: EnvConfig, env: Any = None) -> InterventionSou
     """The source named by ``cfg.teleop.type``: 'none', 'keyboard', 'gamepad', 'leader' or 'scripted'."""
     teleop = cfg.teleop
     kind = teleop.type
+    if kind == "leader" and getattr(getattr(env, "unwrapped", env), "rehearsal", None) is not None:
+        from actors.intervention.rehearsal import RehearsalPerson
+
+        return RehearsalPerson.from_config(cfg, env)  # the scripted person at the simulated leader
     if teleop.failure_prob and kind != "scripted":
         raise UserError(
             f"teleop.failure_prob is {teleop.failure_prob} but teleop.type is '{kind}': only the scripted "

@@ -2,6 +2,7 @@
 
     hilserl record --config_path configs/sim_record.json                      # simulator + scripted human
     hilserl record --config_path configs/so101_record.json --dataset_root=data/run7
+    hilserl record --config_path configs/so101_record.json --dataset_root=data/try1 --rehearse   # no arm
 
 The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` / ``add_frame`` /
 ``save_episode``), so LeRobot and every tool in this project load it. Rules:
@@ -443,7 +444,7 @@ def main(argv: list[str]) -> int:
     from configs.parsing import parse_config
 
     as_json = "--json" in argv
-    argv = [a for a in argv if a != "--json"]
+    argv = ["--rehearse=true" if a == "--rehearse" else a for a in argv if a != "--json"]
     cfg = parse_config(EnvConfig, argv, prog="hilserl record")
     summary = run(cfg)  # a UserError reaches the dispatcher, which prints it as one line
     print(json.dumps(summary.as_dict(), indent=2) if as_json else summary.text())

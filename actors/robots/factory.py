@@ -10,7 +10,8 @@ The backend is chosen by ``robot.type`` ('sim' or 'so101'; LeRobot's 'so101_foll
 or by a LeRobot-style ``type: gym_manipulator`` at the top level. With ``teleop.type: leader`` the
 leader arm is opened here and handed to the real env (which releases its torque after every reset,
 seed 003 bug 3); the leader-arm intervention source reads the same object (``env.leader``) and
-disconnects it when it is closed.
+disconnects it when it is closed. With ``rehearse`` the real env runs on simulated hardware
+(``actors.robots.rehearsal``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def make_env(cfg: EnvConfig) -> Any:
     """Build the env named by ``cfg`` (see the module docstring)."""
     cfg.check_supported()
     if backend(cfg) == "sim":
+        if cfg.rehearse:
+            raise UserError(
+                "rehearse runs a real-arm config (robot.type 'so101') on simulated hardware; with robot.type "
+                "'sim' drop --rehearse"
+            )
         if cfg.teleop.type == "leader":
             raise UserError(
                 "teleop.type 'leader' drives the real arm: with robot.type 'sim' use teleop.type scripted, "
@@ -53,6 +59,10 @@ def make_env(cfg: EnvConfig) -> Any:
         from actors.robots.sim.env import SO101SimEnv
 
         return SO101SimEnv(cfg)
+    if cfg.rehearse:
+        from actors.robots.rehearsal import make_rehearsal_env
+
+        return make_rehearsal_env(cfg)
     from actors.robots.so101.env import SO101RealEnv
 
     leader = None

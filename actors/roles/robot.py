@@ -33,6 +33,7 @@ after the current episode (``'shared'``); nothing of it reaches the replay or th
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -52,6 +53,7 @@ from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_ba
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
 from actors.roles.rundir import episodes_so_far
+from configs.errors import UserError
 from configs.rl import TrainRLConfig
 from learner.export import apply_export
 from learner.networks import FrozenBackbone, Policy
@@ -121,8 +123,10 @@ class RobotRole:
             rate=self.rate,
             success_reward=self._success_reward(),
         )
+        self.folder = Path(folder) if folder is not None else None
         self.stop_event = threading.Event()
         self.finished = False  # its share of the budget is done: nothing to restart
+        self.fault: str | None = None  # the one-line hardware fault that stopped its arm
         self.on_step: list = []  # callbacks after each step (the in-process runner's learner)
         budget = cfg.runtime.total_env_steps
         # This robot's share of the env-step budget (the driver also stops the run at the total).
@@ -430,6 +434,13 @@ class RobotRole:
                 obs, info = self.loop.reset()
         except StopRun:
             pass
+        except UserError as err:
+            # The arm stopped itself safely (torque off: a servo fault, the bus or the leader gone, a
+            # camera without frames). Nothing here can restart it, so its share of the run ends: what
+            # it streamed is flushed below and the driver ends the run with its final checkpoint.
+            logger.error("%s stopped: %s", self.name, err)
+            self.fault = str(err)
+            self.finished = True
         finally:
             self.flush()
             self._await_learner_quietly()
@@ -464,6 +475,16 @@ class RobotRole:
                 self.disagreements.close()
             if self.evaluator is not None:
                 self.evaluator.close()
+            self._write_rehearsal_report()
+
+    def _write_rehearsal_report(self) -> None:
+        """A rehearsal (``actors.robots.rehearsal``) leaves what its person did and each simulated
+        bus's torque at exit in ``rehearsal-<robot>.json`` of the run folder."""
+        rig = getattr(getattr(self.env, "unwrapped", self.env), "rehearsal", None)
+        if rig is None or self.folder is None:
+            return
+        report = {"person": self.source.report() if hasattr(self.source, "report") else {}, "exit_torques": rig.exit_torques}
+        (self.folder / f"rehearsal-{self.name}.json").write_text(json.dumps(report, indent=2) + "\n")
 
     def status(self) -> dict[str, Any]:
         recent = list(self.recent)
@@ -471,6 +492,7 @@ class RobotRole:
         return {
             "robot": self.name,
             "finished": self.finished,
+            "fault": self.fault,
             "env_steps": self.steps,
             "episodes": self.episodes,
             "acked": self.acked,
@@ -494,6 +516,7 @@ class RobotRole:
             "evals": list(self.evaluator.points) if self.evaluator is not None else [],
             "eval_frames": self.evaluator.frames if self.evaluator is not None else None,
             "transitions_sha256": self.digest.hexdigest(),
+            **({"rehearsal": self.source.report()} if hasattr(self.source, "report") else {}),
         }
 
 

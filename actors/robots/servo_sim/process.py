@@ -21,19 +21,26 @@ from typing import Any
 import numpy as np
 
 
-def _child_main(conn, calibration, mujoco: bool, image_size: int, seed: int, faults) -> None:
+def _child_main(
+    conn, calibration, mujoco: bool, image_size: int, seed: int, faults, task, camera_sizes
+) -> None:
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     from actors.robots.servo_sim.arm import MOTORS, STEPS_PER_RAD, apply_calibration
     from actors.robots.servo_sim.bus import SimulatedBus
 
-    scene, plant = None, None
+    scene, plant, renderers = None, None, {}
     if mujoco:
         from actors.robots.servo_sim.mujoco_plant import MujocoPlant
         from actors.robots.sim.env import SO101SimEnv
 
-        scene = SO101SimEnv(image_size=image_size)
+        if camera_sizes:
+            # Cameras at their own (width, height), rendered here; the scene's square renderer is not needed.
+            largest = max(max(size) for size in camera_sizes.values())
+            scene = SO101SimEnv(task=task, image_size=max(image_size, largest), render=False)
+        else:
+            scene = SO101SimEnv(task=task, image_size=image_size)
         scene.reset(seed=seed)
         plant = MujocoPlant(scene)
     bus = SimulatedBus(plant=plant)
@@ -50,22 +57,46 @@ def _child_main(conn, calibration, mujoco: bool, image_size: int, seed: int, fau
         with bus.lock:
             bus.servo(servo_id).actual += np.deg2rad(degrees) * STEPS_PER_RAD
 
+    def hold_by_hand(steps: dict[int, float]) -> None:
+        """Put shafts at encoder positions, as a hand holding the arm there (torque off)."""
+        with bus.lock:
+            for servo_id, value in steps.items():
+                bus.servo(servo_id).actual = float(value)
+
+    def render_cameras() -> dict[str, np.ndarray]:
+        import mujoco
+
+        if not renderers:
+            for name, (width, height) in camera_sizes.items():
+                renderers[name] = mujoco.Renderer(scene.model, int(height), int(width))
+        frames = {}
+        with scene._lock:
+            for name, renderer in renderers.items():
+                renderer.update_scene(scene.data, camera=name)
+                frames[name] = renderer.render()
+        return frames
+
     commands = {
         "inject_fault": bus.inject_fault,
         "clear_faults": bus.clear_faults,
         "registers": registers,
         "move_by_hand": move_by_hand,
+        "hold_by_hand": hold_by_hand,
         "register": lambda servo_id, name: bus.servo(servo_id).get(name),
     }
     if scene is not None:
         commands.update(
             joints=scene.joint_positions,
             ee_position=scene.ee_position,
-            render=lambda: {
+            render=render_cameras
+            if camera_sizes
+            else lambda: {
                 k.rsplit(".", 1)[-1]: v
                 for k, v in scene.observation().items()
                 if k.startswith("observation.images")
             },
+            scene_info=scene.privileged_info,
+            place_cube=scene.place_cube,
         )
     with bus:
         conn.send((True, bus.port))
@@ -77,6 +108,8 @@ def _child_main(conn, calibration, mujoco: bool, image_size: int, seed: int, fau
                 conn.send((True, commands[name](*args)))
             except Exception:
                 conn.send((False, traceback.format_exc(limit=3)))
+    for renderer in renderers.values():
+        renderer.close()
     if scene is not None:
         scene.close()
     conn.send((True, None))
@@ -92,12 +125,15 @@ class BusProcess:
         mujoco: bool = False,
         image_size: int = 32,
         seed: int = 0,
+        task: str = "pick_lift",
+        camera_sizes: dict[str, tuple[int, int]] | None = None,
     ) -> None:
+        """``camera_sizes``: name -> (width, height) of each scene camera ``render`` returns (mujoco=True;
+        'front' and 'wrist' are the scene's cameras); default both at ``image_size`` square."""
         context = mp.get_context("spawn")  # no fork of a process that holds torch, threads or GL
         self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_child_main, args=(child, calibration, mujoco, image_size, seed, list(faults)), daemon=True
-        )
+        args = (child, calibration, mujoco, image_size, seed, list(faults), task, dict(camera_sizes or {}))
+        self._process = context.Process(target=_child_main, args=args, daemon=True)
         self._process.start()
         ok, self.port = self._conn.recv()
 
@@ -128,6 +164,18 @@ class BusProcess:
         """Turn a shaft as a human would (meaningful with torque off)."""
         self._call("move_by_hand", servo_id, degrees)
 
+    def hold_by_hand(self, steps: dict[int, float]) -> None:
+        """Hold shafts at encoder positions (servo id -> steps), as a hand moving a limp arm would."""
+        self._call("hold_by_hand", steps)
+
+    def scene_info(self) -> dict:
+        """What the scene's ``SO101SimEnv.privileged_info`` says now: cube, hand, grasp, success (mujoco=True)."""
+        return self._call("scene_info")
+
+    def place_cube(self) -> None:
+        """Put the cube back at a new random place, the arm untouched (mujoco=True)."""
+        self._call("place_cube")
+
     def joints(self) -> np.ndarray:
         """The scene's joint positions in degrees (mujoco=True)."""
         return self._call("joints")
@@ -136,7 +184,7 @@ class BusProcess:
         return self._call("ee_position")
 
     def render(self) -> dict[str, np.ndarray]:
-        """The scene's 'front' and 'wrist' camera images (mujoco=True)."""
+        """The scene's camera images by name (mujoco=True), at ``camera_sizes``."""
         return self._call("render")
 
     def unplug(self) -> None:
@@ -166,11 +214,14 @@ class RemoteSceneCamera:
 
     def __init__(self, bus: BusProcess, name: str, shared: dict) -> None:
         self.bus, self.name, self._shared = bus, name, shared
+        self.lost = False  # unplugged (a fault to rehearse): reads give no frame
 
     def connect(self) -> None:
         pass
 
-    def read(self) -> np.ndarray:
+    def read(self) -> np.ndarray | None:
+        if self.lost:
+            return None
         cached = self._shared.pop(self.name, None)
         if cached is None:
             self._shared.update(self.bus.render())
@@ -181,6 +232,6 @@ class RemoteSceneCamera:
         pass
 
 
-def remote_scene_cameras(bus: BusProcess) -> dict[str, RemoteSceneCamera]:
+def remote_scene_cameras(bus: BusProcess, names=("front", "wrist")) -> dict[str, RemoteSceneCamera]:
     shared: dict = {}
-    return {name: RemoteSceneCamera(bus, name, shared) for name in ("front", "wrist")}
+    return {name: RemoteSceneCamera(bus, name, shared) for name in names}

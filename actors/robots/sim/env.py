@@ -327,6 +327,35 @@ class SO101SimEnv(gym.Env):
         """Cube centre (3,) in metres."""
         return self.data.qpos[self._cube_qpos : self._cube_qpos + 3].copy()
 
+    def place_cube(self, xy=None, yaw: float | None = None) -> None:
+        """Put the cube back on the table (at random in the spawn area, seeded by the env's generator),
+        leaving the arm as it is: what the person does during a real reset."""
+        rng = self.np_random
+        xy = (
+            np.array([rng.uniform(*CUBE_X_RANGE), rng.uniform(*CUBE_Y_RANGE)])
+            if xy is None
+            else np.asarray(xy, float)
+        )
+        yaw = float(rng.uniform(-np.pi / 4, np.pi / 4)) if yaw is None else float(yaw)
+        with self._lock:
+            adr = self._cube_qpos
+            self.data.qpos[adr : adr + 7] = [
+                xy[0],
+                xy[1],
+                scene.CUBE_HALF,
+                np.cos(yaw / 2),
+                0,
+                0,
+                np.sin(yaw / 2),
+            ]
+            self.data.qvel[self._cube_dof : self._cube_dof + 6] = 0.0
+            mujoco.mj_forward(self.model, self.data)
+
+    def privileged_info(self) -> dict[str, Any]:
+        """The info ``step`` would return now (cube, hand, grasp, success): what the scripted human sees."""
+        with self._lock:
+            return self._info(success=self._success())
+
     def cube_yaw(self) -> float:
         """Cube yaw in radians."""
         w, x, y, z = self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7]

@@ -64,6 +64,9 @@ logger = logging.getLogger(__name__)
 JOINTS = tuple(MOTORS)
 DEFAULT_STEP_SIZES = {"x": 0.02, "y": 0.02, "z": 0.02}
 PORT_OPTION = "robot.port"
+MAX_GOAL_LEAD_M = 0.04
+"""How far the commanded end effector may run ahead of the measured one (the simulator's
+``MAX_TARGET_LEAD_M``): beyond it the next step starts again from the measured pose."""
 WORKSPACE_TOLERANCE_M = 1e-3
 """How far past a workspace bound a commanded joint target may put the hand (forward kinematics)."""
 
@@ -202,6 +205,7 @@ class SO101RealEnv(gym.Env):
         self._closed = False
         self._joints = np.zeros(6)
         self._ee = np.zeros(3)
+        self._goal: np.ndarray | None = None  # the joint targets last sent (None: from the measured pose)
         self._last_read: float | None = None
         self._guarded(self._connect)
 
@@ -282,6 +286,7 @@ class SO101RealEnv(gym.Env):
             # Guarded: a leader that fails stops the follower too.
             self._guarded(self.leader.disable_torque)
         self._last_read = None
+        self._goal = None
         obs = self._guarded(self._observe)
         return obs, {"joint_positions": self._joints.copy()}
 
@@ -292,21 +297,35 @@ class SO101RealEnv(gym.Env):
             raise ValueError(f"action must be 4 finite numbers (dx, dy, dz, gripper), got {action}")
         targets = self._targets(action)
         sent = self._guarded(self._send, targets)
+        self._goal = np.asarray(sent, dtype=float).copy()
         obs = self._guarded(self._observe)
         info = {"joint_targets": sent, "joint_positions": self._joints.copy()}
         return obs, 0.0, False, False, info
 
     # ----- control -----
     def _targets(self, action: np.ndarray) -> np.ndarray:
+        """Each step moves the last *commanded* pose, as the simulator's latched target does: the pose
+        observed right after a command still lags it (the servos have just been told), so stepping
+        from the measured pose would lose every step the servos had not finished, and make the same
+        action move the hand by a different amount each step. The measured pose bounds the command
+        (``max_relative_target``, at most MAX_GOAL_LEAD_M ahead of the hand), so a blocked arm does
+        not wind the goal up. The gripper's goal is latched the same way ('stay' keeps squeezing
+        what it closed on)."""
         joints = self._joints.copy()
+        goal = joints if self._goal is None else self._goal.copy()
+        goal_ee = np.asarray(self.kinematics.ee_position(goal), dtype=float)
+        lead = goal_ee - self._ee
+        if np.linalg.norm(lead) > MAX_GOAL_LEAD_M:  # the arm fell behind: restart from where it is
+            goal, goal_ee = joints.copy(), self._ee.copy()
         delta = np.clip(action[:3], -1.0, 1.0) * self.step_sizes
         if self.ee_bounds is not None:
-            delta = np.clip(self._ee + delta, *self.ee_bounds) - self._ee
-        targets = joints.copy()
+            delta = np.clip(goal_ee + delta, *self.ee_bounds) - goal_ee
+        targets = goal.copy()
         if np.any(np.abs(delta) > 1e-9):
-            targets[:5] = np.asarray(self.kinematics.solve_delta(joints, delta), dtype=float)[:5]
+            targets[:5] = np.asarray(self.kinematics.solve_delta(goal, delta), dtype=float)[:5]
         gripper_cmd = int(np.clip(np.rint(action[3]), 0, 2))
-        targets[5] = joints[5] + (gripper_cmd - 1) * self.gripper_step
+        gripper = goal[5] + (gripper_cmd - 1) * self.gripper_step
+        targets[5] = np.clip(gripper, joints[5] - self.gripper_step, joints[5] + self.gripper_step)
         return self._inside_workspace(self._bound(targets, joints), joints)
 
     def _workspace_excess(self, joints: np.ndarray) -> float:
@@ -410,11 +429,27 @@ class SO101RealEnv(gym.Env):
         state = np.concatenate([self._joints, self._velocity, self._ee, self._ee_velocity]).astype(np.float32)
         obs = {"observation.state": state}
         for name in ("front", "wrist"):
-            frame = self.cameras[name].read()
+            frame = self._read_camera(name)
             obs[f"observation.images.{name}"] = to_observation(
                 frame, self.rotations.get(name, 0), self.image_size
             )
         return obs
+
+    def _read_camera(self, name: str) -> np.ndarray:
+        """One frame, or a one-line error (the step's guard turns torque off): a camera that times
+        out or hands back nothing is unplugged or hung, and the policy must not act blind."""
+        try:
+            frame = self.cameras[name].read()
+        except Exception as err:  # noqa: BLE001  (LeRobot's OpenCV camera raises TimeoutError, RuntimeError)
+            frame, reason = None, f"{type(err).__name__}: {err}"
+        else:
+            reason = "an empty frame"
+        if frame is None or np.asarray(frame).size == 0:
+            raise UserError(
+                f"camera '{name}' returned no frame ({reason}); torque is off - check its cable "
+                f"(robot.cameras.{name}.index_or_path), then restart"
+            )
+        return frame
 
     def _joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated ranges in LeRobot degrees (gripper: 0..max_gripper_pos)."""
