@@ -235,6 +235,7 @@ class DatasetSink:
             root=self.root,
             robot_type="so101",
             use_videos=self.cfg.video,
+            video_backend="pyav",
             image_writer_threads=IMAGE_WRITER_THREADS,  # PNG writes off the control thread
         )
 
