@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import signal
 import sys
 import threading
@@ -38,9 +40,16 @@ logger = logging.getLogger(__name__)
 POLL_S = 1.0
 
 
+def actor_cpus(cfg: TrainRLConfig) -> float:
+    """CPUs all the run's actors reserve together."""
+    runtime = cfg.runtime
+    reward = runtime.reward_cpus if cfg.reward.source == "classifier" else 0.0
+    return runtime.num_robots * runtime.robot_cpus + runtime.learner_cpus + reward + runtime.replay_cpus
+
+
 def _needs(cfg: TrainRLConfig) -> dict[str, float]:
-    """Custom resources and GPUs the actors ask for."""
-    needs: dict[str, float] = {}
+    """Custom resources, GPUs and CPUs the actors ask for."""
+    needs: dict[str, float] = {"CPU": actor_cpus(cfg)}
     resource = robot_resource(cfg)
     if resource:
         needs[resource] = float(cfg.runtime.num_robots)
@@ -70,6 +79,12 @@ def wait_for_resources(cfg: TrainRLConfig) -> None:
             return
         if time.monotonic() >= deadline:
             name, amount = next(iter(missing.items()))
+            if name == "CPU":
+                raise UserError(
+                    f"the run's actors reserve {amount:g} CPUs and the cluster has {have.get(name, 0):g}: add a node "
+                    "(`ray start --address=<head>:6379`), or lower runtime.robot_cpus / learner_cpus / reward_cpus / "
+                    "replay_cpus"
+                )
             flag = "--num-gpus=1" if name == "GPU" else f"--resources='{{\"{name}\": {int(amount)}}}'"
             raise UserError(
                 f"no Ray node offers {amount:g} '{name}' (the cluster has {have.get(name, 0):g}) after "
@@ -100,16 +115,16 @@ class RayRunner:
         # must not depend on objects its owner holds (and Ray warns about exactly that).
         # Named after the run (the dashboard's Actors page says whose they are): <run>-<role>[-<i>].
         names = {role: f"{folder.name}-{role}" for role in ("reward", "replay", "learner")}
-        zero = {"num_cpus": 0}
+        runtime = cfg.runtime  # each actor reserves about the CPU it uses (the dashboard's cluster page)
         self.reward = None
         if cfg.reward.source == "classifier":
-            self.reward = RewardActor.options(name=names["reward"], **zero).remote(cfg)
-        self.replay = ReplayActor.options(name=names["replay"], **zero).remote(cfg, str(folder))
+            self.reward = RewardActor.options(name=names["reward"], num_cpus=runtime.reward_cpus).remote(cfg)
+        self.replay = ReplayActor.options(name=names["replay"], num_cpus=runtime.replay_cpus).remote(cfg, str(folder))
         self.learner = LearnerActor.options(
-            name=names["learner"], num_cpus=0, num_gpus=cfg.runtime.learner_gpus
+            name=names["learner"], num_cpus=runtime.learner_cpus, num_gpus=runtime.learner_gpus
         ).remote(cfg, str(folder), names["replay"])
         resource = robot_resource(cfg)
-        robot_options = {"num_cpus": 0, **({"resources": {resource: 1}} if resource else {})}
+        robot_options = {"num_cpus": runtime.robot_cpus, **({"resources": {resource: 1}} if resource else {})}
         reward_name = names["reward"] if self.reward is not None else None
         self.robots = [
             RobotActor.options(name=f"{folder.name}-robot-{i}", **robot_options).remote(
@@ -124,7 +139,7 @@ class RayRunner:
         if cfg.demo_dataset and not cfg.resume:
             added = ray.get(self.replay.import_demos.remote(str(Path(cfg.demo_dataset).resolve())))
             logger.info("demo buffer: %d transitions from %s", added, cfg.demo_dataset)
-        self.metrics = RayMetrics()
+        self.metrics = RayMetrics(run=folder.name)
         self.monitor = RunMonitor(folder, cfg, extra_sinks=[self.metrics.record])
         if identity is not None:
             self.monitor.writer().add_text("classifier", "```\n" + json.dumps(identity, indent=2) + "\n```")
@@ -174,6 +189,7 @@ class RayRunner:
                 robots, learner, reward, added = self._statuses()
                 added_at_start = added if added_at_start is None else added_at_start
                 self.monitor.record(robots, learner, reward)
+                self.metrics.record_periods(robots)
                 if budget and added - added_at_start >= budget:
                     break
                 if all(r.get("finished") for r in robots):  # every robot did its share
@@ -195,6 +211,7 @@ class RayRunner:
             reward = _retry(lambda: self.reward.stats.remote(), 60)
             digest = _retry(lambda: self.reward.weights_digest.remote(), 60)
         self.monitor.record(robots, _retry(lambda: self.learner.status.remote(), 60), reward)
+        self.metrics.record_periods(robots)
         self.monitor.close()
         return {
             "folder": str(self.folder),
@@ -251,11 +268,17 @@ def run(cfg: TrainRLConfig) -> dict[str, Any]:
 
     cfg.resolve()
     # Ray first: a cluster that is not there is refused before the run folder exists.
+    num_cpus = cfg.runtime.num_cpus
+    if num_cpus is None and cfg.runtime.ray_address is None:  # a private Ray holds every actor's reservation
+        num_cpus = max(os.cpu_count() or 1, math.ceil(actor_cpus(cfg)))
     started = start_ray(
         address=cfg.runtime.ray_address,
-        num_cpus=cfg.runtime.num_cpus,
+        num_cpus=num_cpus,
         dashboard=cfg.runtime.dashboard,
     )
+    from cluster.metrics import install_grafana_dashboard
+
+    install_grafana_dashboard()
     try:
         folder = prepare_run_dir(cfg)
     except BaseException:
@@ -377,6 +400,9 @@ def runs_main(argv: list[str]) -> int:
     )
     print(header)
     for row in rows:
+        if "unreadable" in row:
+            print(f"{Path(row['run']).name:<28} (its run.json or classifier.json is unreadable: {row['unreadable']})")
+            continue
         rate = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
         ev = row.get("eval")
         last_eval = f"{ev['success_rate']:.0%} @{ev['env_steps']}" if ev else "-"

@@ -23,6 +23,7 @@ from typing import Any
 import draccus
 from draccus import cfgparsing
 
+from configs import strict_json
 from configs.errors import ConfigError
 
 
@@ -139,8 +140,9 @@ def load_config_dict(config_path: str | Path) -> dict:
     path = Path(config_path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist: pass an existing JSON file to --config_path")
+    origin = f"config file '{path}'"
     try:
-        data = json.loads(path.read_text())
+        data = strict_json.loads(strict_json.read_text(path, origin), origin)
     except json.JSONDecodeError as err:
         raise ConfigError(f"config file '{path}' is not valid JSON (line {err.lineno}: {err.msg})") from None
     if not isinstance(data, dict):

@@ -11,8 +11,11 @@ contradictions with one line, so no fact of a run has two sources.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from configs.env import EnvConfig, RewardClassifierEnvConfig
 from configs.errors import ConfigError
@@ -24,6 +27,20 @@ ENV_STATE_DIM = 18
 ENV_ACTION_DIM = 4
 PACES = ("async", "lockstep")
 EVAL_ENVS = ("separate", "shared")
+
+
+def check_finite(config: Any, where: str = "") -> None:
+    """Every float of a (nested) config is finite: NaN or infinity is one line naming the field."""
+    if not dataclasses.is_dataclass(config):
+        return
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        name = f"{where}{item.name}"
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"{name}={value} must be a finite number; fix --{name}")
+        if dataclasses.is_dataclass(value):
+            check_finite(value, name + ".")
 
 
 @dataclass
@@ -67,6 +84,15 @@ class RuntimeConfig:
     on the node with the USB arm). Default: 'so101' for the real arm, none for the simulator."""
     learner_gpus: float = 0.0
     """GPUs the learner actor asks for (1 to place it on a GPU node)."""
+    robot_cpus: float = 0.5
+    """CPUs each robot actor reserves: about what its control loop, env and local policy use, so
+    that Ray's scheduling and the dashboard's cluster page tell the truth."""
+    learner_cpus: float = 0.5
+    """CPUs the learner actor reserves (its update loop; more on a CPU-only learner, less on a GPU)."""
+    reward_cpus: float = 0.25
+    """CPUs the reward actor reserves (batched classifier forward passes)."""
+    replay_cpus: float = 0.25
+    """CPUs the replay actor reserves (buffer appends, snapshots, batches)."""
     resource_timeout_s: float = 60.0
     """Seconds to wait for an actor's resources before failing with the `ray start` flag that provides them."""
     ray_address: str | None = None
@@ -145,6 +171,18 @@ class TrainRLConfig:
         """Derive the learner's layout from the env and check the run is coherent. Returns self."""
         env, learner = self.env, self.learner
         env.check_supported()
+        check_finite(self)
+        for name, value, low, high in (
+            ("env.fps", env.fps, 0.0, None),
+            ("env.image_size", env.image_size, 0.0, None),
+            ("learner.discount", learner.discount, 0.0, 1.0),
+            ("learner.batch_size", learner.batch_size, 0.0, None),
+            ("learner.actor_lr", learner.actor_lr, 0.0, None),
+            ("learner.critic_lr", learner.critic_lr, 0.0, None),
+        ):
+            if value is not None and not (value > low and (high is None or value <= high)):
+                bound = f"in ({low:g}, {high:g}]" if high is not None else f"above {low:g}"
+                raise ConfigError(f"{name}={value} must be {bound}; fix --{name}")
         if env.mode not in (None, "rl", "train"):
             raise ConfigError(f"env.mode is '{env.mode}' but `hilserl run` trains: set env.mode to null")
         if self.reward.source not in ("classifier", "sparse"):
@@ -192,6 +230,10 @@ class TrainRLConfig:
                 raise ConfigError(f"runtime.{name}={getattr(runtime, name)} must be at least 1")
         if runtime.total_env_steps < 0 or runtime.learning_starts < 0:
             raise ConfigError("runtime.total_env_steps and runtime.learning_starts must be >= 0")
+        for name in ("robot_cpus", "learner_cpus", "reward_cpus", "replay_cpus"):
+            value = getattr(runtime, name)
+            if not (0 <= value < float("inf")):
+                raise ConfigError(f"runtime.{name}={value} must be a number of CPUs >= 0 (0 reserves none)")
         self._check_pace_and_eval()
         if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
             raise ConfigError(f"seeds {self.seeds} must be distinct and at least one: e.g. --seeds 0,1,2")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from configs import strict_json
 from configs.errors import UserError
 
 CSV_COLUMNS = ("episode", "success_start", "env_reset_start")
@@ -108,9 +110,10 @@ def parse_cutoffs(value: str) -> dict[int, int]:
             raise UserError(
                 f"--cutoffs '{value}' is neither a JSON object nor an existing file; pass '{{\"0\": 53, \"1\": 36}}' or FILE.json"
             )
-        text, origin = path.read_text(), str(path)
+        origin = str(path)
+        text = strict_json.read_text(path, origin)
     try:
-        raw = json.loads(text)
+        raw = strict_json.loads(text, origin)
     except json.JSONDecodeError:
         try:
             raw = ast.literal_eval(text)
@@ -156,7 +159,7 @@ def read_label_csv(path: str | Path) -> dict[int, tuple[int | None, int | None, 
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"--csv {path} does not exist; pass a CSV with columns {', '.join(CSV_COLUMNS)}")
-    with path.open(newline="") as handle:
+    with io.StringIO(strict_json.read_text(path, str(path)), newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip().lower() for c in (reader.fieldnames or [])]
         missing = [c for c in CSV_COLUMNS if c not in columns]

@@ -241,6 +241,23 @@ def load_state_dict_into(net: ResNet10, state: dict[str, torch.Tensor], source: 
 RANDOM_BACKBONE_SEED = 0
 
 
+def check_resnet10(model_name: str, allow_random: bool, what: str) -> str:
+    """Where ``model_name``'s weights come from, checked without building anything: 'pretrained'
+    (a local folder or the hub cache), or 'random' (allowed; logged loudly once); a UserError when
+    they are missing and random weights are not allowed. ``what`` names the user of the backbone."""
+    if _resolve_folder(model_name) is not None:
+        return "pretrained"
+    if not allow_random:
+        load_resnet10(model_name, allow_random=False)  # raises the one-line error
+    logger.warning(
+        "!!! %s: ResNet-10 weights '%s' not found locally: its backbone is RANDOM (fixed seed). Frozen random "
+        "features are much weaker; download them once (huggingface-cli download helper2424/resnet10). !!!",
+        what,
+        model_name,
+    )
+    return "random"
+
+
 def load_resnet10(model_name: str, allow_random: bool = False) -> ResNet10:
     """ResNet-10 with weights from a local folder or the hub cache; random init only if allowed (loudly)."""
     # Random weights come from a fixed seed, not the global RNG: every process of a run (robots,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ import torch
 from actors.roles.local import LocalRunner
 from actors.roles.replay import ReplayRole
 from configs.errors import ConfigError
-from tests.rl_fixtures import tiny_config
+from tests.rl_fixtures import SIZE, tiny_config
 
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
@@ -92,6 +93,29 @@ def test_periodic_evaluation_adds_points_and_nothing_to_the_replay(runs):
 
     row = next(r for r in list_runs(a["cfg"].output_dir) if r["run"] == a["folder"])
     assert row["eval"] == run["evals"][-1]  # `hilserl runs` shows the last point
+
+
+def test_tensorboard_names_the_run_and_logs_its_config_settings_and_frames(runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from actors.roles.evaluate import EVAL_FRAMES
+
+    a = runs["a"]
+    folder = Path(a["folder"])
+    assert folder.name == "tiny" and list(folder.glob("events.out.tfevents.*"))  # the run folder is the run
+    events = EventAccumulator(str(folder), size_guidance={"images": 0, "tensors": 0}).Reload()
+    tags = events.Tags()
+    assert "config/text_summary" in tags["tensors"]
+    config = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert '"total_env_steps": 40' in config  # the resolved config, as saved in config.json
+    hparams = events.PluginTagToContent("hparams")  # the run's settings, for TensorBoard's HParams tab
+    assert b"reach_grasp" in hparams["_hparams_/session_start_info"] and b"sparse" in hparams["_hparams_/session_start_info"]
+    # A few frames of each periodic evaluation's first episode, per camera, at its env step.
+    for camera in ("front", "wrist"):
+        images = events.Images(f"eval_frames/{camera}")
+        assert [i.step for i in images] == [0, 16, 32]
+        assert (images[0].width, images[0].height) == (EVAL_FRAMES * SIZE, SIZE)  # one row of frames
+    assert {"eval/success_rate", "success_rate"} <= set(tags["scalars"])
 
 
 @pytest.mark.parametrize(

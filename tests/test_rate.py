@@ -86,3 +86,28 @@ def test_free_running_measures_but_never_sleeps():
 def test_rejects_bad_fps():
     with pytest.raises(ValueError):
         RateKeeper(0)
+
+
+def test_period_counts_bucket_every_step_and_the_metrics_observe_each_once():
+    from cluster.metrics import RayMetrics
+
+    clock = FakeClock(start=0.0)
+    rate = RateKeeper(None, clock=clock, sleep=clock.sleep)  # free-running: the periods are the work
+    for work in (0.02, 0.095, 0.099, 0.099, 0.3, 0.7):
+        clock.work(work)
+        rate.sleep()
+    bounds = (50.0, 100.0, 500.0)
+    assert rate.period_counts(bounds) == [1, 3, 1, 1]  # (.., 50], (50, 100], (100, 500], above
+    assert sum(rate.period_counts()) == 6
+
+    metrics = RayMetrics(run="r")  # Ray's metric objects record without a cluster (nothing exported)
+    first = {"robot": "robot-0", "period_counts": rate.period_counts()}
+    assert metrics.record_periods([first]) == 6
+    assert metrics.record_periods([first]) == 0  # the same counts again: nothing new
+    clock.work(0.1)
+    rate.sleep()
+    assert metrics.record_periods([{"robot": "robot-0", "period_counts": rate.period_counts()}]) == 1
+    restarted = RateKeeper(None, clock=clock, sleep=clock.sleep)  # a restarted robot counts from 0
+    clock.work(0.1)
+    restarted.sleep()
+    assert metrics.record_periods([{"robot": "robot-0", "period_counts": restarted.period_counts()}]) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,19 +124,28 @@ def test_in_process_runner_gives_the_ray_runs_transitions(local_ray, classifier,
     np.testing.assert_array_equal(buffers[0][1], buffers[1][1])
 
 
-def test_lockstep_runs_on_ray_are_identical_and_match_the_in_process_run(local_ray, classifier, tmp_path):
-    from actors.roles.local import LocalRunner
+@pytest.fixture(scope="module")
+def lockstep_ray_runs(local_ray, classifier, tmp_path_factory):
+    """Two lock-step runs of one config on Ray: their summaries and the config maker."""
     from cluster.rl_run import run
-    from tests.test_lockstep import weights_sha256
+
+    tmp = tmp_path_factory.mktemp("lockstep")
 
     def config(name):
-        return tiny_config(
-            tmp_path / name, classifier, steps=32, pace="lockstep", eval_every=16, eval_every_episodes=1
-        )
+        cfg = tiny_config(tmp / name, classifier, steps=32, pace="lockstep", eval_every=16, eval_every_episodes=1)
+        cfg.run_name = name
+        return cfg
 
+    return [run(config(name)) for name in ("ray-1", "ray-2")], config
+
+
+def test_lockstep_runs_on_ray_are_identical_and_match_the_in_process_run(lockstep_ray_runs):
+    from actors.roles.local import LocalRunner
+    from tests.test_lockstep import weights_sha256
+
+    summaries, config = lockstep_ray_runs
     results = []
-    for name in ("ray-1", "ray-2"):
-        summary = run(config(name))
+    for summary in summaries:
         robot = summary["robots"][0]
         evals = [{k: v for k, v in p.items() if k != "eval_wall_s"} for p in robot["evals"]]
         results.append((robot["transitions_sha256"], weights_sha256(summary["export"]["state_dict"]), evals))
@@ -146,6 +156,47 @@ def test_lockstep_runs_on_ray_are_identical_and_match_the_in_process_run(local_r
     local = (robot["transitions_sha256"], weights_sha256(runner.learner.agent.policy.trainable_state_dict()), evals)
     assert results[0] == results[1] == local
     assert [p["env_steps"] for p in local[2]] == [0, 16, 32] and summary["learner"]["updates"] == 32 - 16
+
+
+def _exported(run: str, names: set[str], timeout_s: float = 90.0) -> dict[str, set[str]]:
+    """Series name -> run labels in this node's Prometheus text (Ray's metrics agent), polled until
+    every one of ``names`` is there for ``run`` (the agent exports every few seconds)."""
+    import re
+    import urllib.request
+
+    port = ray.nodes()[0]["MetricsExportPort"]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        labelled: dict[str, set[str]] = {}
+        for line in text.splitlines():
+            match = re.match(r"(ray_hilserl_\w+)\{(.*)\} ", line)
+            if match:
+                label = re.search(r'run="([^"]*)"', match.group(2))
+                labelled.setdefault(match.group(1), set()).add(label.group(1) if label else "")
+        if all(run in labelled.get(n, ()) for n in names) or time.monotonic() > deadline:
+            return labelled
+        time.sleep(1.0)
+
+
+def test_every_grafana_panel_queries_a_series_the_run_exports_with_its_run_label(lockstep_ray_runs):
+    import json
+    import re
+
+    from cluster.metrics import DASHBOARD
+
+    summaries, _ = lockstep_ray_runs
+    last = Path(summaries[-1]["folder"]).name  # a new run's metrics replace the last one's in this driver
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert len(dashboard["panels"]) >= 12
+    queried = {
+        name.removesuffix("_bucket") + ("_bucket" if name.endswith("_bucket") else "")
+        for panel in dashboard["panels"] for t in panel["targets"] for name in re.findall(r"ray_hilserl_\w+", t["expr"])
+    }
+    labelled = _exported(last, queried | {"ray_hilserl_control_period_ms_count"})
+    missing = sorted(n for n in queried if last not in labelled.get(n, ()))
+    assert not missing, f"panel queries name series the run {last} did not export: {missing}"
+    assert all("" not in runs for runs in labelled.values()), labelled  # every series names its run
 
 
 def test_run_seeds_runs_each_seed_and_summarizes_them(local_ray, tmp_path, capsys):
@@ -175,6 +226,15 @@ def test_a_resource_no_node_offers_is_one_line(local_ray, tmp_path):
 
     cfg = tiny_config(tmp_path, steps=8, robot_resource="so101", resource_timeout_s=1)
     with pytest.raises(UserError, match=r"so101.*ray start --address=<head>:6379 --resources") as err:
+        run(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_reservations_the_cluster_cannot_hold_are_one_line(local_ray, tmp_path):
+    from cluster.rl_run import run
+
+    cfg = tiny_config(tmp_path, steps=8, num_robots=4, resource_timeout_s=1)  # 4 x 0.5 + 0.5 + 0.25 > 2
+    with pytest.raises(UserError, match=r"reserve 2.75 CPUs and the cluster has 2: .*runtime.robot_cpus") as err:
         run(cfg)
     assert "\n" not in str(err.value)
 
@@ -209,6 +269,8 @@ def test_the_robot_lands_on_the_node_with_the_arm(classifier, tmp_path):
         runner = RayRunner(cfg, folder)
         node = ray.get(runner.robots[0].node_id.remote())
         assert node == arm_node.node_id
+        # Each actor reserves the CPU it uses: robot 0.5 (arm node), learner 0.5, reward and replay 0.25.
+        _wait(lambda: ray.available_resources().get("CPU", 0.0) == pytest.approx(2.0 - 1.5), 30, "the reservations")
         # The actors carry the run's name (the dashboard's Actors page): <run>-<role>[-<i>].
         for role in ("reward", "replay", "learner", "robot-0"):
             ray.get_actor(f"{folder.name}-{role}")

@@ -73,7 +73,7 @@ def test_classifier_is_frozen_and_recorded(local_run, classifier):
     rows = list_runs(cfg.output_dir)
     assert rows[0]["env_steps"] == 40 and rows[0]["classifier_sha256"]
     assert (runner.folder / "checkpoints" / "latest").is_file()
-    assert any((runner.folder / "tensorboard").iterdir())
+    assert list(runner.folder.glob("events.out.tfevents.*"))  # the run folder is the TensorBoard run
 
 
 def test_resume_continues_the_learner_and_refuses_another_classifier(local_run, tmp_path):
@@ -273,3 +273,60 @@ def test_classifier_agreement_counts_the_policys_frames_and_each_episodes_grasp_
     point = RunMonitor(runner.folder, runner.cfg).scalars([status], runner.learner.status(), None)
     runner.replay.close()
     assert point["classifier_false_negative_rate"] == 0.5 and point["classifier_first_success_miss_rate"] == 0.5
+
+
+def test_missing_vision_weights_are_one_line_before_the_run_folder_and_random_ones_are_said(tmp_path, caplog):
+    import logging
+
+    from actors.roles.rundir import prepare_run_dir
+
+    cfg = tiny_config(tmp_path, steps=8).resolve()
+    cfg.learner.allow_random_vision_weights = False
+    with pytest.raises(UserError, match="neither a local folder nor in the Hugging Face cache") as err:
+        prepare_run_dir(cfg)
+    assert "\n" not in str(err.value) and not (tmp_path / "runs").exists()  # nothing written
+    cfg.learner.allow_random_vision_weights = True
+    with caplog.at_level(logging.WARNING, logger="reward.resnet10"):
+        folder = prepare_run_dir(cfg)
+    assert "the learner's vision encoder" in caplog.text and "RANDOM" in caplog.text
+    assert json.loads((folder / "run.json").read_text())["vision_backbone"] == "random"
+
+
+def test_recorded_evaluation_episodes_hold_success_frames_of_the_policys_own(tmp_path):
+    """A recorded evaluation episode goes on after its success, so the held-out on-policy set has
+    success frames besides the label edge (which classifiers leave out): FN is defined on it."""
+    from actors.roles.evaluate import EVAL_HELD_FRAMES, evaluation_env_config
+
+    cfg = tiny_config(tmp_path).resolve()
+    assert evaluation_env_config(cfg, recording=False).number_of_steps_after_success == 0
+    env_cfg = evaluation_env_config(cfg, recording=True)
+    assert env_cfg.number_of_steps_after_success == EVAL_HELD_FRAMES
+    # The loop with that config: an episode that succeeds keeps EVAL_HELD_FRAMES more rewarded steps
+    # (the scripted expert stands in for a policy that grasps).
+    from actors.intervention.scripted import InterventionSchedule, ScriptedHuman
+    from actors.loop.episode import EpisodeLoop
+    from actors.robots.sim.env import SO101SimEnv
+    from actors.robots.sim.expert import ScriptedExpert
+
+    env = SO101SimEnv(env_cfg)
+    steps = []
+
+    class Sink:
+        def add(self, step):
+            steps.append(step)
+
+        def end_episode(self, result): ...
+
+        def discard_episode(self): ...
+
+    try:
+        human = ScriptedHuman(ScriptedExpert(env, seed=3), InterventionSchedule("always"))
+        loop = EpisodeLoop(env_cfg, env, human)
+        obs, info = loop.reset()
+        result = loop.run_episode(obs, info, Sink())[0]
+    finally:
+        env.close()
+    assert result.success
+    rewards = [s.reward for s in steps]
+    first = rewards.index(1.0)
+    assert rewards[first:] == [1.0] * (EVAL_HELD_FRAMES + 1) and steps[-1].terminated

@@ -27,6 +27,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 
+PERIOD_BUCKETS_MS = (50.0, 90.0, 100.0, 105.0, 110.0, 120.0, 150.0, 200.0, 500.0)
+"""Upper bounds (ms) of the control-period histogram's buckets (a 10 Hz loop's steps sit near 100)."""
+
+
 @dataclass
 class RateStats:
     """Step period statistics of a control loop."""
@@ -103,6 +107,13 @@ class RateKeeper:
             self.periods.append(now - self._last_tick)
         self._last_tick = now
         return on_time
+
+    def period_counts(self, bounds_ms: tuple[float, ...] = PERIOD_BUCKETS_MS) -> list[int]:
+        """Step periods so far per bucket: ``len(bounds_ms) + 1`` counts, bucket i holding the periods
+        in (bounds_ms[i-1], bounds_ms[i]] and the last one those above every bound."""
+        periods_ms = np.asarray(self.periods, dtype=np.float64) * 1e3
+        index = np.searchsorted(np.asarray(bounds_ms), periods_ms, side="left")
+        return np.bincount(index, minlength=len(bounds_ms) + 1).astype(int).tolist()
 
     def stats(self) -> RateStats:
         periods = np.asarray(self.periods, dtype=np.float64)

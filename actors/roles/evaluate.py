@@ -36,6 +36,10 @@ CURVE_SEED_OFFSET = 20_000
 final evaluation uses (robots use seed + 1000 * index)."""
 EVAL_EPISODES = "eval_episodes"
 """The run-folder name of the recorded evaluation episodes."""
+EVAL_HELD_FRAMES = 10
+"""Steps a recorded evaluation episode goes on after its success (the policy holding the cube), so
+that the dataset holds success frames of the policy's own to judge a classifier by; without them
+an episode's one success frame is its label edge, which classifiers leave out."""
 
 
 class _Discard:
@@ -44,6 +48,32 @@ class _Discard:
     def end_episode(self, result: EpisodeResult) -> None: ...
 
     def discard_episode(self) -> None: ...
+
+
+EVAL_FRAMES = 4
+"""Camera frames kept of each periodic evaluation's first episode (TensorBoard's images)."""
+
+
+class _KeepFrames(_Discard):
+    """Keeps the camera images of one episode, to pick a few evenly spaced ones for TensorBoard."""
+
+    def __init__(self, image_keys: list[str]) -> None:
+        self.image_keys = image_keys
+        self.images: dict[str, list[np.ndarray]] = {key: [] for key in image_keys}
+
+    def add(self, step: EpisodeStep) -> None:
+        for key in self.image_keys:
+            if key in step.next_observation:
+                self.images[key].append(step.next_observation[key])
+
+    def picked(self, count: int = EVAL_FRAMES) -> dict[str, np.ndarray]:
+        """(count, 3, H, W) uint8 per camera: the first and last frame and evenly spaced ones between."""
+        out = {}
+        for key, frames in self.images.items():
+            if frames:
+                index = np.unique(np.linspace(0, len(frames) - 1, count).round().astype(int))
+                out[key] = np.stack([to_chw(frames[i]) for i in index])
+        return out
 
 
 def to_chw(image: np.ndarray) -> np.ndarray:
@@ -102,14 +132,20 @@ class PeriodicEvaluator:
         self.act, self.episodes = act, int(episodes)
         self.success = success or ground_truth_success
         self.points: list[dict[str, Any]] = []
+        self.image_keys = list(cfg.learner.image_keys)
+        self.frames: dict[str, Any] | None = None
+        """The latest evaluation's first episode, a few frames per camera: {"env_steps", "images"}."""
 
     def __call__(self, env_steps: int, version: int) -> dict[str, Any]:
         loop = EpisodeLoop(self.env_cfg, self.env, NullSource(), policy=self.act, success=self.success)
         start = time.perf_counter()
         results = []
-        for _ in range(self.episodes):  # a new loop seeds its first reset: the same episodes every time
+        for episode in range(self.episodes):  # a new loop seeds its first reset: the same episodes every time
             obs, info = loop.reset()
-            results.append(loop.run_episode(obs, info, _Discard())[0])
+            sink = _KeepFrames(self.image_keys) if episode == 0 else _Discard()
+            results.append(loop.run_episode(obs, info, sink)[0])
+            if episode == 0:
+                self.frames = {"env_steps": int(env_steps), "images": sink.picked()}
         summary = summarize(results, time.perf_counter() - start)
         point = {"env_steps": int(env_steps), "eval_policy_version": int(version)}
         point.update({f"eval_{k}": v for k, v in summary.items()})
@@ -121,6 +157,18 @@ class PeriodicEvaluator:
             self.env.close()
 
 
+def evaluation_env_config(cfg: TrainRLConfig, recording: bool) -> Any:
+    """The final evaluation's env: its own seeds, no real-time pacing, and when its episodes are
+    recorded, ``EVAL_HELD_FRAMES`` steps after each success (the success rate is the same: an
+    episode's success is decided at its first success frame)."""
+    env_cfg = copy.deepcopy(cfg.env)
+    env_cfg.seed = cfg.seed + EVAL_SEED_OFFSET
+    env_cfg.realtime = False
+    if recording:
+        env_cfg.number_of_steps_after_success = max(env_cfg.number_of_steps_after_success, EVAL_HELD_FRAMES)
+    return env_cfg
+
+
 def evaluate_policy(
     cfg: TrainRLConfig,
     export: dict | None,
@@ -130,9 +178,7 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes with the exported policy (``None``: the untrained initial policy);
     with ``record_root``, also write them there as a labeled LeRobot dataset."""
-    env_cfg = copy.deepcopy(cfg.env)
-    env_cfg.seed = cfg.seed + EVAL_SEED_OFFSET
-    env_cfg.realtime = False
+    env_cfg = evaluation_env_config(cfg, recording=record_root is not None)
     own_env = env is None
     env = env if env is not None else make_env(env_cfg)
     lcfg = cfg.learner

@@ -484,6 +484,7 @@ class RobotRole:
             "period_p50_ms": rate.period_p50_s * 1e3,
             "period_p99_ms": rate.period_p99_s * 1e3,
             "overruns": rate.overruns,
+            "period_counts": self.rate.period_counts(),
             "agreement": dict(self.agreement),
             "sent_bytes": self.sent_bytes,
             "weight_bytes": self.weight_bytes,
@@ -491,6 +492,7 @@ class RobotRole:
             "version_lag_s_max": float(max(self.lag_s)) if self.lag_s else 0.0,
             "recent": recent[-5:],
             "evals": list(self.evaluator.points) if self.evaluator is not None else [],
+            "eval_frames": self.evaluator.frames if self.evaluator is not None else None,
             "transitions_sha256": self.digest.hexdigest(),
         }
 

@@ -1,12 +1,13 @@
 """A run's folder and its monitor: what a run records, shared by the in-process and the Ray runner.
 
-    outputs/rl/<run>/
+    outputs/rl/<run>/      <run>: --run_name, else <date>-<time>-<reward source>; a TensorBoard run
         config.json        the resolved TrainRLConfig
         classifier.json    the classifier of every start of this run: path, weights_sha256, val metrics
         run.json           live summary: env steps, updates, success and intervention rates, checkpoint
         history.jsonl      every monitor record (the scalars below), one JSON object a line, and
                            every periodic evaluation point as a line of its own (eval_* keys)
-        tensorboard/       the same scalars as the progress line and the Ray dashboard gauges
+        events.out.tfevents.*  TensorBoard: the same scalars as the progress line and the Ray gauges,
+                           the config, the settings (HParams) and evaluation camera frames
         checkpoints/       learner checkpoints (learner.checkpoint)
         replay/            replay snapshot + append-only log (actors.roles.replay)
         eval.json          the evaluation episodes after training, when asked for
@@ -61,20 +62,36 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
     """The run folder: new (refused if it exists) or, with ``resume``, the existing one. Fills in
     the state's scaling first (``fill_state_statistics``)."""
     fill_state_statistics(cfg)
-    name = cfg.run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    backbone = None
+    if cfg.learner.image_keys:  # missing weights: one line before anything is written; random: said loudly
+        from reward.resnet10 import check_resnet10
+
+        backbone = check_resnet10(
+            cfg.learner.vision_model_name, cfg.learner.allow_random_vision_weights, "the learner's vision encoder"
+        )
+    name = cfg.run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + cfg.reward.source
     folder = Path(cfg.output_dir) / name
     if cfg.resume:
         if not (folder / "run.json").is_file():
             raise UserError(
                 f"--resume: no run at {folder}; pass --run_name of an existing run under {cfg.output_dir}"
             )
+        try:
+            if not isinstance(json.loads((folder / "run.json").read_text()), dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise UserError(
+                f"--resume: {folder / 'run.json'} is unreadable ({str(err)[:80]}); restore it from a copy or "
+                "start a new run (its checkpoints and replay are untouched)"
+            ) from None
     elif folder.exists():
         raise UserError(f"run folder {folder} already exists: pick another --run_name or add --resume=true")
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder / "config.json")
     if not (folder / "run.json").is_file():
         _write_json(
-            folder / "run.json", {"name": name, "started": dt.datetime.now().isoformat(timespec="seconds")}
+            folder / "run.json",
+            {"name": name, "started": dt.datetime.now().isoformat(timespec="seconds"), "vision_backbone": backbone},
         )
     return folder
 
@@ -128,18 +145,52 @@ class RunMonitor:
         self._last_updates = 0
         self._last_bytes = 0
         self._last_line = 0.0
-        self._evals_written: set[tuple[str, int]] = set()
+        self._evals_written: set[tuple] = set()
         self.last_eval: dict[str, float] | None = None
         self.summary = json.loads(
             (folder / "run.json").read_text()
         )  # run.json is read once, written per record
 
     def writer(self):
+        """TensorBoard's writer. Its events lie in the run folder itself, so that `tensorboard --logdir
+        <output_dir>` names each run by its folder (``<date>-<time>-classifier``, ``classifier-seed0``);
+        the first time, it logs the resolved config as text and the run's settings as hparams."""
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.folder / "tensorboard"))
+            self._writer = SummaryWriter(str(self.folder))
+            self._log_settings(self._writer)
         return self._writer
+
+    def _log_settings(self, writer) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        config = (self.folder / "config.json").read_text() if (self.folder / "config.json").is_file() else "{}"
+        writer.add_text("config", "```json\n" + config + "\n```")
+        cfg = self.cfg
+        settings = {
+            "task": cfg.env.task,
+            "reward": cfg.reward.source,
+            "seed": cfg.seed,
+            "image_size": cfg.env.image_size,
+            "batch_size": cfg.learner.batch_size,
+            "utd_ratio": cfg.learner.utd_ratio,
+            "bc_weight": cfg.learner.bc_weight,
+            "total_env_steps": cfg.runtime.total_env_steps,
+        }
+        settings = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in settings.items()}
+        experiment, start, end = hparams(settings, {"eval/success_rate": 0.0, "true_success_rate": 0.0})
+        for summary in (experiment, start, end):
+            writer.file_writer.add_summary(summary)
+
+    def _write_frames(self, robot: dict) -> None:
+        """The latest periodic evaluation's frames (first episode, a few per camera) as TensorBoard images."""
+        frames = robot.get("eval_frames")
+        if not frames or (robot["robot"], "frames", frames["env_steps"]) in self._evals_written:
+            return
+        self._evals_written.add((robot["robot"], "frames", frames["env_steps"]))
+        for key, images in frames["images"].items():
+            self.writer().add_images(f"eval_frames/{key.split('.')[-1]}", images, frames["env_steps"], dataformats="NCHW")
 
     def scalars(self, robots: list[dict], learner: dict, reward: dict | None) -> dict[str, float]:
         now = time.monotonic()
@@ -206,6 +257,7 @@ class RunMonitor:
     def record_evals(self, robots: list[dict]) -> None:
         """Each new periodic evaluation point of the robots, once: a history line, 'eval/...' in TensorBoard."""
         for robot in robots:
+            self._write_frames(robot)
             for point in robot.get("evals") or []:
                 key = (robot["robot"], int(point["env_steps"]))
                 if key in self._evals_written:
@@ -283,10 +335,16 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
     """Every run under ``root``: date, classifier, env steps, success and intervention rates, checkpoint."""
     rows = []
     for run in sorted(Path(root).glob("*/run.json")):
-        summary = json.loads(run.read_text())
         classifier_path = run.parent / "classifier.json"
-        classifiers = json.loads(classifier_path.read_text()) if classifier_path.is_file() else []
-        last = classifiers[-1] if classifiers else {}
+        try:
+            summary = json.loads(run.read_text())
+            classifiers = json.loads(classifier_path.read_text()) if classifier_path.is_file() else []
+            last = classifiers[-1] if classifiers else {}
+            if not isinstance(summary, dict) or not isinstance(last, dict):
+                raise ValueError("not the object a run writes")
+        except (ValueError, UnicodeDecodeError, IndexError) as err:  # a damaged file: one row says so
+            rows.append({"run": str(run.parent), "unreadable": f"{type(err).__name__}: {str(err)[:80]}"})
+            continue
         rows.append(
             {
                 "run": str(run.parent),
