@@ -1,4 +1,4 @@
-"""`hilserl bench classifier [--json]`: our reward classifier recipe against LeRobot 0.4.4's, in one process.
+"""`hilserl bench classifier [--json]`: our reward classifier recipe against LeRobot 0.6's, in one process.
 
 Recipe (seed 003): 2000 optimizer steps at batch 32, AdamW lr 1e-4 wd 0.01, grad clip 1.0, on the
 generated two-camera 128x128 dataset of ``benchmarks/classifier_data.py`` (~1300 frames), with the
@@ -106,14 +106,12 @@ def run_ours(cfg: RewardTrainConfig) -> dict:
 
 
 class LeRobotRun:
-    """LeRobot 0.4.4's Classifier trained the way lerobot-train does it (forward + AdamW + clip)."""
+    """LeRobot 0.6's Classifier trained the way lerobot-train does it (forward + AdamW + clip)."""
 
     def __init__(self, backbone_dir: Path, frames, image_size: int):
         from lerobot.configs.types import FeatureType, PolicyFeature
-        from lerobot.policies.sac.reward_model.configuration_classifier import (
-            RewardClassifierConfig as LRConfig,
-        )
-        from lerobot.policies.sac.reward_model.modeling_classifier import Classifier
+        from lerobot.rewards.classifier import Classifier
+        from lerobot.rewards.classifier import RewardClassifierConfig as LRConfig
 
         self.keys = list(frames.camera_keys)
         config = LRConfig(

@@ -1,19 +1,19 @@
-"""`hilserl bench learner [--json]`: our SAC learner against LeRobot 0.4.4's SACPolicy, one process.
+"""`hilserl bench learner [--json]`: our SAC learner against LeRobot 0.6's GaussianActorPolicy + SACAlgorithm, one process.
 
 Same shapes on both sides: two cameras 3x128x128, state 18, action 3 continuous + 1 gripper
 (grasp / discrete critic with 3 actions), batch 256 (128 online + 128 demo), UTD 2, two critics,
 the SAME local ResNet-10 folder (``benchmarks.resnet10_folder``; LeRobot loads it through
 ``AutoModel.from_pretrained(..., trust_remote_code=True)``), frozen and shared.
 
-LeRobot's update is the sequence its ``learner.py`` runs per optimization step (UTD-1 critic +
-discrete-critic steps with target updates, then critic, discrete critic, actor, temperature and a
-target update), driven through its public ``SACPolicy.forward(batch, model=...)``, its
-``get_observation_features`` cache, its ``ReplayBuffer`` iterators (async prefetch, DrQ on; its
-uncompiled ``random_shift`` so no compile time lands in the figures) and its Adam setup.
-``use_torch_compile=False`` (LeRobot later made that the default after compile-induced divergence).
+LeRobot's update is its learner's own training step: ``RLTrainer.training_step`` over an
+``OnlineOfflineMixer`` of its ``ReplayBuffer`` iterators (async prefetch, DrQ on; its uncompiled
+``random_shift`` so no compile time lands in the figures), where ``SACAlgorithm.update`` runs the
+UTD-1 critic + discrete-critic steps with target updates, then critic, discrete critic, actor,
+temperature and a target update, with its Adam setup and its observation-feature cache. No
+preprocessor (its normalization step), as on our side. ``use_torch_compile=False`` (its default).
 
-Weight push: LeRobot's ``push_actor_policy_to_queue`` bytes (actor state dict incl. the frozen
-encoder, plus the discrete critic's, which holds the shared encoder again) against our
+Weight push: LeRobot's ``push_actor_policy_to_queue`` bytes (``SACAlgorithm.get_weights``: the actor
+state dict incl. the frozen encoder, plus the discrete critic's, which holds the shared encoder again) against our
 ``export_to_bytes(export_policy(...))`` (trainable weights only). Both are torch.save payloads.
 
 Ours runs in both modes: the pixel path (``feature_cache: false``: DrQ shift + frozen backbone on
@@ -36,7 +36,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -121,19 +120,17 @@ def make_ours(folder: Path, device: str, transitions: int, feature_cache: bool =
 
 def make_lerobot(folder: Path, device: str, transitions: int):
     from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.sac.configuration_sac import SACConfig
-    from lerobot.policies.sac.modeling_sac import SACPolicy
-    from lerobot.rl.buffer import concatenate_batch_transitions
-    from lerobot.rl.learner import (
-        get_observation_features,
-        make_optimizers_and_scheduler,
-        push_actor_policy_to_queue,
-    )
+    from lerobot.policies.gaussian_actor.configuration_gaussian_actor import GaussianActorConfig
+    from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy
+    from lerobot.rl.algorithms.sac import SACAlgorithm, SACAlgorithmConfig
+    from lerobot.rl.data_sources import OnlineOfflineMixer
+    from lerobot.rl.learner import push_actor_policy_to_queue
+    from lerobot.rl.trainer import RLTrainer
     from lerobot.utils.constants import ACTION
 
     features = {key: PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE_SHAPE) for key in CAMERAS}
     features[STATE] = PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))
-    config = SACConfig(
+    policy_config = GaussianActorConfig(
         input_features=features,
         output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM - 1,))},
         device=device,
@@ -142,70 +139,24 @@ def make_lerobot(folder: Path, device: str, transitions: int):
         freeze_vision_encoder=True,
         shared_encoder=True,
         num_discrete_actions=3,
-        utd_ratio=UTD,
-        discount=0.97,
-        temperature_init=0.01,
-        use_torch_compile=False,
     )
-    policy = SACPolicy(config).to(device).train()
-    optimizers, _ = make_optimizers_and_scheduler(SimpleNamespace(policy=config), policy)
+    policy = GaussianActorPolicy(policy_config).to(device).train()
+    config = SACAlgorithmConfig.from_policy_config(policy_config)
+    config.utd_ratio, config.discount, config.temperature_init = UTD, 0.97, 0.01
+    config.use_torch_compile = False
+    algorithm = SACAlgorithm(policy, config)
     online, offline = build_lerobot(transitions, episode_length=100, use_drq=True)
     online.device = offline.device = device
-    online_iter = online.get_iterator(batch_size=BATCH // 2, async_prefetch=True, queue_size=2)
-    offline_iter = offline.get_iterator(batch_size=BATCH // 2, async_prefetch=True, queue_size=2)
-
-    def step(opt_name: str, loss: torch.Tensor, params) -> None:
-        optimizers[opt_name].zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters=params, max_norm=config.grad_clip_norm)
-        optimizers[opt_name].step()
-
-    def critic_steps(forward_batch) -> None:
-        step(
-            "critic",
-            policy.forward(forward_batch, model="critic")["loss_critic"],
-            policy.critic_ensemble.parameters(),
-        )
-        step(
-            "discrete_critic",
-            policy.forward(forward_batch, model="discrete_critic")["loss_discrete_critic"],
-            policy.discrete_critic.parameters(),
-        )
-
-    def next_forward_batch():
-        batch = concatenate_batch_transitions(next(online_iter), next(offline_iter))
-        features, next_features = get_observation_features(policy, batch["state"], batch["next_state"])
-        return {
-            ACTION: batch[ACTION],
-            "reward": batch["reward"],
-            "state": batch["state"],
-            "next_state": batch["next_state"],
-            "done": batch["done"],
-            "observation_feature": features,
-            "next_observation_feature": next_features,
-            "complementary_info": batch["complementary_info"],
-        }
-
-    def update() -> None:
-        for _ in range(UTD - 1):
-            critic_steps(next_forward_batch())
-            policy.update_target_networks()
-        forward_batch = next_forward_batch()
-        critic_steps(forward_batch)
-        step("actor", policy.forward(forward_batch, model="actor")["loss_actor"], policy.actor.parameters())
-        step(
-            "temperature",
-            policy.forward(forward_batch, model="temperature")["loss_temperature"],
-            [policy.log_alpha],
-        )
-        policy.update_target_networks()
+    # Its learner's own loop: a 50/50 online/offline mixer of async-prefetch iterators, one
+    # RLTrainer.training_step per update (SACAlgorithm.update runs the UTD loop).
+    trainer = RLTrainer(algorithm, OnlineOfflineMixer(online, offline, online_ratio=0.5), batch_size=BATCH)
 
     def push_bytes() -> int:
         parameters: queue.Queue = queue.Queue()
-        push_actor_policy_to_queue(parameters, policy)
+        push_actor_policy_to_queue(parameters, algorithm)
         return len(parameters.get())
 
-    return update, push_bytes
+    return trainer.training_step, push_bytes
 
 
 def run(

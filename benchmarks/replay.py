@@ -1,4 +1,4 @@
-"""`hilserl bench replay [--json]`: our replay storage against LeRobot 0.4.4's ReplayBuffer, one process.
+"""`hilserl bench replay [--json]`: our replay storage against LeRobot 0.6's ReplayBuffer, one process.
 
 Same data on both sides: two cameras 3x128x128, state 18, action 4, grasp penalty; episodes of
 100 steps; batches of 256 mixed 50/50 online/demo (LeRobot: two ``sample(128)`` calls and its

@@ -18,15 +18,13 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import draccus
 from draccus import cfgparsing
 
 from configs import strict_json
 from configs.errors import ConfigError
-
-T = TypeVar("T")
 
 
 def _unwrap_optional(tp: Any) -> Any:
@@ -152,7 +150,7 @@ def load_config_dict(config_path: str | Path) -> dict:
     return data
 
 
-def decode_config(cls: type[T], data: dict, where: str = "config") -> T:
+def decode_config[T](cls: type[T], data: dict, where: str = "config") -> T:
     """Check keys, then decode a plain dict into ``cls`` with draccus."""
     validate_keys(cls, data, where)
     try:
@@ -165,7 +163,7 @@ def decode_config(cls: type[T], data: dict, where: str = "config") -> T:
         raise ConfigError(f"invalid value in {where}: {first_line}") from None
 
 
-def parse_config(cls: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
+def parse_config[T](cls: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
     """Parse ``--config_path`` plus dotted ``--a.b=value`` overrides into ``cls``.
 
     ``--help`` prints every field with its docstring (draccus' help) and exits.

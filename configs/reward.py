@@ -11,12 +11,13 @@ from configs.dataset import DatasetConfig
 
 @dataclass
 class RewardClassifierConfig:
-    """The image reward classifier. Field names follow LeRobot 0.4.4 so its JSON files load unchanged."""
+    """The image reward classifier. Field names follow LeRobot (0.4 and 0.6) so its JSON files load unchanged."""
 
     type: str = "reward_classifier"
     """Policy type; must be 'reward_classifier'."""
     model_name: str = "helper2424/resnet10"
-    """Backbone: a local folder, or a hub id resolved from the local Hugging Face cache only."""
+    """Backbone: a local folder, or a hub id resolved from the local Hugging Face cache only
+    (LeRobot 0.6 names the same weights lerobot/resnet10)."""
     model_type: str = "cnn"
     """'cnn' (ResNet-10) or 'transformer' (a vision transformer from transformers, local path)."""
     num_cameras: int = 2
@@ -66,6 +67,8 @@ class RewardClassifierConfig:
     """(LeRobot compatibility)."""
     pretrained_path: str | None = None
     """(LeRobot compatibility)."""
+    pretrained_revision: str | None = None
+    """(LeRobot 0.6 compatibility)."""
     name: str = "reward_classifier"
     """(LeRobot compatibility)."""
     optimizer_lr: float | None = None
@@ -94,8 +97,10 @@ class TrainScalingConfig:
 class RewardTrainConfig:
     """`hilserl train-reward`: offline reward classifier training (LeRobot train-config JSON shape)."""
 
-    policy: RewardClassifierConfig = field(default_factory=RewardClassifierConfig)
-    """The classifier."""
+    policy: RewardClassifierConfig | None = field(default_factory=RewardClassifierConfig)
+    """The classifier (LeRobot 0.4's name for the block)."""
+    reward_model: RewardClassifierConfig | None = None
+    """The classifier under LeRobot 0.6's name: when set it becomes ``policy`` (then null or left out)."""
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     """Labeled dataset (reward column next.reward)."""
     output_dir: str = "outputs/reward_classifier"
@@ -140,3 +145,18 @@ class RewardTrainConfig:
     """Run through a Ray Train TorchTrainer (False: the plain torch loop in this process)."""
     wandb: dict[str, Any] | None = None
     """(LeRobot compatibility) ignored; metrics go to TensorBoard."""
+    resume: bool = False
+    """(LeRobot compatibility) must stay false: a run always starts over (--overwrite replaces it)."""
+
+    def __post_init__(self) -> None:
+        if self.reward_model is not None:
+            if self.policy is not None and self.policy != RewardClassifierConfig():
+                raise ValueError(
+                    "the classifier is given twice (policy and reward_model): keep one block, and "
+                    "override it under the same name (--reward_model.hidden_dim=...)"
+                )
+            self.policy, self.reward_model = self.reward_model, None
+        if self.policy is None:
+            self.policy = RewardClassifierConfig()
+        if self.resume:
+            raise ValueError("resume is not supported by train-reward: start a new run (--overwrite to replace one)")

@@ -1,14 +1,19 @@
 """Reward classifier checkpoints: one directory, LeRobot's pretrained-model layout, no pickle.
 
 pretrained_model/
-  config.json         type reward_classifier, every policy field, input_features,
-                      "preprocessing" (what preprocess_images does) and calibrated "thresholds"
-  model.safetensors   every weight, the frozen backbone included (no network needed to load)
+  config.json         LeRobot 0.6's reward_classifier config: exactly the fields its
+                      RewardClassifierConfig takes, so LeRobot's own Classifier.from_pretrained reads it
+  hilserl.json        the rest of ours: image_size and the other fields LeRobot lacks,
+                      "preprocessing" (what preprocess_images does), calibrated "thresholds",
+                      weights_sha256, format
+  model.safetensors   every weight under LeRobot's names, the frozen backbone included once (no
+                      network needed to load); a transformer backbone keeps our names
   metrics.json        validation metrics, confusion matrix, thresholds, dataset fingerprint
   train_config.json   the full training config
 
 save_checkpoint(dir, model, thresholds=..., metrics=..., train_config=...)
-model, info = load_checkpoint(dir)             # also reads a LeRobot 0.4.4 save_pretrained folder
+model, info = load_checkpoint(dir)             # also reads LeRobot 0.4/0.6 save_pretrained folders
+                                               # and this project's format-1 folders (all in config.json)
 verify_against_features(info, dataset_features) # cameras and image size must match the data
 """
 
@@ -32,12 +37,22 @@ from reward.model import RewardClassifier, build_classifier, camera_keys, input_
 from reward.preprocess import preprocessing_spec
 
 CONFIG_FILE = "config.json"
+HILSERL_FILE = "hilserl.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 TRAIN_CONFIG_FILE = "train_config.json"
-# Keys our config.json adds next to the policy fields.
+# Keys of ours next to the policy fields (in hilserl.json; in config.json in format 1).
 EXTRA_KEYS = ("preprocessing", "thresholds", "feature_map", "weights_sha256", "format")
-FORMAT = "hilserl_ray.reward_classifier/1"
+FORMAT = "hilserl_ray.reward_classifier/2"
+FORMATS = (FORMAT, "hilserl_ray.reward_classifier/1")  # 1: everything in config.json, our weight names
+# The fields of LeRobot 0.6's RewardClassifierConfig (and its base class), the only keys config.json
+# holds: its draccus parser refuses any other.
+LEROBOT_FIELDS = (
+    "type", "input_features", "output_features", "device", "pretrained_path", "push_to_hub", "repo_id",
+    "license", "tags", "private", "name", "num_classes", "hidden_dim", "latent_dim",
+    "image_embedding_pooling_dim", "dropout_rate", "model_name", "model_type", "num_cameras",
+    "learning_rate", "weight_decay", "grad_clip_norm", "normalization_mapping",
+)  # fmt: skip
 
 
 @dataclass
@@ -82,19 +97,25 @@ def save_checkpoint(
     train_config: Any = None,
 ) -> Path:
     """Write the checkpoint directory atomically (a temp folder renamed into place)."""
+    from reward.interop import to_lerobot_state_dict
+
     directory = Path(directory)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if model.is_cnn:
+        state = to_lerobot_state_dict(state)
     with safe_output(directory, overwrite=True) as tmp:
         tmp.mkdir()
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         sha = hashlib.sha256((tmp / WEIGHTS_FILE).read_bytes()).hexdigest()
         config = config_to_dict(model.config)
-        config["preprocessing"] = preprocessing_spec(model.config.image_size)
-        config["thresholds"] = thresholds or {"default": 0.5}
-        config["feature_map"] = list(model.feature_hw) if model.feature_hw else None
-        config["weights_sha256"] = sha
-        config["format"] = FORMAT
+        ours = {key: config.pop(key) for key in list(config) if key not in LEROBOT_FIELDS}
+        ours["preprocessing"] = preprocessing_spec(model.config.image_size)
+        ours["thresholds"] = thresholds or {"default": 0.5}
+        ours["feature_map"] = list(model.feature_hw) if model.feature_hw else None
+        ours["weights_sha256"] = sha
+        ours["format"] = FORMAT
         _json_dump(config, tmp / CONFIG_FILE)
+        _json_dump(ours, tmp / HILSERL_FILE)
         _json_dump(metrics or {}, tmp / METRICS_FILE)
         if train_config is not None:
             data = train_config if isinstance(train_config, dict) else config_to_dict(train_config)
@@ -111,17 +132,13 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
             f"{directory} is not a reward classifier checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
             "pass the pretrained_model folder that hilserl train-reward printed"
         )
-    try:
-        raw = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        reason = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
-        raise UserError(f"{config_path} is corrupt ({reason}); re-export the checkpoint or restore a copy") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{config_path} does not hold a JSON object; re-export the checkpoint or restore a copy")
+    raw = _read_json_object(config_path)
     if raw.get("type") != "reward_classifier":
         raise UserError(
             f"{config_path} has type '{raw.get('type')}', not 'reward_classifier'; pass a classifier checkpoint"
         )
+    if (directory / HILSERL_FILE).is_file():
+        raw.update(_read_json_object(directory / HILSERL_FILE))
     extras = {k: raw.pop(k) for k in EXTRA_KEYS if k in raw}
     known = {f.name for f in dataclasses.fields(RewardClassifierConfig)}
     ignored = sorted(set(raw) - known)
@@ -133,7 +150,7 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{metrics_path} is corrupt; re-export the checkpoint or restore a copy") from None
-    source = "hilserl_ray" if extras.get("format") == FORMAT else "lerobot"
+    source = "hilserl_ray" if extras.get("format") in FORMATS else "lerobot"
     return CheckpointInfo(
         path=directory,
         config=config,
@@ -143,6 +160,17 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
         weights_sha256=extras.get("weights_sha256"),
         source=source,
     )
+
+
+def _read_json_object(path: Path) -> dict:
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        reason = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        raise UserError(f"{path} is corrupt ({reason}); re-export the checkpoint or restore a copy") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} does not hold a JSON object; re-export the checkpoint or restore a copy")
+    return raw
 
 
 def load_checkpoint(
@@ -165,7 +193,7 @@ def load_checkpoint(
         raise UserError(
             f"{weights} cannot be read ({reason}); it is damaged or truncated, re-export the checkpoint"
         ) from None
-    if info.source == "lerobot":
+    if any(key.startswith("classifier_head.") for key in state):  # LeRobot's names (its folders, our format 2)
         from reward.interop import convert_lerobot_state_dict
 
         state = convert_lerobot_state_dict(state, info.config)
@@ -190,10 +218,12 @@ def load_checkpoint(
 
 
 def verify_checkpoint(info: CheckpointInfo) -> None:
-    """The weights hash and the preprocessing spec recorded in config.json must match (our checkpoints)."""
+    """The weights hash and the preprocessing spec we recorded must match (our checkpoints)."""
     if info.source != "hilserl_ray":
         return  # a LeRobot save_pretrained folder records neither
-    config_path, weights = info.path / CONFIG_FILE, info.path / WEIGHTS_FILE
+    config_path, weights = info.path / HILSERL_FILE, info.path / WEIGHTS_FILE
+    if not config_path.is_file():
+        config_path = info.path / CONFIG_FILE  # format 1
     if not info.weights_sha256:
         raise UserError(f"{config_path} has no weights_sha256; re-export the checkpoint with hilserl train-reward")
     digest = hashlib.sha256()

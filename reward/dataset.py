@@ -9,7 +9,7 @@ Frames and columns are read by the one reader, `reward.dataset_source` (`iter_ep
     with safe_output("/data/new", sources=["/data/src"]) as tmp:
         write_a_complete_dataset(tmp)                         # renamed to /data/new only when complete
 
-Two layouts are understood: LeRobot v3.0 (what LeRobot 0.4.4 reads and writes) and the older v2.1
+Two layouts are understood: LeRobot v3.0 (what LeRobot 0.4 and 0.6 read and write) and the older v2.1
 (meta/episodes.jsonl, one parquet and one mp4 per episode) the seeds' datasets were recorded in.
 """
 

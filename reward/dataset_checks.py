@@ -9,7 +9,7 @@ Each check compares what meta/ claims with what the data and video files hold:
     stats              per-episode and global stats vs stats recomputed from the data (numeric features)
     videos             every episode's video segment exists and decodes to as many frames as it needs
     reward             the reward column exists
-    layout             v2.1 datasets cannot be opened by LeRobot 0.4.4
+    layout             v2.1 datasets cannot be opened by LeRobot 0.4 or 0.6
 
     findings = check_dataset(SourceDataset(root))        # [] when clean
 """
@@ -55,7 +55,7 @@ def check_dataset(
         findings.append(
             Finding(
                 "layout",
-                "the dataset is in LeRobot's v2.1 layout (meta/episodes.jsonl), which LeRobot 0.4.4 and the classifier trainer cannot open",
+                "the dataset is in LeRobot's v2.1 layout (meta/episodes.jsonl), which LeRobot (0.4 and 0.6) and the classifier trainer cannot open",
                 "--fix writes a v3.0 copy",
             )
         )

@@ -118,8 +118,9 @@ def _write(source, root, plans, reward_key, flip_keys, repo_id, progress) -> Non
 
 def _abandon(dataset) -> None:
     """Close LeRobot's writers now: left to ``__del__`` they would flush files into the output folder
-    after the caller has removed it (an interrupted run must leave nothing behind)."""
-    dataset.meta.metadata_buffer.clear()
+    after the caller has removed it (an interrupted run must leave nothing behind). The episode rows
+    LeRobot still buffers are dropped unwritten; 0.6 has no public call for that."""
+    dataset.meta._metadata_buffer.clear()
     try:
         dataset.finalize()
     except Exception:  # the write already failed; its error is the one to report

@@ -22,7 +22,7 @@ EPILOG = """\
 checks:
   episode lengths and offsets in meta vs the data files, contiguous global index, frame_index and
   timestamps, info.json totals, per-episode and global stats (recomputed and compared), video files
-  present and holding every frame, the reward column, and the v2.1 layout (LeRobot 0.4.4 reads v3.0).
+  present and holding every frame, the reward column, and the v2.1 layout (LeRobot 0.4 and 0.6 read v3.0).
 
 exit codes: 0 clean, 1 defects found (or left after --fix), 2 bad input.
 

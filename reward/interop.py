@@ -1,4 +1,4 @@
-"""LeRobot 0.4.4 interop: its reward classifier checkpoints load into ours; our ResNet-10 loads into it.
+"""LeRobot interop (0.4 and 0.6): reward classifier checkpoints go both ways; our ResNet-10 loads into it.
 
 1. ``convert_lerobot_state_dict``: a ``Classifier.save_pretrained`` folder (``pretrained_model/``)
    holds the backbone once as ``encoder.*`` and again inside every camera branch
@@ -8,6 +8,10 @@
    normalized images, ours gives the same probabilities.
    LeRobot normalizes with dataset statistics in training; our run time applies ImageNet
    normalization, so feed such a checkpoint images normalized the way it was trained.
+   ``to_lerobot_state_dict`` is the way back: ``save_checkpoint`` writes LeRobot's names, so
+   LeRobot 0.6's ``Classifier.from_pretrained`` loads a folder of ours (when its backbone folder is
+   one transformers' ``AutoModel`` reads, and at a 4x4 feature map, i.e. 128x128 inputs: LeRobot
+   hard-codes that size) and, given the same normalized images, gives our probabilities.
 
 2. ``write_transformers_resnet10``: a folder that transformers' ``AutoModel`` loads with
    ``trust_remote_code=True`` from a local path (config.json with ``auto_map`` + a small modeling
@@ -61,6 +65,26 @@ def convert_lerobot_state_dict(
                 if rest.startswith(theirs):
                     out[f"camera_encoders.{key}.{ours}{rest[len(theirs) :]}"] = tensor
     _fix_image_size(out, config)
+    return out
+
+
+def to_lerobot_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our RewardClassifier's weights → LeRobot Classifier's names (``convert_lerobot_state_dict`` undone).
+
+    The backbone goes in once, as ``encoder.*``: LeRobot's camera branches share that module, and
+    safetensors' ``load_model`` fills the shared names from it."""
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if name.startswith("backbone."):
+            out["encoder." + name[len("backbone.") :]] = tensor
+        elif name.startswith("head."):
+            out["classifier_head." + name[len("head.") :]] = tensor
+        elif name.startswith("camera_encoders."):
+            key, rest = name[len("camera_encoders.") :].split(".", 1)
+            theirs = next(t for t, ours in _BRANCH.items() if rest.startswith(ours))
+            out[f"encoders.{key}.{theirs}{rest[len(_BRANCH[theirs]) :]}"] = tensor
+        else:
+            raise ValueError(f"no LeRobot name for weight {name}")
     return out
 
 

@@ -66,7 +66,7 @@ CSV format (one row per episode; header required):
 
 Labels: 1.0 = success, 0.0 = failure, in --reward-key (created when the source lacks it).
 The source is never modified; a v2.1 source (meta/episodes.jsonl) is read directly and the output is
-written in the v3.0 layout LeRobot 0.4.4 reads. An existing non-empty --out needs --overwrite.
+written in the v3.0 layout LeRobot 0.4 and 0.6 read. An existing non-empty --out needs --overwrite.
 """
 
 

@@ -6,7 +6,7 @@
 
 This is HIL-SERL's classifier (``serl_launcher/networks/reward_classifier.py``) and LeRobot's
 layout, with two differences that matter: the spatial embedding is sized from the real feature map
-(84x84 gives 3x3, 128x128 gives 4x4), and only the backbone is frozen. LeRobot 0.4.4 runs the whole
+(84x84 gives 3x3, 128x128 gives 4x4), and only the backbone is frozen. LeRobot (0.4 and 0.6) runs the whole
 per-camera branch under ``no_grad``, so its spatial embedding and projection never train.
 
 ``model_type="transformer"`` uses a vision transformer from transformers, loaded from a local

@@ -270,7 +270,7 @@ def load_resnet10(model_name: str, allow_random: bool = False) -> ResNet10:
         if not allow_random:
             raise UserError(
                 f"ResNet-10 weights '{model_name}' are neither a local folder nor in the Hugging Face cache; "
-                "download them once (huggingface-cli download helper2424/resnet10) or pass a local folder"
+                "download them once (hf download helper2424/resnet10, or LeRobot 0.6's copy lerobot/resnet10) or pass a local folder"
             )
         if model_name not in _WARNED_RANDOM:  # once per process, however often the backbone is built
             _WARNED_RANDOM.add(model_name)

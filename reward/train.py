@@ -129,7 +129,7 @@ class FeatureSource:
 def _make_augment(enabled: bool):
     if not enabled:
         return None
-    from lerobot.datasets.transforms import ImageTransforms, ImageTransformsConfig
+    from lerobot.transforms import ImageTransforms, ImageTransformsConfig
 
     return ImageTransforms(ImageTransformsConfig(enable=True))
 

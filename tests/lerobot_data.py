@@ -78,7 +78,7 @@ def tree_hash(root: str | Path) -> str:
 
 
 def open_lerobot_dataset(root: str | Path):
-    """Open a written dataset with LeRobot 0.4.4 itself (pyav): proves LeRobot can read our outputs.
+    """Open a written dataset with the installed LeRobot itself (pyav): proves LeRobot can read our outputs.
 
     Tests only: the project reads datasets with `reward.dataset_source`, never through LeRobotDataset.
     """

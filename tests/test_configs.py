@@ -79,6 +79,45 @@ def test_seed_train_configs_load_unchanged(tmp_path):
     assert cfg.dataset.video_backend == "pyav" and cfg.dataset.root.endswith("rl_labeled")
 
 
+def test_lerobot_06_train_config_loads_unchanged(tmp_path):
+    """LeRobot 0.6's form: the classifier under reward_model, as its own config class writes it
+    (lerobot/resnet10, MEAN_STD normalization, pretrained_revision), and policy null."""
+    import draccus
+    from lerobot.configs.rewards import RewardModelConfig
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.rewards.classifier import RewardClassifierConfig as LeRobotClassifierConfig
+
+    front = {"observation.images.front": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 128, 128))}
+    block = draccus.encode(LeRobotClassifierConfig(device="cpu", num_cameras=1, input_features=front), RewardModelConfig)
+    assert block["model_name"] == "lerobot/resnet10" and block["type"] == "reward_classifier"
+    data = {
+        "dataset": {"repo_id": "user/so101_labeled", "root": "data/labeled", "video_backend": "pyav"},
+        "policy": None,
+        "reward_model": block,
+        "output_dir": "outputs/reward_classifier",
+        "job_name": "reward-classifier",
+        "resume": False,
+        "seed": 2,
+        "batch_size": 16,
+        "steps": 5000,
+        "log_freq": 10,
+        "save_freq": 1000,
+        "wandb": {"enable": False, "project": "reward-classifier"},
+    }
+    path = _write(tmp_path, data)
+    cfg = parse_config(RewardTrainConfig, ["--config_path", path])
+    assert cfg.reward_model is None and cfg.policy.model_name == "lerobot/resnet10"
+    assert cfg.policy.num_cameras == 1 and cfg.policy.input_features["observation.images.front"].shape == [3, 128, 128]
+    assert cfg.policy.normalization_mapping == {"VISUAL": "MEAN_STD"} and cfg.steps == 5000
+    cfg = parse_config(RewardTrainConfig, ["--config_path", path, "--reward_model.hidden_dim=64"])
+    assert cfg.policy.hidden_dim == 64
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_config(RewardTrainConfig, ["--config_path", path, "--policy.hidden_dim=64"])
+    saved = tmp_path / "saved.json"
+    save_config(cfg, saved)  # what train-reward keeps with the run parses back under `policy`
+    assert parse_config(RewardTrainConfig, ["--config_path", str(saved)]).policy == cfg.policy
+
+
 def test_seed_env_configs_load_unchanged(tmp_path):
     cfg = parse_config(EnvConfig, ["--config_path", _write(tmp_path, SEED_000_RECORD)])
     assert cfg.mode == "record" and cfg.number_of_steps_after_success == 15 and cfg.push_to_hub is True

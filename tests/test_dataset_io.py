@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -213,3 +214,45 @@ def test_fingerprint_of_v21_reads_its_episode_files(v21_root):
     fingerprint = dataset_fingerprint(v21_root)
     assert (fingerprint["codebase_version"], fingerprint["episodes"], fingerprint["frames"]) == (V21, 2, 7)
     assert np.isclose(len(fingerprint["reward_sha256"]), 64)
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.mark.parametrize("writer", ["0.4.4", "installed"])
+def test_datasets_written_by_lerobot_0_4_and_0_6_read_and_rewrite(writer, tmp_path):
+    """A dataset from LeRobot 0.4.4's writer (the committed fixture, made with
+    ``make_dataset(root, (3, 4), image_size=64, use_videos=True, reward_fn=lambda e, i: float(i >= 2))``
+    under LeRobot 0.4.4) and one from the installed writer (0.6): both read frame by frame, doctor finds
+    them clean, LeRobot opens them, and the installed writer copies them (``rewrite_dataset``, doctor
+    --fix's and the v2.1 conversion's path)."""
+    from cluster.cli import main as hilserl
+    from reward.dataset_checks import check_dataset
+    from reward.dataset_source import SourceDataset, iter_episodes
+    from reward.dataset_write import rewrite_dataset
+    from tests.lerobot_data import open_lerobot_dataset
+
+    root = tmp_path / "data"
+    if writer == "0.4.4":
+        shutil.copytree(FIXTURES / "lerobot_0.4.4", root)
+    else:
+        make_dataset(root, episode_lengths=(3, 4), image_size=64, use_videos=True, reward_fn=lambda e, i: float(i >= 2))
+    before = tree_hash(root)
+    assert detect_layout(root) == V30 and check_dataset(SourceDataset(root)) == []
+    episodes = list(iter_episodes(root, columns=["next.reward"]))
+    assert [len(e) for e in episodes] == [3, 4]
+    assert episodes[1].columns["next.reward"].reshape(-1).tolist() == [0.0, 0.0, 1.0, 1.0]
+    for episode in episodes:  # brightness encodes (episode, frame) in tests.lerobot_data
+        frames = episode.frames["observation.images.front"]
+        assert frames.shape == (len(episode), 64, 64, 3)
+        for i, frame in enumerate(frames):
+            assert abs(float(frame.mean()) - ((episode.index * 37 + i * 5) % 200 + 20)) < 3
+    assert open_lerobot_dataset(root).num_frames == 7
+    assert hilserl(["doctor", str(root)]) == 0
+    rewrite_dataset(root, tmp_path / "copy", progress=False)
+    assert check_dataset(SourceDataset(tmp_path / "copy")) == []
+    copy = list(iter_episodes(tmp_path / "copy", columns=["next.reward"]))
+    assert [e.columns["next.reward"].reshape(-1).tolist() for e in copy] == [
+        e.columns["next.reward"].reshape(-1).tolist() for e in episodes
+    ]
+    assert tree_hash(root) == before  # reading never writes into the source

@@ -43,13 +43,24 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def test_whole_graph_survives_killing_each_actor_and_loses_nothing(local_ray, classifier, tmp_path):
+def _release(runner) -> None:
+    """Kill a RayRunner's actors and wait until their names are free: the module's later runs reuse
+    them, and actors whose handles were merely dropped are reaped whenever Ray gets to it."""
+    for handle in [*runner.robots, runner.reward, runner.replay, runner.learner]:
+        if handle is not None:
+            ray.kill(handle, no_restart=True)
+    prefix = f"{runner.folder.name}-"
+    _wait(lambda: not any(n.startswith(prefix) for n in ray.util.list_named_actors()), 120, "the actors' names")
+
+
+def test_whole_graph_survives_killing_each_actor_and_loses_nothing(local_ray, classifier, tmp_path, request):
     from actors.roles.rundir import prepare_run_dir
     from cluster.rl_run import RayRunner
 
     # A budget the kills cannot outrun: the run must still be going when the last actor is killed.
     cfg = tiny_config(tmp_path, classifier, steps=600, chunk_size=4, checkpoint_every=8).resolve()
     runner = RayRunner(cfg, prepare_run_dir(cfg))
+    request.addfinalizer(lambda: _release(runner))
     digest_before = ray.get(runner.reward.weights_digest.remote())
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(runner.run()), daemon=True)

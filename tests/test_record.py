@@ -359,14 +359,13 @@ def test_ctrl_c_during_an_episode_save_finishes_the_save_then_stops(point, tmp_p
     import os
     import signal
 
-    from lerobot.datasets import lerobot_dataset
+    from lerobot.datasets.dataset_metadata import LeRobotDatasetMetadata
+    from lerobot.datasets.dataset_writer import DatasetWriter
 
     from reward.dataset_checks import check_dataset
     from reward.dataset_source import SourceDataset
 
-    owner = lerobot_dataset.LeRobotDataset
-    if not hasattr(owner, point):
-        owner = lerobot_dataset.LeRobotDatasetMetadata
+    owner = LeRobotDatasetMetadata if point == "_save_episode_metadata" else DatasetWriter
     original = getattr(owner, point)
     fired = []
 
@@ -386,10 +385,11 @@ def test_ctrl_c_during_an_episode_save_finishes_the_save_then_stops(point, tmp_p
 
 
 KILL_SCRIPT = """
-import os, signal, sys
-from lerobot.datasets import lerobot_dataset
+import logging, os, signal, sys
+logging.basicConfig(level=logging.INFO)  # before LeRobot's import-time log calls configure the root logger
+from lerobot.datasets.dataset_writer import DatasetWriter
 point, at, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-owner = lerobot_dataset.LeRobotDataset
+owner = DatasetWriter
 original = getattr(owner, point)
 calls = [0]
 def patched(self, *args, **kwargs):

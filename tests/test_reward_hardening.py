@@ -126,9 +126,9 @@ def _damaged_checkpoint(checkpoint: Path, tmp_path: Path, how: str) -> Path:
     elif how == "corrupt-config":
         (broken / "config.json").write_text('{"type": "reward_classifier", ')
     elif how == "preprocessing":
-        config = json.loads((broken / "config.json").read_text())
+        config = json.loads((broken / "hilserl.json").read_text())
         config["preprocessing"]["normalize"]["mean"] = [0.5, 0.5, 0.5]
-        (broken / "config.json").write_text(json.dumps(config))
+        (broken / "hilserl.json").write_text(json.dumps(config))
     return broken
 
 

@@ -82,16 +82,17 @@ def test_load_from_local_folder(tmp_path, prefix, fmt):
         assert torch.equal(net.state_dict()[k], v), k
 
 
-def test_load_from_fake_hub_cache(tmp_path, monkeypatch):
+@pytest.mark.parametrize("repo_id", ["helper2424/resnet10", "lerobot/resnet10"])  # LeRobot 0.4's name, 0.6's
+def test_load_from_fake_hub_cache(repo_id, tmp_path, monkeypatch):
     import huggingface_hub.constants as hf_constants
 
     commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hub" / "models--helper2424--resnet10"
+    repo = tmp_path / "hub" / f"models--{repo_id.replace('/', '--')}"
     ref = _save_weights(repo / "snapshots" / commit)
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    net = load_resnet10("helper2424/resnet10")
+    net = load_resnet10(repo_id)
     assert torch.equal(net.embedder[0].weight, ref.embedder[0].weight)
 
 

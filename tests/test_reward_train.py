@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from cluster import train_job as job
 from cluster.cli import main as hilserl
 from configs.parsing import save_config
-from reward.checkpoint import load_checkpoint, save_checkpoint
+from reward.checkpoint import LEROBOT_FIELDS, load_checkpoint, save_checkpoint
 from reward.model import build_classifier, module_key
 from reward.train import run
 from tests.reward_helpers import labeled_dataset, train_config, write_backbone
@@ -87,8 +87,10 @@ def test_checkpoint_round_trip_is_bitwise(tmp_path, backbone, data32):
     assert info.success_threshold == 0.4
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert config["type"] == "reward_classifier"
-    assert config["preprocessing"]["normalize"]["mean"] == [0.485, 0.456, 0.406]
+    assert set(config) <= set(LEROBOT_FIELDS)  # what LeRobot's own config class accepts
     assert set(config["input_features"]) == {"observation.images.front", "observation.images.side"}
+    ours = json.loads((tmp_path / "ckpt" / "hilserl.json").read_text())
+    assert ours["preprocessing"]["normalize"]["mean"] == [0.485, 0.456, 0.406]
     assert json.loads((tmp_path / "ckpt" / "train_config.json").read_text())["steps"] == cfg.steps
     assert not list((tmp_path / "ckpt").glob("*.bin")) and not list((tmp_path / "ckpt").glob("*.pt"))
 

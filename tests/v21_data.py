@@ -1,4 +1,4 @@
-"""Small datasets in LeRobot's older v2.1 layout, written by hand (LeRobot 0.4.4 only writes v3.0).
+"""Small datasets in LeRobot's older v2.1 layout, written by hand (LeRobot 0.4 and 0.6 only write v3.0).
 
 The layout is the one seeds 002/003 were recorded in: meta/info.json (codebase_version v2.1),
 meta/episodes.jsonl, meta/episodes_stats.jsonl, meta/tasks.jsonl, one parquet per episode under

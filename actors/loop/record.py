@@ -236,6 +236,7 @@ class DatasetSink:
             root=self.root,
             robot_type="so101",
             use_videos=self.cfg.video,
+            video_backend="pyav",
             image_writer_threads=IMAGE_WRITER_THREADS,  # PNG writes off the control thread
         )
 
@@ -280,23 +281,22 @@ class DatasetSink:
 
         LeRobot keeps its data and episode-meta parquet writers open until ``finalize()``, so a
         session killed outright (SIGKILL, power loss, out of memory) would leave every episode in files
-        without a footer: all of it lost. Finalize after each episode and reopen the dataset through
-        LeRobot's own resume path, which starts new data, video and meta files: a kill then costs at
-        most the episode being saved, and ``hilserl doctor --fix --drop-lost`` leaves that one out."""
+        without a footer: all of it lost. Finalize after each episode and reopen the dataset with
+        ``LeRobotDataset.resume``, LeRobot's own append path, which starts new data, video and meta
+        files: a kill then costs at most the episode being saved, and ``hilserl doctor --fix
+        --drop-lost`` leaves that one out."""
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-        old = self.dataset
-        old.finalize()
-        old.stop_image_writer()
         from reward.dataset_write import quiet_third_party_output
 
-        self.dataset = LeRobotDataset(self.cfg.repo_id, root=self.root, video_backend="pyav")
+        self.dataset.finalize()  # also stops the image writer
+        self.dataset = LeRobotDataset.resume(
+            self.cfg.repo_id, root=self.root, video_backend="pyav", image_writer_threads=IMAGE_WRITER_THREADS
+        )
         quiet_third_party_output()  # LeRobot's loader turns the `datasets` progress bars back on
-        self.dataset.start_image_writer(num_processes=0, num_threads=IMAGE_WRITER_THREADS)
 
     def discard_episode(self) -> None:
-        buffer = getattr(self.dataset, "episode_buffer", None)
-        if buffer and buffer.get("size"):
+        if self.dataset is not None and self.dataset.has_pending_frames():
             self.dataset.clear_episode_buffer()
 
 
