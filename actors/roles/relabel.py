@@ -117,6 +117,12 @@ class DisagreementLog:
             root=self.root,
             use_videos=True,
         )
+        # LeRobot 0.6 writes the episode metadata in batches of 10 to one parquet file whose schema
+        # the first batch fixes; in a long run a later batch's index statistics came out as floats
+        # where the first batch's were ints, and finalize() failed ("Table schema does not match").
+        # One batch at finalize() gets one schema (ints and floats together become floats).
+        if hasattr(self.dataset.meta, "_metadata_buffer_size"):
+            self.dataset.meta._metadata_buffer_size = 1 << 30
 
     def end_episode(self) -> None:
         """Write this episode's disagreements (if any) as one dataset episode."""
