@@ -232,7 +232,7 @@ class TrainRLConfig:
             raise ConfigError("runtime.total_env_steps and runtime.learning_starts must be >= 0")
         for name in ("robot_cpus", "learner_cpus", "reward_cpus", "replay_cpus"):
             value = getattr(runtime, name)
-            if not (0 <= value < float("inf")):
+            if value < 0:  # non-finite values were refused above
                 raise ConfigError(f"runtime.{name}={value} must be a number of CPUs >= 0 (0 reserves none)")
         self._check_pace_and_eval()
         if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):

@@ -241,6 +241,16 @@ def load_state_dict_into(net: ResNet10, state: dict[str, torch.Tensor], source: 
 RANDOM_BACKBONE_SEED = 0
 
 
+DOWNLOAD_HINT = "hf download helper2424/resnet10, or LeRobot 0.6's copy lerobot/resnet10"
+
+
+def _missing_weights(model_name: str) -> UserError:
+    return UserError(
+        f"ResNet-10 weights '{model_name}' are neither a local folder nor in the Hugging Face cache; "
+        f"download them once ({DOWNLOAD_HINT}) or pass a local folder"
+    )
+
+
 def check_resnet10(model_name: str, allow_random: bool, what: str) -> str:
     """Where ``model_name``'s weights come from, checked without building anything: 'pretrained'
     (a local folder or the hub cache), or 'random' (allowed; logged loudly once); a UserError when
@@ -248,12 +258,13 @@ def check_resnet10(model_name: str, allow_random: bool, what: str) -> str:
     if _resolve_folder(model_name) is not None:
         return "pretrained"
     if not allow_random:
-        load_resnet10(model_name, allow_random=False)  # raises the one-line error
+        raise _missing_weights(model_name)
     logger.warning(
         "!!! %s: ResNet-10 weights '%s' not found locally: its backbone is RANDOM (fixed seed). Frozen random "
-        "features are much weaker; download them once (huggingface-cli download helper2424/resnet10). !!!",
+        "features are much weaker; download them once (%s). !!!",
         what,
         model_name,
+        DOWNLOAD_HINT,
     )
     return "random"
 
@@ -268,10 +279,7 @@ def load_resnet10(model_name: str, allow_random: bool = False) -> ResNet10:
     folder = _resolve_folder(model_name)
     if folder is None:
         if not allow_random:
-            raise UserError(
-                f"ResNet-10 weights '{model_name}' are neither a local folder nor in the Hugging Face cache; "
-                "download them once (hf download helper2424/resnet10, or LeRobot 0.6's copy lerobot/resnet10) or pass a local folder"
-            )
+            raise _missing_weights(model_name)
         if model_name not in _WARNED_RANDOM:  # once per process, however often the backbone is built
             _WARNED_RANDOM.add(model_name)
             logger.warning(

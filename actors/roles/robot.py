@@ -155,6 +155,7 @@ class RobotRole:
         self.recent: deque[dict] = deque(maxlen=20)  # last episodes
         self.digest = hashlib.sha256()  # of every transition sent, in order: two runs compare in one line
         self.evaluator: PeriodicEvaluator | None = None
+        self._frames_sent: int | None = None  # env step of the evaluation frames last sent in a status
         self._eval_due = False  # a 'shared' evaluation waits for the training episode's end
         if cfg.runtime.eval_every and index == 0:
             shared = cfg.runtime.eval_env == "shared"
@@ -486,6 +487,15 @@ class RobotRole:
         report = {"person": self.source.report() if hasattr(self.source, "report") else {}, "exit_torques": rig.exit_torques}
         (self.folder / f"rehearsal-{self.name}.json").write_text(json.dumps(report, indent=2) + "\n")
 
+    def _new_eval_frames(self) -> dict[str, Any] | None:
+        """The latest evaluation's camera frames, in the first status after that evaluation only: they
+        are a few hundred KB, and status is polled every second (a lost reply loses those images)."""
+        frames = self.evaluator.frames if self.evaluator is not None else None
+        if frames is None or frames["env_steps"] == self._frames_sent:
+            return None
+        self._frames_sent = frames["env_steps"]
+        return frames
+
     def status(self) -> dict[str, Any]:
         recent = list(self.recent)
         rate = self.rate.stats()
@@ -514,7 +524,7 @@ class RobotRole:
             "version_lag_s_max": float(max(self.lag_s)) if self.lag_s else 0.0,
             "recent": recent[-5:],
             "evals": list(self.evaluator.points) if self.evaluator is not None else [],
-            "eval_frames": self.evaluator.frames if self.evaluator is not None else None,
+            "eval_frames": self._new_eval_frames(),
             "transitions_sha256": self.digest.hexdigest(),
             **({"rehearsal": self.source.report()} if hasattr(self.source, "report") else {}),
         }

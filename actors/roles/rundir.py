@@ -77,8 +77,7 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
                 f"--resume: no run at {folder}; pass --run_name of an existing run under {cfg.output_dir}"
             )
         try:
-            if not isinstance(json.loads((folder / "run.json").read_text()), dict):
-                raise ValueError("not a JSON object")
+            _read_object(folder / "run.json")
         except (ValueError, UnicodeDecodeError) as err:
             raise UserError(
                 f"--resume: {folder / 'run.json'} is unreadable ({str(err)[:80]}); restore it from a copy or "
@@ -145,7 +144,8 @@ class RunMonitor:
         self._last_updates = 0
         self._last_bytes = 0
         self._last_line = 0.0
-        self._evals_written: set[tuple] = set()
+        self._evals_written: set[tuple[str, int]] = set()
+        self._frames_written: set[tuple[str, int]] = set()
         self.last_eval: dict[str, float] | None = None
         self.summary = json.loads(
             (folder / "run.json").read_text()
@@ -186,9 +186,9 @@ class RunMonitor:
     def _write_frames(self, robot: dict) -> None:
         """The latest periodic evaluation's frames (first episode, a few per camera) as TensorBoard images."""
         frames = robot.get("eval_frames")
-        if not frames or (robot["robot"], "frames", frames["env_steps"]) in self._evals_written:
+        if not frames or (robot["robot"], frames["env_steps"]) in self._frames_written:
             return
-        self._evals_written.add((robot["robot"], "frames", frames["env_steps"]))
+        self._frames_written.add((robot["robot"], frames["env_steps"]))
         for key, images in frames["images"].items():
             self.writer().add_images(f"eval_frames/{key.split('.')[-1]}", images, frames["env_steps"], dataformats="NCHW")
 
@@ -331,18 +331,26 @@ def _latest_checkpoint(folder: Path) -> str | None:
     return str(latest.parent / latest.read_text().strip()) if latest.is_file() else None
 
 
+def _read_object(path: Path) -> dict[str, Any]:
+    """A run file's JSON object; ValueError (or UnicodeDecodeError) when it is damaged."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError("not the JSON object a run writes")
+    return data
+
+
 def list_runs(root: str | Path) -> list[dict[str, Any]]:
     """Every run under ``root``: date, classifier, env steps, success and intervention rates, checkpoint."""
     rows = []
     for run in sorted(Path(root).glob("*/run.json")):
         classifier_path = run.parent / "classifier.json"
         try:
-            summary = json.loads(run.read_text())
+            summary = _read_object(run)
             classifiers = json.loads(classifier_path.read_text()) if classifier_path.is_file() else []
+            if not isinstance(classifiers, list) or not all(isinstance(c, dict) for c in classifiers):
+                raise ValueError("not the list of objects a run writes")
             last = classifiers[-1] if classifiers else {}
-            if not isinstance(summary, dict) or not isinstance(last, dict):
-                raise ValueError("not the object a run writes")
-        except (ValueError, UnicodeDecodeError, IndexError) as err:  # a damaged file: one row says so
+        except (ValueError, UnicodeDecodeError) as err:  # a damaged file: one row says so
             rows.append({"run": str(run.parent), "unreadable": f"{type(err).__name__}: {str(err)[:80]}"})
             continue
         rows.append(
