@@ -373,15 +373,11 @@ def _print_run(summary: dict[str, Any]) -> None:
         )
 
 
-def rehearse_argv(argv: list[str], flag: str) -> list[str]:
-    """``--rehearse`` (a bare flag) as the config override it stands for."""
-    return [flag if a == "--rehearse" else a for a in argv]
-
-
 def main(argv: list[str]) -> int:
     """``hilserl run --config_path CFG.json [overrides]`` (``--seeds 0,1,2``: a run per seed;
     ``--rehearse``: the real-arm config on simulated hardware, ``actors.robots.rehearsal``)."""
     from cluster.report import format_seed_summary
+    from configs.env import rehearse_argv
     from configs.rl import seeds_argv
 
     cfg = parse_config(TrainRLConfig, seeds_argv(rehearse_argv(argv, "--env.rehearse=true")), prog="hilserl run")

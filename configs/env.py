@@ -282,3 +282,8 @@ class EnvConfig:
         if block is None and self.reward_classifier_pretrained_path:
             block = RewardClassifierEnvConfig(pretrained_path=self.reward_classifier_pretrained_path)
         return block
+
+
+def rehearse_argv(argv: list[str], flag: str = "--rehearse=true") -> list[str]:
+    """``--rehearse`` (a bare flag) as the config override it stands for (``--env.rehearse=true`` in a run)."""
+    return [flag if a == "--rehearse" else a for a in argv]

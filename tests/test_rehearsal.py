@@ -168,7 +168,8 @@ def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    from cluster.rl_run import TrainRLConfig, _print_run, parse_config, rehearse_argv, run
+    from cluster.rl_run import TrainRLConfig, _print_run, parse_config, run
+    from configs.env import rehearse_argv
 
     def env_changes(env):
         env["processor"]["reset"]["control_time_s"] = 6.0
@@ -230,7 +231,8 @@ FAULTS = {
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_a_fault_mid_run_stops_the_arm_safely_and_ends_the_run_cleanly(tmp_path, fault):
     from actors.roles.local import LocalRunner
-    from cluster.rl_run import TrainRLConfig, parse_config, rehearse_argv
+    from cluster.rl_run import TrainRLConfig, parse_config
+    from configs.env import rehearse_argv
 
     inject, expected = FAULTS[fault]
     config = preset("so101_rl.json", tmp_path, lambda env: env["teleop"].update({"schedule": "always"}))

@@ -49,7 +49,7 @@ from actors.intervention.factory import make_intervention_source
 from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep
 from actors.loop.rate import RateKeeper, RateStats
 from actors.robots.contract import ACTION_DIM, ACTION_NAMES
-from configs.env import EnvConfig
+from configs.env import EnvConfig, rehearse_argv
 from configs.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -444,7 +444,7 @@ def main(argv: list[str]) -> int:
     from configs.parsing import parse_config
 
     as_json = "--json" in argv
-    argv = ["--rehearse=true" if a == "--rehearse" else a for a in argv if a != "--json"]
+    argv = rehearse_argv([a for a in argv if a != "--json"])
     cfg = parse_config(EnvConfig, argv, prog="hilserl record")
     summary = run(cfg)  # a UserError reaches the dispatcher, which prints it as one line
     print(json.dumps(summary.as_dict(), indent=2) if as_json else summary.text())
