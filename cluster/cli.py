@@ -21,7 +21,11 @@ from configs.errors import UserError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("cluster.demo", "main", "run the most complete pipeline on the simulated default"),
     "run": ("cluster.rl_run", "main", "the HIL-SERL run on Ray: robot, reward, replay and learner actors"),
-    "runs": ("cluster.rl_run", "runs_main", "list past runs: date, classifier, env steps, success, checkpoint"),
+    "runs": (
+        "cluster.rl_run",
+        "runs_main",
+        "list past runs: date, classifier, env steps, success, checkpoint",
+    ),
     "label": ("reward.label", "main", "write a NEW dataset with next.reward set from cutoffs or a CSV"),
     "doctor": ("reward.doctor", "main", "find (and with --fix --out, repair into a copy) dataset defects"),
     "train-reward": ("cluster.train_job", "main", "train the reward classifier (Ray Train TorchTrainer)"),

@@ -101,7 +101,9 @@ def classifier_config(cfg: DemoConfig):
     return train_cfg
 
 
-def train_step(cfg: DemoConfig, dataset_root: Path, out_dir: Path, extra_roots: list[Path] | None = None) -> Path:
+def train_step(
+    cfg: DemoConfig, dataset_root: Path, out_dir: Path, extra_roots: list[Path] | None = None
+) -> Path:
     from cluster.train_job import train_and_export
 
     train_cfg = classifier_config(cfg)
@@ -128,7 +130,11 @@ def _rate3(value: float | None) -> str:
 
 def disagreement_logs(run_folder: Path) -> list[Path]:
     """The run's next-classifier datasets (one per robot and restart) that hold at least one frame."""
-    return sorted(p for p in (Path(run_folder) / "next_classifier").glob("robot-*") if (p / "meta" / "info.json").is_file())
+    return sorted(
+        p
+        for p in (Path(run_folder) / "next_classifier").glob("robot-*")
+        if (p / "meta" / "info.json").is_file()
+    )
 
 
 def next_classifier_step(
@@ -161,17 +167,24 @@ def next_classifier_step(
         for which, checkpoint in (("old", old), ("next", new)):
             threshold = read_checkpoint_info(checkpoint).success_threshold
             out_dir = run_dir / "next_eval" / f"{which}-{root.name}"
-            metrics = evaluate_checkpoint(checkpoint, root, out_dir=out_dir, threshold=threshold)["metrics"]["requested"]
+            metrics = evaluate_checkpoint(checkpoint, root, out_dir=out_dir, threshold=threshold)["metrics"][
+                "requested"
+            ]
             (tn, fp), (fn, tp) = metrics["confusion_matrix"]
             row.update(frames=tn + fp + fn + tp, negatives=tn + fp)
             row[which] = {
                 "threshold": threshold,
                 "accuracy": metrics["accuracy"],
-                "false_positive_rate": metrics["false_positive_rate"] if tn + fp else None,  # None: no such frames
+                "false_positive_rate": metrics["false_positive_rate"]
+                if tn + fp
+                else None,  # None: no such frames
                 "false_negative_rate": metrics["false_negative_rate"] if fn + tp else None,
             }
         rows.append(row)
-        rates = {k: [_rate3(row[w][k]) for w in ("old", "next")] for k in ("false_positive_rate", "false_negative_rate")}
+        rates = {
+            k: [_rate3(row[w][k]) for w in ("old", "next")]
+            for k in ("false_positive_rate", "false_negative_rate")
+        }
         print(
             f"{name}: false positive rate {' -> '.join(rates['false_positive_rate'])} (old -> next), "
             f"false negative rate {' -> '.join(rates['false_negative_rate'])} "
@@ -226,7 +239,9 @@ def policy_change(rl: TrainRLConfig, export: dict | None) -> float:
         return 0.0
     lcfg = rl.learner
     torch.manual_seed(rl.seed)
-    initial = Policy(lcfg, FrozenBackbone.from_config(lcfg) if lcfg.image_keys else None).trainable_state_dict()
+    initial = Policy(
+        lcfg, FrozenBackbone.from_config(lcfg) if lcfg.image_keys else None
+    ).trainable_state_dict()
     trained = export["state_dict"]
     return max(float((trained[k].float() - initial[k].float()).abs().max()) for k in initial)
 
@@ -296,13 +311,18 @@ def run(cfg: DemoConfig) -> dict:
     summary["record"] = record_step(cfg, demos, cfg.env.seed, cfg.env.num_episodes)
     rl_demos = demos
     if cfg.rl_demo_episodes:
-        print(f"\n{cfg.rl_demo_episodes} more, ending at the success frame, for the RL demo buffer", flush=True)
+        print(
+            f"\n{cfg.rl_demo_episodes} more, ending at the success frame, for the RL demo buffer", flush=True
+        )
         rl_demos = run_dir / "rl_demos"
         summary["record_rl_demos"] = record_step(cfg, rl_demos, cfg.env.seed + 2000, cfg.rl_demo_episodes, 0)
 
     near_misses = None
     if cfg.near_miss_episodes:
-        print(f"\n{cfg.near_miss_episodes} near misses (the human fails on purpose), negatives for the classifier", flush=True)
+        print(
+            f"\n{cfg.near_miss_episodes} near misses (the human fails on purpose), negatives for the classifier",
+            flush=True,
+        )
         near_misses = run_dir / "near_misses"
         summary["record_near_misses"] = record_step(
             cfg, near_misses, cfg.env.seed + 3000, cfg.near_miss_episodes, failure_prob=1.0
@@ -327,7 +347,9 @@ def run(cfg: DemoConfig) -> dict:
     summary["held_out_metrics"] = report["metrics"]
     summary["plots"] = report.get("plots")
 
-    seeds: list[int | None] = list(cfg.seeds) if cfg.seeds else [None]  # None: one run with rl.seed, as named before
+    seeds: list[int | None] = (
+        list(cfg.seeds) if cfg.seeds else [None]
+    )  # None: one run with rl.seed, as named before
     rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier", seeds[0])
     rl_cls.runtime.eval_record = cfg.next_classifier  # on-policy held-out frames for the next classifier
     n_untrained = cfg.untrained_eval_episodes
@@ -379,7 +401,10 @@ def run(cfg: DemoConfig) -> dict:
 
     path = write_report(
         run_dir,
-        {name: [Path(r["folder"]) for r in rs] if cfg.seeds else Path(rs[0]["folder"]) for name, rs in runs.items()},
+        {
+            name: [Path(r["folder"]) for r in rs] if cfg.seeds else Path(rs[0]["folder"])
+            for name, rs in runs.items()
+        },
         classifier_eval,
         untrained_eval=untrained,
         extra=extra,

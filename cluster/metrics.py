@@ -47,8 +47,10 @@ class RayMetrics:
     def __init__(self, run: str):
         self.tags = {"run": run}
         self.gauges: dict[str, ray_metrics.Gauge] = {}
-        self.counters = {k: self._labelled(ray_metrics.Counter(v, description=f"{k} (cumulative)", tag_keys=("run",)))
-                         for k, v in COUNTERS.items()}
+        self.counters = {
+            k: self._labelled(ray_metrics.Counter(v, description=f"{k} (cumulative)", tag_keys=("run",)))
+            for k, v in COUNTERS.items()
+        }
         self.last = {k: 0.0 for k in COUNTERS}
         self.period = ray_metrics.Histogram(
             PERIOD_HISTOGRAM,
@@ -65,7 +67,9 @@ class RayMetrics:
     def record(self, scalars: dict[str, float]) -> None:
         for key, value in scalars.items():
             if key not in self.gauges:
-                self.gauges[key] = self._labelled(ray_metrics.Gauge(metric_name(key), description=key, tag_keys=("run",)))
+                self.gauges[key] = self._labelled(
+                    ray_metrics.Gauge(metric_name(key), description=key, tag_keys=("run",))
+                )
             self.gauges[key].set(float(value))
         for key, counter in self.counters.items():
             delta = scalars.get(key, 0.0) - self.last[key]

@@ -39,6 +39,9 @@ from configs.rl import TrainRLConfig
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.0
+LOOP_FAILURES = 3
+"""A role whose loop failed this many times in a row, making no progress in between, ends the run:
+a fault that comes back at once (a bug, a broken device) is not cured by starting the loop again."""
 
 
 def actor_cpus(cfg: TrainRLConfig) -> float:
@@ -120,7 +123,9 @@ class RayRunner:
         self.reward = None
         if cfg.reward.source == "classifier":
             self.reward = RewardActor.options(name=names["reward"], num_cpus=runtime.reward_cpus).remote(cfg)
-        self.replay = ReplayActor.options(name=names["replay"], num_cpus=runtime.replay_cpus).remote(cfg, str(folder))
+        self.replay = ReplayActor.options(name=names["replay"], num_cpus=runtime.replay_cpus).remote(
+            cfg, str(folder)
+        )
         self.learner = LearnerActor.options(
             name=names["learner"], num_cpus=runtime.learner_cpus, num_gpus=runtime.learner_gpus
         ).remote(cfg, str(folder), names["replay"])
@@ -146,6 +151,10 @@ class RayRunner:
             self.monitor.writer().add_text("classifier", "```\n" + json.dumps(identity, indent=2) + "\n```")
         self.stop_requested = threading.Event()
         self.restarts = {"robot": 0, "learner": 0}
+        self._failures: dict[
+            str, tuple[int, int]
+        ] = {}  # role -> (progress at its last failure, failures in a row)
+        self.failure: str | None = None
 
     def _statuses(self) -> tuple[list[dict], dict, dict | None, int]:
         import ray
@@ -164,18 +173,38 @@ class RayRunner:
             if status is None:
                 status = self._last_robot.get(i) or _empty_robot(i)
             elif not status["running"] and not status.get("finished") and not self.stop_requested.is_set():
-                self.restarts["robot"] += 1  # restarted by Ray: its loop starts again
+                self.restarts["robot"] += 1  # restarted by Ray, or its loop failed: it starts again
+                if self._failing(f"robot-{i}", status, int(status.get("env_steps", 0))):
+                    continue
                 robot.start.remote()
             self._last_robot[i] = status
             robots.append(status)
         learner = get(self.learner.status.remote(), None) or self._last_learner
         if not learner.get("running", True) and not self.stop_requested.is_set():
             self.restarts["learner"] += 1
-            self.learner.start.remote()
+            if not self._failing("learner", learner, int(learner.get("updates", 0))):
+                self.learner.start.remote()
         self._last_learner = learner
         reward = get(self.reward.stats.remote(), None) if self.reward is not None else None
         sizes = get(self.replay.sizes.remote(), None) or {"added": learner.get("replay_added", 0)}
         return robots, learner, reward, int(sizes["added"])
+
+    def _failing(self, role: str, status: dict, progress: int) -> bool:
+        """Counts ``role``'s loop failures without progress; at ``LOOP_FAILURES`` the run ends."""
+        if not status.get("error"):
+            return False  # a restart by Ray (the actor died), not its loop failing
+        last = self._failures.get(role)
+        count = last[1] + 1 if last is not None and last[0] == progress else 1
+        self._failures[role] = (progress, count)
+        if count < LOOP_FAILURES:
+            return False
+        self.failure = (
+            f"{role}'s loop failed {count} times in a row without progress: {status['error']} "
+            "(the traceback is in the actor's log: the Ray dashboard's Logs page)"
+        )
+        logger.error(self.failure)
+        self.stop_requested.set()
+        return True
 
     def run(self) -> dict[str, Any]:
         import ray
@@ -198,6 +227,8 @@ class RayRunner:
                 self.stop_requested.wait(POLL_S)
         finally:
             summary = self.shutdown()
+        if self.failure is not None:
+            raise UserError(f"{self.failure}; the final checkpoint is in {self.folder}")
         return summary
 
     def shutdown(self) -> dict[str, Any]:
@@ -343,7 +374,9 @@ def run_seeds(cfg: TrainRLConfig) -> dict[str, Any]:
     folders = [Path(cfg.output_dir) / f"{base}-seed{s}" for s in cfg.seeds]
     taken = [p for p in [report_dir, *folders] if p.exists() and not cfg.resume]
     if taken:
-        raise UserError(f"run folder {taken[0]} already exists: pick another --run_name (nothing was written)")
+        raise UserError(
+            f"run folder {taken[0]} already exists: pick another --run_name (nothing was written)"
+        )
     summaries = []
     for seed, folder in zip(cfg.seeds, folders, strict=True):
         one = copy.deepcopy(cfg)
@@ -351,7 +384,12 @@ def run_seeds(cfg: TrainRLConfig) -> dict[str, Any]:
         logger.info("seed %d of %s: %s", seed, cfg.seeds, folder)
         summaries.append(run(one))
     report = write_report(report_dir, {base: folders}, None)
-    return {"seeds": list(cfg.seeds), "runs": summaries, "summary": seed_summary(folders), "report": str(report)}
+    return {
+        "seeds": list(cfg.seeds),
+        "runs": summaries,
+        "summary": seed_summary(folders),
+        "report": str(report),
+    }
 
 
 def _print_run(summary: dict[str, Any]) -> None:
@@ -380,7 +418,9 @@ def main(argv: list[str]) -> int:
     from configs.env import rehearse_argv
     from configs.rl import seeds_argv
 
-    cfg = parse_config(TrainRLConfig, seeds_argv(rehearse_argv(argv, "--env.rehearse=true")), prog="hilserl run")
+    cfg = parse_config(
+        TrainRLConfig, seeds_argv(rehearse_argv(argv, "--env.rehearse=true")), prog="hilserl run"
+    )
     if cfg.seeds:
         cfg.resolve()
         out = run_seeds(cfg)
@@ -398,8 +438,12 @@ def runs_main(argv: list[str]) -> int:
     """``hilserl runs [DIR] [--json]``: past runs, newest last."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="hilserl runs", description="List past runs: date, classifier, env steps, success, checkpoint.")
-    parser.add_argument("root", nargs="?", default="outputs/rl", help="the output_dir of your runs (default outputs/rl)")
+    parser = argparse.ArgumentParser(
+        prog="hilserl runs", description="List past runs: date, classifier, env steps, success, checkpoint."
+    )
+    parser.add_argument(
+        "root", nargs="?", default="outputs/rl", help="the output_dir of your runs (default outputs/rl)"
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     root = args.root
@@ -416,7 +460,9 @@ def runs_main(argv: list[str]) -> int:
     print(header)
     for row in rows:
         if "unreadable" in row:
-            print(f"{Path(row['run']).name:<28} (its run.json or classifier.json is unreadable: {row['unreadable']})")
+            print(
+                f"{Path(row['run']).name:<28} (its run.json or classifier.json is unreadable: {row['unreadable']})"
+            )
             continue
         rate = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
         ev = row.get("eval")

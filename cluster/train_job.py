@@ -43,7 +43,11 @@ def absolute_paths(cfg: RewardTrainConfig) -> RewardTrainConfig:
     relative path would point inside it: refuse it instead of writing there.
     """
     under_job = UNDER_RAY_JOB in os.environ
-    paths = [("dataset.root", cfg.dataset.root), ("output_dir", cfg.output_dir), ("storage_path", cfg.storage_path)]
+    paths = [
+        ("dataset.root", cfg.dataset.root),
+        ("output_dir", cfg.output_dir),
+        ("storage_path", cfg.storage_path),
+    ]
     paths += [("dataset.extra_roots", r) for r in cfg.dataset.extra_roots or []]
     for name, value in paths:
         if value and under_job and not Path(value).expanduser().is_absolute():

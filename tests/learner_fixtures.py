@@ -34,9 +34,7 @@ def tiny_config(**overrides) -> LearnerConfig:
     return LearnerConfig(**values)
 
 
-def fill(
-    cfg: LearnerConfig, episodes: int = 3, length: int = 6, seed: int = 0, backbone=None
-) -> MixedReplay:
+def fill(cfg: LearnerConfig, episodes: int = 3, length: int = 6, seed: int = 0, backbone=None) -> MixedReplay:
     """A replay with random transitions; every third step is a human intervention.
 
     With ``cfg.feature_cache`` pass the agent's ``backbone`` (random test weights differ per load).

@@ -49,7 +49,9 @@ def make_dataset(
     for episode, length in enumerate(episode_lengths):
         for i in range(length):
             frame = {
-                "observation.state": (state_fn(rng) if state_fn else rng.standard_normal(6)).astype(np.float32),
+                "observation.state": (state_fn(rng) if state_fn else rng.standard_normal(6)).astype(
+                    np.float32
+                ),
                 "action": rng.standard_normal(4).astype(np.float32),
                 "task": "pick up the cube",
             }
@@ -92,8 +94,11 @@ def write_state_dataset(root: str | Path, episode_lengths: Sequence[int] = (7, 5
     """A camera-less dataset whose states have entries of very different sizes (a velocity in the
     tens, a position in centimetres) and a constant one (90, like the SO-101's wrist roll); returns
     every frame's state, in order."""
+
     def state(rng: np.random.Generator) -> np.ndarray:
-        return np.array([30 * rng.standard_normal(), 0.2 + 0.03 * rng.standard_normal(), *rng.standard_normal(3), 90.0])
+        return np.array(
+            [30 * rng.standard_normal(), 0.2 + 0.03 * rng.standard_normal(), *rng.standard_normal(3), 90.0]
+        )
 
     make_dataset(root, episode_lengths, cameras=(), use_videos=False, state_fn=state)
     frames = open_lerobot_dataset(root).hf_dataset

@@ -42,7 +42,9 @@ def tiny_config(tmp_path: Path, classifier: Path | None = None, steps: int = 60,
         teleop=TeleopConfig(type="scripted", schedule="periodic", intervention_prob=0.5, period_steps=6),
         processor=ProcessorConfig(
             reset=ResetConfig(control_time_s=2.0),
-            reward_classifier=RewardClassifierEnvConfig(pretrained_path=str(classifier) if classifier else None),
+            reward_classifier=RewardClassifierEnvConfig(
+                pretrained_path=str(classifier) if classifier else None
+            ),
         ),
     )
     learner = LearnerConfig(

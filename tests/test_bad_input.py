@@ -79,7 +79,9 @@ def test_a_latin1_labels_csv_is_one_line_and_a_bom_one_reads(source, tmp_path, c
     path = tmp_path / "labels.csv"
     path.write_bytes(rows.encode() + b"# " + LATIN1 + b"\n")
     out = tmp_path / "out"
-    _one_line_error(capsys, ["label", str(source), "--out", str(out), "--csv", str(path)], "is not UTF-8 text", source)
+    _one_line_error(
+        capsys, ["label", str(source), "--out", str(out), "--csv", str(path)], "is not UTF-8 text", source
+    )
     assert not out.exists()
     path.write_bytes(b"\xef\xbb\xbf" + rows.encode())  # Excel's "CSV UTF-8" starts with a BOM
     assert hilserl(["label", str(source), "--out", str(out), "--csv", str(path), "--no-progress"]) == 0

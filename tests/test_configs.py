@@ -88,7 +88,9 @@ def test_lerobot_06_train_config_loads_unchanged(tmp_path):
     from lerobot.rewards.classifier import RewardClassifierConfig as LeRobotClassifierConfig
 
     front = {"observation.images.front": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 128, 128))}
-    block = draccus.encode(LeRobotClassifierConfig(device="cpu", num_cameras=1, input_features=front), RewardModelConfig)
+    block = draccus.encode(
+        LeRobotClassifierConfig(device="cpu", num_cameras=1, input_features=front), RewardModelConfig
+    )
     assert block["model_name"] == "lerobot/resnet10" and block["type"] == "reward_classifier"
     data = {
         "dataset": {"repo_id": "user/so101_labeled", "root": "data/labeled", "video_backend": "pyav"},
@@ -107,7 +109,11 @@ def test_lerobot_06_train_config_loads_unchanged(tmp_path):
     path = _write(tmp_path, data)
     cfg = parse_config(RewardTrainConfig, ["--config_path", path])
     assert cfg.reward_model is None and cfg.policy.model_name == "lerobot/resnet10"
-    assert cfg.policy.num_cameras == 1 and cfg.policy.input_features["observation.images.front"].shape == [3, 128, 128]
+    assert cfg.policy.num_cameras == 1 and cfg.policy.input_features["observation.images.front"].shape == [
+        3,
+        128,
+        128,
+    ]
     assert cfg.policy.normalization_mapping == {"VISUAL": "MEAN_STD"} and cfg.steps == 5000
     cfg = parse_config(RewardTrainConfig, ["--config_path", path, "--reward_model.hidden_dim=64"])
     assert cfg.policy.hidden_dim == 64
@@ -164,7 +170,9 @@ def test_unknown_cli_key_names_the_flag_the_user_meant(cls_name, argv, key, sugg
     cls = {"EnvConfig": EnvConfig, "TrainRLConfig": TrainRLConfig}[cls_name]
     with pytest.raises(ConfigError) as caught:
         parse_config(cls, argv)
-    assert str(caught.value) == f"unknown config key '{key}' in the command line; did you mean '{suggestion}'?"
+    assert (
+        str(caught.value) == f"unknown config key '{key}' in the command line; did you mean '{suggestion}'?"
+    )
 
 
 def test_unknown_file_key_names_closest(tmp_path):

@@ -87,7 +87,9 @@ def test_camera_keys_and_missing_key_error(image_root):
         require_camera_keys(image_root, ["top"])
 
 
-def test_iter_episodes_reads_v30_videos_images_and_v21_one_episode_at_a_time(image_root, video_root, v21_root):
+def test_iter_episodes_reads_v30_videos_images_and_v21_one_episode_at_a_time(
+    image_root, video_root, v21_root
+):
     from reward.dataset_source import iter_episodes
 
     episodes = list(iter_episodes(video_root, columns=["observation.state", "action", "next.reward"]))
@@ -136,7 +138,11 @@ def test_fingerprint_tracks_labels(image_root, tmp_path):
     first = dataset_fingerprint(image_root)
     assert first == dataset_fingerprint(image_root)
     assert (first["episodes"], first["frames"], first["reward_key"]) == (2, 10, "next.reward")
-    assert (first["positives"], first["negatives"], first["label_hash"]) == (4, 6, first["reward_sha256"][:16])
+    assert (first["positives"], first["negatives"], first["label_hash"]) == (
+        4,
+        6,
+        first["reward_sha256"][:16],
+    )
     only = dataset_fingerprint(image_root, episodes=[1])
     assert (only["episodes"], only["frames"], only["positives"]) == (1, 4, 1)
     relabeled = tmp_path / "relabeled"
@@ -236,7 +242,9 @@ def test_datasets_written_by_lerobot_0_4_and_0_6_read_and_rewrite(writer, tmp_pa
     if writer == "0.4.4":
         shutil.copytree(FIXTURES / "lerobot_0.4.4", root)
     else:
-        make_dataset(root, episode_lengths=(3, 4), image_size=64, use_videos=True, reward_fn=lambda e, i: float(i >= 2))
+        make_dataset(
+            root, episode_lengths=(3, 4), image_size=64, use_videos=True, reward_fn=lambda e, i: float(i >= 2)
+        )
     before = tree_hash(root)
     assert detect_layout(root) == V30 and check_dataset(SourceDataset(root)) == []
     episodes = list(iter_episodes(root, columns=["next.reward"]))

@@ -15,7 +15,7 @@ def test_budget_presets_become_overrides_the_command_line_can_beat():
     assert "--rl.runtime.total_env_steps=60" in tiny and "--env.image_size=32" in tiny
     assert budget_overrides("small") == []  # sim_default.json as it is
     assert any(a.startswith("--rl.runtime.total_env_steps=") for a in budget_overrides("full"))
-    assert _flatten({"a": {"b": [1, 2], "c": {"x.y": 1}}}) == ['--a.b=[1, 2]', '--a.c={"x.y": 1}']
+    assert _flatten({"a": {"b": [1, 2], "c": {"x.y": 1}}}) == ["--a.b=[1, 2]", '--a.c={"x.y": 1}']
     with pytest.raises(UserError, match="budget 'huge'"):
         budget_overrides("huge")
 
@@ -38,7 +38,15 @@ def test_the_rl_run_gets_the_tasks_episode_length_and_the_recordings_storage(tmp
 
 @pytest.mark.slow
 def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys):
-    argv = ["demo", "--budget", "tiny", f"--output_dir={tmp_path}", "--run_name=r1", "--seeds", "0"]  # more: test_ray_run
+    argv = [
+        "demo",
+        "--budget",
+        "tiny",
+        f"--output_dir={tmp_path}",
+        "--run_name=r1",
+        "--seeds",
+        "0",
+    ]  # more: test_ray_run
     assert main(argv) == 0
     run_dir = tmp_path / "r1"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -62,7 +70,9 @@ def test_demo_tiny_runs_record_to_report_and_the_policy_changes(tmp_path, capsys
     # The headline is the evaluation curve (lock-step, a point every 20 env steps), every seed on it.
     assert report.index("plots/eval_curve.png") < report.index("plots/success_intervention.png")
     for seed in (0,):
-        curve = [line for line in report.splitlines() if line.startswith(f"| classifier reward seed {seed} | ")]
+        curve = [
+            line for line in report.splitlines() if line.startswith(f"| classifier reward seed {seed} | ")
+        ]
         steps = [line.split("|")[2].strip() for line in curve[1:]]  # the runs-table row comes first
         assert steps == ["0", "20", "40", "60"], curve
     assert "## Seeds" in report and re.search(r"\| classifier reward \| 1 \(0\) \|", report)

@@ -45,7 +45,10 @@ def test_each_frame_is_encoded_exactly_once_in_one_batched_call_per_extend():
     calls = count_images(net)
     rng = np.random.default_rng(0)
     frames = [
-        {"observation.images.front": rng.integers(0, 256, (3, 32, 32), dtype=np.uint8), STATE: np.full(3, i, np.float32)}
+        {
+            "observation.images.front": rng.integers(0, 256, (3, 32, 32), dtype=np.uint8),
+            STATE: np.full(3, i, np.float32),
+        }
         for i in range(11)
     ]
     from learner.types import Transition
@@ -170,13 +173,22 @@ def test_an_intervention_stored_in_both_buffers_is_encoded_once():
     calls = count_images(net)
     rng = np.random.default_rng(0)
     frames = [
-        {"observation.images.front": rng.integers(0, 256, (3, 32, 32), dtype=np.uint8), STATE: np.full(3, i, np.float32)}
+        {
+            "observation.images.front": rng.integers(0, 256, (3, 32, 32), dtype=np.uint8),
+            STATE: np.full(3, i, np.float32),
+        }
         for i in range(5)
     ]
     from learner.types import Transition
 
-    steps = [Transition(frames[i], np.zeros(3, np.float32), 0.0, frames[i + 1], False, i == 3, True) for i in range(4)]
+    steps = [
+        Transition(frames[i], np.zeros(3, np.float32), 0.0, frames[i + 1], False, i == 3, True)
+        for i in range(4)
+    ]
     replay.extend(steps)
     assert len(replay.online) == len(replay.demo) == 4
     assert calls == [5]  # the demo buffer reused the online buffer's maps
-    np.testing.assert_array_equal(replay.online.frames["observation.images.front"][:5], replay.demo.frames["observation.images.front"][:5])
+    np.testing.assert_array_equal(
+        replay.online.frames["observation.images.front"][:5],
+        replay.demo.frames["observation.images.front"][:5],
+    )

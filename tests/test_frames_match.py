@@ -40,8 +40,14 @@ class _Capture:
 
 def _record(root, video: bool) -> dict[str, np.ndarray]:
     cfg = EnvConfig(
-        task="reach_grasp", image_size=SIZE, seed=3, mode="record", repo_id="test/frames",
-        num_episodes=2, number_of_steps_after_success=2, video=video,
+        task="reach_grasp",
+        image_size=SIZE,
+        seed=3,
+        mode="record",
+        repo_id="test/frames",
+        num_episodes=2,
+        number_of_steps_after_success=2,
+        video=video,
         teleop=TeleopConfig(type="scripted", schedule="always"),
         processor=ProcessorConfig(reset=ResetConfig(control_time_s=2.5)),
     )
@@ -85,7 +91,9 @@ def test_the_demo_records_images():
     from configs.parsing import parse_config
 
     for budget in ("tiny", "small", "full"):
-        cfg = parse_config(DemoConfig, ["--config_path", preset_path("sim_default"), *budget_overrides(budget)])
+        cfg = parse_config(
+            DemoConfig, ["--config_path", preset_path("sim_default"), *budget_overrides(budget)]
+        )
         assert cfg.env.video is False, budget
 
 
@@ -96,7 +104,9 @@ def test_a_classifier_trained_on_video_frames_says_so_at_run_time(tmp_path, capl
 
     info = read_checkpoint_info(write_classifier(tmp_path / "clf", size=SIZE))
     for storage, warned in (("image", False), ("video", True)):
-        info.metrics = {"dataset": {"camera_storage": {FRONT: "image"}, "merged": [{"camera_storage": {WRIST: storage}}]}}
+        info.metrics = {
+            "dataset": {"camera_storage": {FRONT: "image"}, "merged": [{"camera_storage": {WRIST: storage}}]}
+        }
         caplog.clear()
         # At the logger itself: an earlier test in the same process may have raised the root's level.
         with caplog.at_level(logging.WARNING, logger="actors.roles.reward"):

@@ -317,7 +317,9 @@ def test_scripted_human_presses_success_only_while_intervening_when_told():
         )
         human.reset()
         # step 0: the policy acts (no press in 'intervening'); step 1: the human acts.
-        got = [[e for e in human.poll(OBS, {"is_success": True}).events if e == Event.SUCCESS] for _ in range(2)]
+        got = [
+            [e for e in human.poll(OBS, {"is_success": True}).events if e == Event.SUCCESS] for _ in range(2)
+        ]
         assert got == expected, mode
     with pytest.raises(UserError, match="teleop.press_success"):
         ScriptedHuman(FakeExpert(), InterventionSchedule("always"), press_success="sometimes")

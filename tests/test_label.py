@@ -272,7 +272,9 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_dataset(small_video_sour
     out = tmp_path / "my_documents"
     out.mkdir()
     (out / "thesis.txt").write_text("years of work")
-    code, _, err = run_label(capsys, small_video_source, "--out", out, "--cutoffs", '{"0": 1, "1": 2}', "--overwrite")
+    code, _, err = run_label(
+        capsys, small_video_source, "--out", out, "--cutoffs", '{"0": 1, "1": 2}', "--overwrite"
+    )
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert "did not write" in err
     assert (out / "thesis.txt").read_text() == "years of work"
@@ -314,12 +316,17 @@ def test_whole_episodes_are_dropped_by_flag_or_csv(tiny_source, tmp_path, capsys
     the rest are renumbered and the summary says what was dropped."""
     before = tree_hash(tiny_source)
     out = tmp_path / "flag"
-    code, printed, _ = run_label(capsys, tiny_source, "--out", out, "--cutoffs", '{"1": 3}', "--drop-episodes", "0")
+    code, printed, _ = run_label(
+        capsys, tiny_source, "--out", out, "--cutoffs", '{"1": 3}', "--drop-episodes", "0"
+    )
     assert code == 0 and "episodes 1 (1 dropped whole)" in printed and "dropped whole" in printed
     dataset = open_lerobot_dataset(out)
     assert dataset.meta.total_episodes == 1 and dataset.meta.total_frames == 8
     values = columns(dataset)
-    assert values["episode_index"].tolist() == [0] * 8 and values["next.reward"].reshape(-1).tolist() == [0] * 3 + [1] * 5
+    assert (
+        values["episode_index"].tolist() == [0] * 8
+        and values["next.reward"].reshape(-1).tolist() == [0] * 3 + [1] * 5
+    )
     assert brightness(dataset[0]) == pytest.approx(level(1, 0), abs=1)  # it is the source's episode 1
 
     csv = tmp_path / "labels.csv"
@@ -392,8 +399,14 @@ BAD_INPUTS = {
         ["--csv", "episode,success_start,env_reset_start,failure_gaps\n0,5,,1-2\n1,3,,\n"],
         "failure gap 1-2",
     ),
-    "drop-unknown-episode": (["--cutoffs", '{"0": 5}', "--drop-episodes", "1,4"], "episode(s) 4 that the dataset lacks"),
-    "drop-every-episode": (["--cutoffs", '{"0": 5}', "--drop-episodes", "0-1"], "every episode would be dropped"),
+    "drop-unknown-episode": (
+        ["--cutoffs", '{"0": 5}', "--drop-episodes", "1,4"],
+        "episode(s) 4 that the dataset lacks",
+    ),
+    "drop-every-episode": (
+        ["--cutoffs", '{"0": 5}', "--drop-episodes", "0-1"],
+        "every episode would be dropped",
+    ),
     "drop-not-a-list": (["--cutoffs", '{"0": 5}', "--drop-episodes", "one"], "--drop-episodes 'one'"),
     "csv-dropped-with-success": (
         ["--csv", "episode,success_start,env_reset_start\n0,2,0\n1,3,\n"],

@@ -110,9 +110,7 @@ print(json.dumps(failures))
 
 
 def test_configs_reward_learner_import_without_ray():
-    modules = sorted(
-        _module_name(path) for package in NO_RAY for path in (ROOT / package).rglob("*.py")
-    )
+    modules = sorted(_module_name(path) for package in NO_RAY for path in (ROOT / package).rglob("*.py"))
     result = subprocess.run(
         [sys.executable, "-c", _REFUSE_RAY, json.dumps(modules)],
         cwd=ROOT,

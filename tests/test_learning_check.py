@@ -51,7 +51,9 @@ def max_over_critics(agent):
     target = agent.critic_target
     forward = target.forward
     # Every row is the max over the heads, so td_target's min over rows is the max.
-    target.forward = lambda *args: forward(*args).max(dim=0, keepdim=True).values.expand(len(target.heads), -1)
+    target.forward = lambda *args: (
+        forward(*args).max(dim=0, keepdim=True).values.expand(len(target.heads), -1)
+    )
 
 
 IMAGE_CAUGHT: list[str] = []

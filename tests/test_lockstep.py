@@ -109,7 +109,10 @@ def test_tensorboard_names_the_run_and_logs_its_config_settings_and_frames(runs)
     config = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert '"total_env_steps": 40' in config  # the resolved config, as saved in config.json
     hparams = events.PluginTagToContent("hparams")  # the run's settings, for TensorBoard's HParams tab
-    assert b"reach_grasp" in hparams["_hparams_/session_start_info"] and b"sparse" in hparams["_hparams_/session_start_info"]
+    assert (
+        b"reach_grasp" in hparams["_hparams_/session_start_info"]
+        and b"sparse" in hparams["_hparams_/session_start_info"]
+    )
     # A few frames of each periodic evaluation's first episode, per camera, at its env step.
     for camera in ("front", "wrist"):
         images = events.Images(f"eval_frames/{camera}")
@@ -181,7 +184,13 @@ def test_evaluation_points_reach_the_gauges_once_and_alone(tmp_path):
     cfg = tiny_config(tmp_path).resolve()
     seen: list[dict] = []
     monitor = RunMonitor(prepare_run_dir(cfg), cfg, extra_sinks=[seen.append])
-    point = {"env_steps": 500, "eval_policy_version": 7, "eval_success_rate": 0.4, "eval_successes": 4, "eval_episodes": 10}
+    point = {
+        "env_steps": 500,
+        "eval_policy_version": 7,
+        "eval_success_rate": 0.4,
+        "eval_successes": 4,
+        "eval_episodes": 10,
+    }
     robot = {**_empty_robot(0), "env_steps": 510, "evals": [point]}
     monitor.record([robot], {"updates": 3})
     monitor.record([robot], {"updates": 4})  # the same point again: written once

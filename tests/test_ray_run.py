@@ -50,7 +50,9 @@ def _release(runner) -> None:
         if handle is not None:
             ray.kill(handle, no_restart=True)
     prefix = f"{runner.folder.name}-"
-    _wait(lambda: not any(n.startswith(prefix) for n in ray.util.list_named_actors()), 120, "the actors' names")
+    _wait(
+        lambda: not any(n.startswith(prefix) for n in ray.util.list_named_actors()), 120, "the actors' names"
+    )
 
 
 def test_whole_graph_survives_killing_each_actor_and_loses_nothing(local_ray, classifier, tmp_path, request):
@@ -112,7 +114,9 @@ def lockstep_ray_runs(local_ray, classifier, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lockstep")
 
     def config(name):
-        cfg = tiny_config(tmp / name, classifier, steps=32, pace="lockstep", eval_every=16, eval_every_episodes=1)
+        cfg = tiny_config(
+            tmp / name, classifier, steps=32, pace="lockstep", eval_every=16, eval_every_episodes=1
+        )
         cfg.run_name = name
         return cfg
 
@@ -133,7 +137,11 @@ def test_a_lockstep_run_on_ray_matches_the_in_process_run_bit_for_bit(lockstep_r
     summary = runner.run()
     robot = summary["robots"][0]
     evals = [{k: v for k, v in p.items() if k != "eval_wall_s"} for p in robot["evals"]]
-    local = (robot["transitions_sha256"], weights_sha256(runner.learner.agent.policy.trainable_state_dict()), evals)
+    local = (
+        robot["transitions_sha256"],
+        weights_sha256(runner.learner.agent.policy.trainable_state_dict()),
+        evals,
+    )
     assert results[0] == local  # the same transitions, weights and evaluation points
     assert [p["env_steps"] for p in local[2]] == [0, 16, 32] and summary["learner"]["updates"] == 32 - 16
 
@@ -171,7 +179,9 @@ def test_every_grafana_panel_queries_a_series_the_run_exports_with_its_run_label
     assert len(dashboard["panels"]) >= 12
     queried = {
         name.removesuffix("_bucket") + ("_bucket" if name.endswith("_bucket") else "")
-        for panel in dashboard["panels"] for t in panel["targets"] for name in re.findall(r"ray_hilserl_\w+", t["expr"])
+        for panel in dashboard["panels"]
+        for t in panel["targets"]
+        for name in re.findall(r"ray_hilserl_\w+", t["expr"])
     }
     labelled = _exported(last, queried | {"ray_hilserl_control_period_ms_count"})
     missing = sorted(n for n in queried if last not in labelled.get(n, ()))
@@ -189,7 +199,9 @@ def test_run_seeds_runs_each_seed_and_summarizes_them(local_ray, tmp_path, capsy
     from configs.parsing import save_config
 
     save_config(cfg, path)
-    assert main(["--config_path", str(path), "--seeds", "3,4", "--run_name=s", "--runtime.eval_episodes=1"]) == 0
+    assert (
+        main(["--config_path", str(path), "--seeds", "3,4", "--run_name=s", "--runtime.eval_episodes=1"]) == 0
+    )
     out = capsys.readouterr().out
     assert "s: 2 seeds, final success" in out and "report: " in out
     for seed in (3, 4):
@@ -214,7 +226,9 @@ def test_reservations_the_cluster_cannot_hold_are_one_line(local_ray, tmp_path):
     from cluster.rl_run import run
 
     cfg = tiny_config(tmp_path, steps=8, num_robots=4, resource_timeout_s=1)  # 4 x 0.5 + 0.5 + 0.25 > 2
-    with pytest.raises(UserError, match=r"reserve 2.75 CPUs and the cluster has 2: .*runtime.robot_cpus") as err:
+    with pytest.raises(
+        UserError, match=r"reserve 2.75 CPUs and the cluster has 2: .*runtime.robot_cpus"
+    ) as err:
         run(cfg)
     assert "\n" not in str(err.value)
 
@@ -250,7 +264,11 @@ def test_the_robot_lands_on_the_node_with_the_arm(classifier, tmp_path):
         node = ray.get(runner.robots[0].node_id.remote())
         assert node == arm_node.node_id
         # Each actor reserves the CPU it uses: robot 0.5 (arm node), learner 0.5, reward and replay 0.25.
-        _wait(lambda: ray.available_resources().get("CPU", 0.0) == pytest.approx(2.0 - 1.5), 30, "the reservations")
+        _wait(
+            lambda: ray.available_resources().get("CPU", 0.0) == pytest.approx(2.0 - 1.5),
+            30,
+            "the reservations",
+        )
         # The actors carry the run's name (the dashboard's Actors page): <run>-<role>[-<i>].
         for role in ("reward", "replay", "learner", "robot-0"):
             ray.get_actor(f"{folder.name}-{role}")
@@ -259,3 +277,24 @@ def test_the_robot_lands_on_the_node_with_the_arm(classifier, tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_a_loop_that_fails_again_at_once_ends_the_run_instead_of_restarting_forever():
+    """A robot (or learner) loop that fails LOOP_FAILURES times without a step in between is a
+    bug or a broken device, not a crash a restart cures: the run ends, naming the error."""
+    from cluster.rl_run import LOOP_FAILURES, RayRunner
+
+    runner = object.__new__(RayRunner)  # only the bookkeeping of _failing, no cluster
+    runner._failures, runner.failure, runner.stop_requested = {}, None, threading.Event()
+    failed = {"running": False, "error": "KeyError: 'success'"}
+    assert not runner._failing("robot-0", {"running": False, "error": None}, 0)  # Ray restarted it
+    for _ in range(LOOP_FAILURES - 1):
+        assert not runner._failing("robot-0", failed, 5)
+    assert not runner._failing("robot-0", failed, 6)  # it made progress: the count starts again
+    for _ in range(LOOP_FAILURES - 2):
+        assert not runner._failing("robot-0", failed, 6)
+    assert runner._failing("robot-0", failed, 6) and runner.stop_requested.is_set()
+    assert (
+        f"robot-0's loop failed {LOOP_FAILURES} times in a row" in runner.failure
+        and "KeyError" in runner.failure
+    )

@@ -43,7 +43,9 @@ def test_hilserl_run_on_the_arm_preset_with_no_cluster_writes_nothing(no_cluster
     from configs.parsing import parse_config
     from configs.rl import TrainRLConfig
 
-    cfg = parse_config(TrainRLConfig, ["--config_path", preset_path("so101_rl"), "--output_dir", str(tmp_path / "out")])
+    cfg = parse_config(
+        TrainRLConfig, ["--config_path", preset_path("so101_rl"), "--output_dir", str(tmp_path / "out")]
+    )
     assert cfg.runtime.ray_address == "auto"
     with pytest.raises(UserError, match="ray start --head"):
         run(cfg)

@@ -415,7 +415,12 @@ def _record_and_signal(tmp_path, point: str, at: int, signal_name: str):
     repo = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(repo)}
     proc = subprocess.run(
-        [sys.executable, str(script), point, str(at), str(root)], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, str(script), point, str(at), str(root)],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     return proc, root
 
@@ -436,7 +441,20 @@ def test_a_session_killed_while_saving_loses_only_that_episode(point, at, tmp_pa
     assert hilserl(["doctor", str(root), "--fix", "--out", str(tmp_path / "plain")]) == 1
     assert not (tmp_path / "plain").exists()
     capsys.readouterr()
-    assert hilserl(["doctor", str(root), "--fix", "--drop-lost", "--out", str(tmp_path / "recovered"), "--no-progress"]) == 0
+    assert (
+        hilserl(
+            [
+                "doctor",
+                str(root),
+                "--fix",
+                "--drop-lost",
+                "--out",
+                str(tmp_path / "recovered"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "doctor finds the copy clean" in capsys.readouterr().out
     recovered = SourceDataset(tmp_path / "recovered")
     assert len(recovered.lengths) == 2 and all(n > 0 for n in recovered.lengths.values())

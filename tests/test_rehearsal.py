@@ -207,6 +207,10 @@ def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
         _print_run(summary)
         assert summary["robots"][0]["node_id"] == arm_node.node_id  # on the node offering 'so101'
         assert summary["robots"][0]["env_steps"] >= 70
+        # The scene's truth judges the classifier on the policy's frames (before each takeover and
+        # after each hand-back), as the simulator's does: a rehearsal's learning figure has a truth.
+        agreement = summary["robots"][0]["agreement"]
+        assert agreement["tp"] + agreement["fp"] + agreement["fn"] + agreement["tn"] > 0
         folder = tmp_path / "runs" / "rehearsal"
         report = json.loads((folder / "rehearsal-robot-0.json").read_text())
         person = report["person"]

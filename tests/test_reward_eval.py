@@ -55,7 +55,17 @@ def test_eval_reward_prints_json_and_writes_plots(tmp_path, trained, capsys):
 
 def _eval_error(tmp_path, checkpoint, root, capsys):
     capsys.readouterr()
-    code = hilserl(["eval-reward", "--checkpoint", str(checkpoint), "--dataset", str(root), "--out", str(tmp_path / "ev")])
+    code = hilserl(
+        [
+            "eval-reward",
+            "--checkpoint",
+            str(checkpoint),
+            "--dataset",
+            str(root),
+            "--out",
+            str(tmp_path / "ev"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err, err
     assert not (tmp_path / "ev").exists()

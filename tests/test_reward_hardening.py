@@ -249,5 +249,7 @@ def test_broken_pipe_is_quiet(setup):
 
 def test_num_workers_is_refused_not_ignored(setup, tmp_path, capsys):
     data, backbone, _ = setup
-    err = one_line_error(capsys, train_argv(tmp_path, train_config(data, backbone, tmp_path / "m", num_workers=4)))
+    err = one_line_error(
+        capsys, train_argv(tmp_path, train_config(data, backbone, tmp_path / "m", num_workers=4))
+    )
     assert "num_workers=4" in err

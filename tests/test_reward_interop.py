@@ -96,7 +96,10 @@ def test_a_format_1_checkpoint_still_loads(tmp_path):
     old.mkdir()
     weights = convert_lerobot_state_dict(load_file(str(new / "model.safetensors")), info.config)
     save_file(weights, str(old / "model.safetensors"), metadata={"format": "pt"})
-    config = {**json.loads((new / "config.json").read_text()), **json.loads((new / "hilserl.json").read_text())}
+    config = {
+        **json.loads((new / "config.json").read_text()),
+        **json.loads((new / "hilserl.json").read_text()),
+    }
     config["format"] = FORMATS[1]
     config["weights_sha256"] = hashlib.sha256((old / "model.safetensors").read_bytes()).hexdigest()
     (old / "config.json").write_text(json.dumps(config))

@@ -211,9 +211,19 @@ def test_a_separable_dataset_is_learned(tmp_path, backbone):
         return (e * 37 + i * 5) % 200 + 20
 
     root = tmp_path / "separable"
-    labeled_dataset(root, cameras=("front",), episodes=(12, 12, 12, 12), reward_fn=lambda e, i: float(level(e, i) > 120))
+    labeled_dataset(
+        root, cameras=("front",), episodes=(12, 12, 12, 12), reward_fn=lambda e, i: float(level(e, i) > 120)
+    )
     cfg = train_config(
-        root, backbone, tmp_path / "out", cameras=1, steps=150, batch_size=16, eval_freq=50, log_freq=50, val_fraction=0.25
+        root,
+        backbone,
+        tmp_path / "out",
+        cameras=1,
+        steps=150,
+        batch_size=16,
+        eval_freq=50,
+        log_freq=50,
+        val_fraction=0.25,
     )
     cfg.policy.learning_rate = 3e-3
     result = run(cfg)

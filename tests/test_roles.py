@@ -195,7 +195,9 @@ def test_disagreements_become_a_labeled_dataset_train_reward_reads(tmp_path):
     assert episodes[0].frames[KEYS[0]].shape == (3, SIZE, SIZE, 3)
     assert (log.false_positives, log.false_negatives) == (2, 2)
     assert log.confirmed == 0
-    again = DisagreementLog(tmp_path / "next", fps=10, image_keys=KEYS, state_key="observation.state", max_confirmed=1)
+    again = DisagreementLog(
+        tmp_path / "next", fps=10, image_keys=KEYS, state_key="observation.state", max_confirmed=1
+    )
     assert again.root == tmp_path / "next.2"  # a restarted robot never writes into the old log
     # Confirmed successes (both said success) are kept too, up to max_confirmed, so the log holds
     # the policy's own success frames; an agreed failure is never logged.
@@ -205,15 +207,27 @@ def test_disagreements_become_a_labeled_dataset_train_reward_reads(tmp_path):
         again.add(obs, truth, probability=0.9, agreed=agreed)
     again.end_episode()
     again.close()
-    labels = [e.columns["next.reward"].reshape(-1).tolist() for e in iter_episodes(again.root, KEYS, ["next.reward"])]
+    labels = [
+        e.columns["next.reward"].reshape(-1).tolist()
+        for e in iter_episodes(again.root, KEYS, ["next.reward"])
+    ]
     assert labels == [[1.0, 0.0]] and (again.confirmed, again.false_positives) == (1, 1)
 
 
 def test_the_disagreement_log_spreads_its_frames_over_the_whole_run():
     from actors.roles.relabel import EARLY_ALLOWANCE, DisagreementLog
 
-    log = DisagreementLog(Path("unused"), fps=10, image_keys=KEYS, state_key="observation.state", max_frames=100, max_confirmed=50)
-    obs = {k: np.zeros((SIZE, SIZE, 3), np.uint8) for k in KEYS} | {"observation.state": np.zeros(18, np.float32)}
+    log = DisagreementLog(
+        Path("unused"),
+        fps=10,
+        image_keys=KEYS,
+        state_key="observation.state",
+        max_frames=100,
+        max_confirmed=50,
+    )
+    obs = {k: np.zeros((SIZE, SIZE, 3), np.uint8) for k in KEYS} | {
+        "observation.state": np.zeros(18, np.float32)
+    }
     kept = []
     for step in range(1000):  # a disagreement on every step of a 1,000-step run
         log.add(obs, truth=False, probability=0.9, progress=step / 1000)
@@ -224,7 +238,9 @@ def test_the_disagreement_log_spreads_its_frames_over_the_whole_run():
     assert kept[-1] == (100, 50)  # and the whole budget is used by the end
     assert kept[499][0] < 100 and kept[599][0] > kept[499][0]  # frames still come in late in the run
     # Without a known run length (the real arm's open-ended run), first come, first kept.
-    open_ended = DisagreementLog(Path("unused"), fps=10, image_keys=KEYS, state_key="observation.state", max_frames=5)
+    open_ended = DisagreementLog(
+        Path("unused"), fps=10, image_keys=KEYS, state_key="observation.state", max_frames=5
+    )
     for _ in range(10):
         open_ended.add(obs, truth=False, probability=0.9)
     assert open_ended.false_positives == 5
@@ -272,7 +288,9 @@ def test_classifier_agreement_counts_the_policys_frames_and_each_episodes_grasp_
     status = robot.status()
     point = RunMonitor(runner.folder, runner.cfg).scalars([status], runner.learner.status(), None)
     runner.replay.close()
-    assert point["classifier_false_negative_rate"] == 0.5 and point["classifier_first_success_miss_rate"] == 0.5
+    assert (
+        point["classifier_false_negative_rate"] == 0.5 and point["classifier_first_success_miss_rate"] == 0.5
+    )
 
 
 def test_missing_vision_weights_are_one_line_before_the_run_folder_and_random_ones_are_said(tmp_path, caplog):

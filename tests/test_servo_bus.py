@@ -163,7 +163,9 @@ def test_sdk_sync_write_moves_servos_only_with_torque(sdk_bus):
     time.sleep(0.1)
     assert set(present().values()) == {2048}  # torque off: goals stored, shafts passive
     for servo_id in goals:
-        assert answered(port, lambda servo_id=servo_id: packets.write1ByteTxRx(port, servo_id, 40, 1), 0)[0] == 0
+        assert (
+            answered(port, lambda servo_id=servo_id: packets.write1ByteTxRx(port, servo_id, 40, 1), 0)[0] == 0
+        )
     writer.txPacket()  # torque on held the present position; send the goals again
     assert wait_until(lambda: present() == goals)
     assert all(answered(port, lambda i=i: packets.read1ByteTxRx(port, i, 40))[0] == 1 for i in goals)

@@ -173,5 +173,7 @@ def test_grasp_variety_grasps_the_cube_in_varied_poses():
 def test_with_grasp_variety_the_held_cube_is_carried_about_and_mostly_stays_held():
     """Most varied grasps hold while carried; the few that slip are cut by the episode loop."""
     episodes = _held_heights(0.02, range(100, 110), expert_seed=3)
-    carried = sum(len(h) >= 12 and np.ptp(h) > 0.015 for h in episodes)  # carried up and about, still a success
+    carried = sum(
+        len(h) >= 12 and np.ptp(h) > 0.015 for h in episodes
+    )  # carried up and about, still a success
     assert carried >= 8, carried

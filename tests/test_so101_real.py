@@ -453,21 +453,30 @@ def test_workspace_bounds_hold_for_every_policy_and_leader_command(bus, tmp_path
                     action = np.array([0, 0, 0, 1], np.float32)
                     action[axis] = direction
                     face = high[axis] if direction > 0 else low[axis]
-                    for _ in range(100):  # until the hand is at the face (the simulated servos take their time)
+                    for _ in range(
+                        100
+                    ):  # until the hand is at the face (the simulated servos take their time)
                         obs, _, _, _, info = env.step(action)
                         assert _excess(env, info["joint_targets"]) <= WORKSPACE_TOLERANCE_M + 1e-6
                         hand = obs["observation.state"][12:15]
                         if abs(hand[axis] - face) < 0.01:
                             break
                         time.sleep(0.03)
-                    assert abs(hand[axis] - face) < 0.01, (axis, direction, hand, face)  # it did reach the face
+                    assert abs(hand[axis] - face) < 0.01, (
+                        axis,
+                        direction,
+                        hand,
+                        face,
+                    )  # it did reach the face
                     for _ in range(5):  # and goes on pushing against it
                         obs, _, _, _, info = env.step(action)
                         assert _excess(env, info["joint_targets"]) <= WORKSPACE_TOLERANCE_M + 1e-6
                         time.sleep(0.03)
             # The human's leader sweeps the hand 20-odd cm out of the box; every command stays inside.
             leader = SO101LeaderArm(leader_bus.port, "leader", tmp_path)
-            source = LeaderArmSource(leader, fk=default_forward_kinematics(), release_steps=50)  # held until the end
+            source = LeaderArmSource(
+                leader, fk=default_forward_kinematics(), release_steps=50
+            )  # held until the end
             source.poll(obs, {})
             leader_bus.move_by_hand(2, 40.0)  # shoulder_lift: the leader reaches far forward and down
             leader_bus.move_by_hand(1, 35.0)  # and swings the base aside

@@ -20,7 +20,10 @@ LOC, SCALE = [1.0, -2.0, 50.0], [0.5, 0.01, 20.0]
 
 def _state_batch() -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    obs = {k: torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=gen) for k in ("observation.images.front", "observation.images.wrist")}
+    obs = {
+        k: torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=gen)
+        for k in ("observation.images.front", "observation.images.wrist")
+    }
     obs["observation.state"] = torch.tensor(LOC) + torch.tensor(SCALE) * torch.randn(4, 3, generator=gen)
     return obs
 
@@ -29,7 +32,9 @@ def test_the_encoder_sees_the_scaled_state():
     from learner.networks import ObservationEncoder
 
     torch.manual_seed(0)
-    scaled = ObservationEncoder(tiny_config(image_keys=[], normalize_state=True, state_loc=LOC, state_scale=SCALE))
+    scaled = ObservationEncoder(
+        tiny_config(image_keys=[], normalize_state=True, state_loc=LOC, state_scale=SCALE)
+    )
     torch.manual_seed(0)
     raw = ObservationEncoder(tiny_config(image_keys=[]))  # same weights, no scaling
     state = torch.tensor(LOC) + torch.tensor(SCALE) * torch.randn(5, 3)
@@ -37,7 +42,9 @@ def test_the_encoder_sees_the_scaled_state():
     assert torch.allclose(scaled({}, state), raw({}, standard), atol=1e-5)
     assert not torch.allclose(scaled({}, state), raw({}, state), atol=1e-2)
     # Off: the statistics are ignored.
-    off = ObservationEncoder(tiny_config(image_keys=[], state_loc=LOC, state_scale=SCALE, normalize_state=False))
+    off = ObservationEncoder(
+        tiny_config(image_keys=[], state_loc=LOC, state_scale=SCALE, normalize_state=False)
+    )
     assert torch.equal(off.state_loc, torch.zeros(3)) and torch.equal(off.state_scale, torch.ones(3))
 
 
@@ -55,7 +62,9 @@ def test_scaling_round_trips_through_export_and_checkpoint(tmp_path):
 
     # A checkpoint restores them into a learner built with other statistics.
     save_checkpoint(agent, tmp_path / "ckpt")
-    other = SACAgent(tiny_config(normalize_state=True, state_loc=[0.0] * 3, state_scale=[9.0] * 3), backbone=backbone)
+    other = SACAgent(
+        tiny_config(normalize_state=True, state_loc=[0.0] * 3, state_scale=[9.0] * 3), backbone=backbone
+    )
     load_checkpoint(other, tmp_path / "ckpt")
     assert torch.equal(other.policy.encoder.state_loc, torch.tensor(LOC))
     assert torch.equal(other.policy.act(obs, deterministic=True), expected)
@@ -68,7 +77,9 @@ def test_weights_saved_before_scaling_load_as_unscaled():
         del export["state_dict"][key]  # what an export of an earlier version holds
     export["architecture"] = architecture_id(export["state_dict"])
     policy = load_policy(export, tiny_config(state_loc=LOC, state_scale=SCALE), agent.policy.backbone)
-    assert torch.equal(policy.encoder.state_loc, torch.zeros(3)) and torch.equal(policy.encoder.state_scale, torch.ones(3))
+    assert torch.equal(policy.encoder.state_loc, torch.zeros(3)) and torch.equal(
+        policy.encoder.state_scale, torch.ones(3)
+    )
 
 
 def test_statistics_come_from_every_frame_of_the_demos(tmp_path):

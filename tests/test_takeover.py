@@ -44,8 +44,10 @@ def _random_policy(seed: int):
 
 @pytest.mark.parametrize(
     "schedule, teleop",
-    [("decay", dict(intervention_prob=0.8, decay_rate=1.0, period_steps=5)),
-     ("on_failure", dict(intervention_prob=1.0, decay_rate=1.0))],
+    [
+        ("decay", dict(intervention_prob=0.8, decay_rate=1.0, period_steps=5)),
+        ("on_failure", dict(intervention_prob=1.0, decay_rate=1.0)),
+    ],
 )
 def test_after_a_takeover_the_human_closes_the_gripper_only_around_the_cube(schedule, teleop):
     env, human = _human(schedule, **teleop)
@@ -72,7 +74,9 @@ def test_on_failure_steps_in_at_the_first_sign_and_drives_to_the_end():
     for episode in flags:  # once in, the person stays in: no hand-back within an episode
         first = episode.index(True) if True in episode else len(episode)
         assert all(episode[first:]), episode
-    assert sum(True in e for e in flags) >= 18 and sum(human.failure_signs.values()) == sum(True in e for e in flags)
+    assert sum(True in e for e in flags) >= 18 and sum(human.failure_signs.values()) == sum(
+        True in e for e in flags
+    )
     # A policy that does the task well is left alone.
     env, human = _human("on_failure", intervention_prob=1.0, decay_rate=1.0)
     from actors.robots.sim.expert import ScriptedExpert

@@ -187,7 +187,12 @@ class ScriptedHuman(InterventionSource):
         expert = ScriptedExpert(env, seed=cfg.seed, grasp_variety_m=teleop.grasp_variety_m)
         watch = FailureWatch(patience_steps=teleop.patience_steps)
         return cls(
-            expert, schedule, teleop.failure_prob, seed=cfg.seed, press_success=teleop.press_success, watch=watch
+            expert,
+            schedule,
+            teleop.failure_prob,
+            seed=cfg.seed,
+            press_success=teleop.press_success,
+            watch=watch,
         )
 
     def _poll(self, obs: dict[str, Any], info: dict[str, Any]) -> InterventionState:

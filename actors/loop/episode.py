@@ -56,6 +56,20 @@ def ground_truth_success(next_observation: dict[str, Any], next_info: dict[str, 
     return bool(next_info.get("is_success", False))
 
 
+SCENE_SUCCESS = "scene_success"
+"""The info key of a rehearsal's scene truth (``actors.robots.rehearsal``): the simulated arm's
+success, for judging evaluations and the classifier only. Nothing that trains or ends an episode
+reads it, so a rehearsal trains as the arm does (where only the key and the classifier count)."""
+
+
+def true_success(info: dict[str, Any]) -> bool | None:
+    """What the world says: the simulator's success, a rehearsal's scene truth, or None (a real arm)."""
+    for key in ("is_success", SCENE_SUCCESS):
+        if key in info:
+            return bool(info[key])
+    return None
+
+
 @dataclass
 class EpisodeStep:
     """One executed step: (o_t, a_t, r_t+1, o_t+1) and how the episode stands after it."""

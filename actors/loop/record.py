@@ -60,7 +60,9 @@ INTERVENTION = "complementary_info.is_intervention"
 PENALTY = "complementary_info.discrete_penalty"
 TRUNCATED = "complementary_info.truncated"
 IMAGE_WRITER_THREADS = 2
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 """Ctrl-C, ``kill`` and a closed terminal all stop a recording the same way: the episode being
 saved is finished, the unfinished one dropped, the dataset finalized."""
 ACTION = "action"
@@ -161,7 +163,9 @@ def to_uint8_image(image: Any) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def dataset_features(observation: dict[str, Any], use_gripper: bool = True, video: bool = True) -> dict[str, dict]:
+def dataset_features(
+    observation: dict[str, Any], use_gripper: bool = True, video: bool = True
+) -> dict[str, dict]:
     """LeRobot features for the env's observation plus action, reward, done, the truncation and
     intervention flags and (with the gripper) the grasp penalty, as LeRobot's gym_manipulator records
     it. ``next.done`` marks both episode ends; ``complementary_info.truncated`` tells a time-limit

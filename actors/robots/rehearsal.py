@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from actors.intervention.rehearsal import SCENE_GONE
+from actors.loop.episode import SCENE_SUCCESS
 from actors.robots.contract import MOTORS
 from actors.robots.servo_sim.arm import sim_calibration, write_calibration_file
 from actors.robots.servo_sim.process import BusProcess, remote_scene_cameras
@@ -153,6 +155,19 @@ class RehearsalEnv(SO101RealEnv):
         obs, info = super().reset(seed=seed, options=options)
         self.rehearsal.follower.place_cube()  # the person resets the scene while the arm is home
         return self._guarded(self._observe), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        info[SCENE_SUCCESS] = self._scene_success()
+        return obs, reward, terminated, truncated, info
+
+    def _scene_success(self) -> bool:
+        """The scene's truth after this step, for evaluations and the classifier's agreement only
+        (``actors.loop.episode.SCENE_SUCCESS``): a real arm has none."""
+        try:
+            return bool(self.rehearsal.follower.scene_info()["is_success"])
+        except SCENE_GONE:
+            return False  # the bus was unplugged: the next step's own fault says so
 
     def close(self) -> None:
         try:

@@ -126,7 +126,9 @@ class PeriodicEvaluator:
     def __init__(self, cfg: TrainRLConfig, act, episodes: int, env: Any = None, success=None):
         self.env_cfg = copy.deepcopy(cfg.env)
         self.env_cfg.realtime = False if env is None else self.env_cfg.realtime
-        self.env_cfg.seed = cfg.seed + CURVE_SEED_OFFSET if env is None else None  # None: leave a shared env's stream
+        self.env_cfg.seed = (
+            cfg.seed + CURVE_SEED_OFFSET if env is None else None
+        )  # None: leave a shared env's stream
         self.own_env = env is None
         self.env = make_env(self.env_cfg) if env is None else env
         self.act, self.episodes = act, int(episodes)

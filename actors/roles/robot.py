@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from actors.intervention.factory import make_intervention_source
-from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep, ground_truth_success
+from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep, ground_truth_success, true_success
 from actors.loop.rate import RateKeeper
 from actors.loop.record import is_realtime
 from actors.robots.factory import make_env
@@ -189,19 +189,21 @@ class RobotRole:
         return action[0].cpu().numpy().astype(np.float32)
 
     def _eval_success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
-        """A shared-env evaluation's success: the reward's judgement, logged nowhere (the real arm has no truth)."""
-        if self.cfg.reward.source == "sparse" or self.reward is None:
-            return ground_truth_success(next_obs, next_info)
+        """A shared-env evaluation's success: the world's truth where there is one (a rehearsal's
+        scene), else the reward's judgement, logged nowhere (the real arm has no truth)."""
+        truth = true_success(next_info)
+        if truth is not None or self.cfg.reward.source == "sparse" or self.reward is None:
+            return bool(truth)
         frames = {k: next_obs[k] for k in self.cfg.learner.image_keys}
         return bool(self.reward.call("score", frames).result(timeout=30)["success"])
 
     def _success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
-        truth = ground_truth_success(next_obs, next_info) if "is_success" in next_info else None
+        truth = true_success(next_info)
         first_success = bool(truth) and not self._episode_truth  # the episode's first true success
         if truth is not None:
             self._episode_truth = bool(self._episode_truth) or truth
         if self.cfg.reward.source == "sparse" or self.reward is None:
-            return bool(truth)
+            return ground_truth_success(next_obs, next_info)
         frames = {k: next_obs[k] for k in self.cfg.learner.image_keys}
         while True:
             try:
@@ -216,7 +218,9 @@ class RobotRole:
                 self.agreement["first_" + key] += 1
             if key in ("fp", "fn", "tp") and self.disagreements is not None:
                 progress = self.steps / self.max_steps if self.max_steps else None
-                self.disagreements.add(next_obs, truth, scored["probability"], agreed=key == "tp", progress=progress)
+                self.disagreements.add(
+                    next_obs, truth, scored["probability"], agreed=key == "tp", progress=progress
+                )
         return bool(scored["success"])
 
     # ----------------------------------------------------------------- peers
@@ -307,7 +311,9 @@ class RobotRole:
         last = self._chunk[-1]
         frames = (*last.observation.values(), *last.next_observation.values())
         self.sent_bytes += sum(a.nbytes for a in frames)
-        flags = np.array([last.reward, last.terminated, last.truncated, last.is_intervention], dtype=np.float64)
+        flags = np.array(
+            [last.reward, last.terminated, last.truncated, last.is_intervention], dtype=np.float64
+        )
         for array in (*frames, last.action, flags):
             self.digest.update(np.ascontiguousarray(array).tobytes())
         self.sent_versions.append(version)
@@ -382,7 +388,11 @@ class RobotRole:
         point = self.evaluator(env_steps, self.version)
         logger.info(
             "%s: evaluation at %d env steps (policy version %d): success %d/%d",
-            self.name, env_steps, self.version, point["eval_successes"], point["eval_episodes"],
+            self.name,
+            env_steps,
+            self.version,
+            point["eval_successes"],
+            point["eval_episodes"],
         )
         self.rate.restart()  # the evaluation was not a control step
 
@@ -484,7 +494,10 @@ class RobotRole:
         rig = getattr(getattr(self.env, "unwrapped", self.env), "rehearsal", None)
         if rig is None or self.folder is None:
             return
-        report = {"person": self.source.report() if hasattr(self.source, "report") else {}, "exit_torques": rig.exit_torques}
+        report = {
+            "person": self.source.report() if hasattr(self.source, "report") else {},
+            "exit_torques": rig.exit_torques,
+        }
         (self.folder / f"rehearsal-{self.name}.json").write_text(json.dumps(report, indent=2) + "\n")
 
     def _new_eval_frames(self) -> dict[str, Any] | None:

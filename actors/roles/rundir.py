@@ -67,7 +67,9 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
         from reward.resnet10 import check_resnet10
 
         backbone = check_resnet10(
-            cfg.learner.vision_model_name, cfg.learner.allow_random_vision_weights, "the learner's vision encoder"
+            cfg.learner.vision_model_name,
+            cfg.learner.allow_random_vision_weights,
+            "the learner's vision encoder",
         )
     name = cfg.run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + cfg.reward.source
     folder = Path(cfg.output_dir) / name
@@ -90,7 +92,11 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
     if not (folder / "run.json").is_file():
         _write_json(
             folder / "run.json",
-            {"name": name, "started": dt.datetime.now().isoformat(timespec="seconds"), "vision_backbone": backbone},
+            {
+                "name": name,
+                "started": dt.datetime.now().isoformat(timespec="seconds"),
+                "vision_backbone": backbone,
+            },
         )
     return folder
 
@@ -165,7 +171,9 @@ class RunMonitor:
     def _log_settings(self, writer) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        config = (self.folder / "config.json").read_text() if (self.folder / "config.json").is_file() else "{}"
+        config = (
+            (self.folder / "config.json").read_text() if (self.folder / "config.json").is_file() else "{}"
+        )
         writer.add_text("config", "```json\n" + config + "\n```")
         cfg = self.cfg
         settings = {
@@ -190,7 +198,9 @@ class RunMonitor:
             return
         self._frames_written.add((robot["robot"], frames["env_steps"]))
         for key, images in frames["images"].items():
-            self.writer().add_images(f"eval_frames/{key.split('.')[-1]}", images, frames["env_steps"], dataformats="NCHW")
+            self.writer().add_images(
+                f"eval_frames/{key.split('.')[-1]}", images, frames["env_steps"], dataformats="NCHW"
+            )
 
     def scalars(self, robots: list[dict], learner: dict, reward: dict | None) -> dict[str, float]:
         now = time.monotonic()
@@ -250,7 +260,9 @@ class RunMonitor:
         writer.flush()
         with open(self.folder / "history.jsonl", "a") as f:
             f.write(json.dumps(scalars) + "\n")
-        is_eval = "eval_success_rate" in scalars  # its own env_steps and wall_s must not move the run's gauges
+        is_eval = (
+            "eval_success_rate" in scalars
+        )  # its own env_steps and wall_s must not move the run's gauges
         for sink in self.sinks:
             sink({k: v for k, v in scalars.items() if k.startswith("eval_")} if is_eval else scalars)
 

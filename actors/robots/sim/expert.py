@@ -79,7 +79,9 @@ class ScriptedExpert:
         self._drops = 0
         self._miss_offset = None  # miss="beside": (metres across the jaw axis, metres above the cube)
         self._grasp_offset = None  # grasp_variety_m: this episode's (across the jaw axis, above) offset
-        self._carry_goal = self._carry_anchor = None  # reach_grasp with grasp_variety_m: where the held cube goes
+        self._carry_goal = self._carry_anchor = (
+            None  # reach_grasp with grasp_variety_m: where the held cube goes
+        )
         if self.grasp_variety_m > 0 and self.miss is None:
             v = self.grasp_variety_m
             self._grasp_offset = (self._rng.uniform(-0.4 * v, 0.4 * v), self._rng.uniform(0.0, v))
@@ -196,7 +198,9 @@ class ScriptedExpert:
             self._carry_goal = anchor + self._rng.uniform([-0.01, -0.01, 0.01], [0.01, 0.01, 0.05])
         return self._carry_goal
 
-    def _wander_action(self, ref: np.ndarray, cube: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    def _wander_action(
+        self, ref: np.ndarray, cube: np.ndarray, low: np.ndarray, high: np.ndarray
+    ) -> np.ndarray:
         """miss="wander": a new goal every 4-8 steps (half of them within a few cm of the cube) and a
         random gripper command with each."""
         if self._phase_steps == 1 or self._phase_steps > self._wander_steps:
