@@ -79,6 +79,24 @@ def record_step(
     return summary.as_dict()
 
 
+def rehearsal_calibration(cfg: DemoConfig, run_dir: Path) -> None:
+    """A rehearsed demo (``env.rehearse``) without calibration folders gets the simulated arm's own
+    calibration in ``<run>/calibration`` (a rehearsal's buses use it whatever the files say; the
+    config check wants files that exist and hold the reset pose)."""
+    from actors.robots.servo_sim.cli import write_sim_calibration
+
+    folder = run_dir / "calibration"
+    for env in (cfg.env, cfg.rl.env):
+        if not env.rehearse:
+            continue
+        for device in (env.robot, env.teleop if env.teleop.type == "leader" else None):
+            if device is not None and not device.calibration_dir:
+                write_sim_calibration(folder, device.id)
+                device.calibration_dir = str(folder.resolve())
+    if folder.is_dir():
+        print(f"rehearsal: the simulated arm's calibration in {folder}", flush=True)
+
+
 def doctor_step(root: Path) -> None:
     from reward.dataset_checks import check_dataset
     from reward.dataset_source import SourceDataset
@@ -305,6 +323,7 @@ def run(cfg: DemoConfig) -> dict:
     started = time.perf_counter()
     summary: dict = {"run_dir": str(run_dir.resolve()), "budget": cfg.budget}
     steps = 8 + int(cfg.sparse_comparison) + int(cfg.next_classifier)
+    rehearsal_calibration(cfg, run_dir)
 
     _banner(f"1/{steps} record {cfg.env.num_episodes} demo episodes (simulator + scripted human)")
     demos = run_dir / "demos"

@@ -151,9 +151,13 @@ class LearnerConfig:
         if not 0.0 <= self.online_ratio <= 1.0:
             raise ConfigError(f"online_ratio={self.online_ratio} must be in [0, 1]; 0.5 is HIL-SERL's value")
         if self.feature_augment not in FEATURE_AUGMENTS:
-            raise ConfigError(f"feature_augment='{self.feature_augment}' must be one of {list(FEATURE_AUGMENTS)}")
+            raise ConfigError(
+                f"feature_augment='{self.feature_augment}' must be one of {list(FEATURE_AUGMENTS)}"
+            )
         if self.feature_augment == "pixel_shifts" and self.feature_shifts < 1:
-            raise ConfigError(f"feature_shifts={self.feature_shifts} must be at least 1 with feature_augment='pixel_shifts'")
+            raise ConfigError(
+                f"feature_shifts={self.feature_shifts} must be at least 1 with feature_augment='pixel_shifts'"
+            )
         if self.augment and self.uses_feature_replay and self.feature_augment == "none":
             raise ConfigError(
                 "learner.augment=true asks for DrQ pixel shifts, which feature replay cannot apply (it stores "
@@ -161,7 +165,9 @@ class LearnerConfig:
                 "learner.feature_cache=false, or drop learner.augment"
             )
         if self.bc_weight < 0 or self.bc_margin < 0:
-            raise ConfigError(f"learner.bc_weight={self.bc_weight} and bc_margin={self.bc_margin} must be >= 0")
+            raise ConfigError(
+                f"learner.bc_weight={self.bc_weight} and bc_margin={self.bc_margin} must be >= 0"
+            )
         if self.utd_ratio < 1:
             raise ConfigError(f"utd_ratio={self.utd_ratio} must be at least 1")
         for name in ("state_loc", "state_scale"):

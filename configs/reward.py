@@ -159,4 +159,6 @@ class RewardTrainConfig:
         if self.policy is None:
             self.policy = RewardClassifierConfig()
         if self.resume:
-            raise ValueError("resume is not supported by train-reward: start a new run (--overwrite to replace one)")
+            raise ValueError(
+                "resume is not supported by train-reward: start a new run (--overwrite to replace one)"
+            )

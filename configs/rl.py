@@ -269,6 +269,12 @@ class TrainRLConfig:
             runtime.eval_env = "separate" if simulated else "shared"
         if runtime.eval_env not in EVAL_ENVS:
             raise ConfigError(f"runtime.eval_env '{runtime.eval_env}': use one of {', '.join(EVAL_ENVS)}")
+        if runtime.eval_episodes and not simulated and not self.env.rehearse:
+            raise ConfigError(
+                f"runtime.eval_episodes={runtime.eval_episodes} needs a simulated robot: the final "
+                "evaluation opens its own env in the driver, and a real arm has one, held by the robot "
+                "actor; set runtime.eval_episodes=0 and use runtime.eval_every (between training episodes)"
+            )
         if runtime.eval_env == "separate" and not simulated and runtime.eval_every:
             raise ConfigError(
                 "runtime.eval_env=separate needs a simulated robot (a real arm has one env): set "
@@ -289,7 +295,9 @@ def seeds_argv(argv: list[str]) -> list[str]:
                 try:
                     value = json.dumps([int(v) for v in value.split(",") if v.strip()])
                 except ValueError:
-                    raise ConfigError(f"--seeds={value}: give integers separated by commas, e.g. --seeds 0,1,2") from None
+                    raise ConfigError(
+                        f"--seeds={value}: give integers separated by commas, e.g. --seeds 0,1,2"
+                    ) from None
             arg = f"--seeds={value}"
         out.append(arg)
         i += 1

@@ -3,7 +3,8 @@
     result = evaluate_policy(cfg, export, episodes=50)   # {"success_rate", "successes", "mean_return", ...}
     evaluator = PeriodicEvaluator(cfg, act, episodes=10) # the learning curve's points during a run
 
-Success is the simulator's ground truth (``info["is_success"]``), not the classifier: evaluation
+Success is the simulator's ground truth (``info["is_success"]``; a rehearsal's scene truth,
+``info["scene_success"]``), not the classifier: evaluation
 measures the task, and the classifier's own errors are reported apart (the robots' agreement
 counts). With ``record_root`` the episodes are also written as a LeRobot dataset whose
 ``next.reward`` is that ground truth: on-policy frames no classifier was trained on, the fair test
@@ -22,8 +23,9 @@ import numpy as np
 import torch
 
 from actors.intervention.base import NullSource
-from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep, ground_truth_success
-from actors.robots.factory import make_env
+from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep, true_success
+from actors.loop.rate import RateKeeper
+from actors.robots.factory import backend, make_env
 from configs.learner import LearnerConfig
 from configs.rl import TrainRLConfig
 from learner.export import apply_export
@@ -125,21 +127,29 @@ class PeriodicEvaluator:
 
     def __init__(self, cfg: TrainRLConfig, act, episodes: int, env: Any = None, success=None):
         self.env_cfg = copy.deepcopy(cfg.env)
-        self.env_cfg.realtime = False if env is None else self.env_cfg.realtime
+        if env is None and backend(self.env_cfg) == "sim":
+            self.env_cfg.realtime = False
         self.env_cfg.seed = (
             cfg.seed + CURVE_SEED_OFFSET if env is None else None
         )  # None: leave a shared env's stream
         self.own_env = env is None
         self.env = make_env(self.env_cfg) if env is None else env
         self.act, self.episodes = act, int(episodes)
-        self.success = success or ground_truth_success
+        self.success = success or world_success
         self.points: list[dict[str, Any]] = []
         self.image_keys = list(cfg.learner.image_keys)
         self.frames: dict[str, Any] | None = None
         """The latest evaluation's first episode, a few frames per camera: {"env_steps", "images"}."""
 
     def __call__(self, env_steps: int, version: int) -> dict[str, Any]:
-        loop = EpisodeLoop(self.env_cfg, self.env, NullSource(), policy=self.act, success=self.success)
+        loop = EpisodeLoop(
+            self.env_cfg,
+            self.env,
+            NullSource(),
+            policy=self.act,
+            success=self.success,
+            rate=evaluation_rate(self.env_cfg),
+        )
         start = time.perf_counter()
         results = []
         for episode in range(self.episodes):  # a new loop seeds its first reset: the same episodes every time
@@ -159,13 +169,24 @@ class PeriodicEvaluator:
             self.env.close()
 
 
+def world_success(next_observation: dict[str, Any], next_info: dict[str, Any]) -> bool:
+    """An evaluation's judge: the simulator's success, or a rehearsal's scene truth."""
+    return bool(true_success(next_info))
+
+
+def evaluation_rate(env_cfg) -> RateKeeper:
+    """Evaluation episodes of an arm (real or rehearsed) keep the control rate the policy was
+    trained at; the simulator's run as fast as they can (its physics waits for the step)."""
+    return RateKeeper(env_cfg.fps if backend(env_cfg) != "sim" or env_cfg.realtime else None)
+
+
 def evaluation_env_config(cfg: TrainRLConfig, recording: bool) -> Any:
     """The final evaluation's env: its own seeds, no real-time pacing, and when its episodes are
     recorded, ``EVAL_HELD_FRAMES`` steps after each success (the success rate is the same: an
     episode's success is decided at its first success frame)."""
     env_cfg = copy.deepcopy(cfg.env)
     env_cfg.seed = cfg.seed + EVAL_SEED_OFFSET
-    env_cfg.realtime = False
+    env_cfg.realtime = False if backend(env_cfg) == "sim" else env_cfg.realtime
     if recording:
         env_cfg.number_of_steps_after_success = max(env_cfg.number_of_steps_after_success, EVAL_HELD_FRAMES)
     return env_cfg
@@ -188,7 +209,14 @@ def evaluate_policy(
     policy = Policy(lcfg, FrozenBackbone.from_config(lcfg) if lcfg.image_keys else None).eval()
     if export is not None:
         apply_export(policy, export)
-    loop = EpisodeLoop(env_cfg, env, NullSource(), policy=mean_action(policy, lcfg))
+    loop = EpisodeLoop(
+        env_cfg,
+        env,
+        NullSource(),
+        policy=mean_action(policy, lcfg),
+        success=world_success,
+        rate=evaluation_rate(env_cfg),
+    )
     results: list[EpisodeResult] = []
     sink: Any = _Discard()
     if record_root is not None:
