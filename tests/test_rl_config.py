@@ -76,3 +76,21 @@ def test_parsed_but_unimplemented_fields_are_refused(processor, match):
     with pytest.raises(UserError, match=match):
         EnvConfig(processor=processor).check_supported()
     EnvConfig(processor=ProcessorConfig(control_mode="scripted")).check_supported()  # agrees: fine
+
+
+def test_a_real_arm_refuses_the_drivers_final_evaluation_and_paces_its_evaluations():
+    """The final evaluation (runtime.eval_episodes) opens its own env in the driver: a real arm has
+    one, held by the robot actor, so it is one line; a rehearsal's arm is simulated and may. Every
+    evaluation on an arm keeps the control rate the policy trained at; the simulator's run free."""
+    from pathlib import Path
+
+    from actors.roles.evaluate import evaluation_env_config, evaluation_rate
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "so101_rl.json"
+    argv = ["--config_path", str(path), "--reward.source=sparse", "--runtime.eval_episodes=5"]
+    with pytest.raises(ConfigError, match="runtime.eval_episodes=5 needs a simulated robot"):
+        parse_config(TrainRLConfig, argv).resolve()
+    rehearsed = parse_config(TrainRLConfig, [*argv, "--env.rehearse=true"]).resolve()
+    assert evaluation_rate(evaluation_env_config(rehearsed, recording=False)).period == pytest.approx(0.1)
+    sim = _resolved(env=EnvConfig(fps=10))
+    assert evaluation_rate(evaluation_env_config(sim, recording=False)).period is None
