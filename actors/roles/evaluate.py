@@ -13,6 +13,7 @@ set for comparing one classifier checkpoint with the next (``hilserl eval-reward
 
 from __future__ import annotations
 
+import collections
 import copy
 import time
 from collections.abc import Callable
@@ -53,6 +54,8 @@ class _Discard:
 
 
 EVAL_FRAMES = 4
+FRAMES_KEPT = 8
+"""Evaluations whose frames wait for a status to carry them (two can end between two polls)."""
 """Camera frames kept of each periodic evaluation's first episode (TensorBoard's images)."""
 
 
@@ -138,8 +141,8 @@ class PeriodicEvaluator:
         self.success = success or world_success
         self.points: list[dict[str, Any]] = []
         self.image_keys = list(cfg.learner.image_keys)
-        self.frames: dict[str, Any] | None = None
-        """The latest evaluation's first episode, a few frames per camera: {"env_steps", "images"}."""
+        self.frames: collections.deque[dict[str, Any]] = collections.deque(maxlen=FRAMES_KEPT)
+        """The latest evaluations' first episodes, a few frames per camera each: {"env_steps", "images"}."""
 
     def __call__(self, env_steps: int, version: int) -> dict[str, Any]:
         loop = EpisodeLoop(
@@ -157,7 +160,7 @@ class PeriodicEvaluator:
             sink = _KeepFrames(self.image_keys) if episode == 0 else _Discard()
             results.append(loop.run_episode(obs, info, sink)[0])
             if episode == 0:
-                self.frames = {"env_steps": int(env_steps), "images": sink.picked()}
+                self.frames.append({"env_steps": int(env_steps), "images": sink.picked()})
         summary = summarize(results, time.perf_counter() - start)
         point = {"env_steps": int(env_steps), "eval_policy_version": int(version)}
         point.update({f"eval_{k}": v for k, v in summary.items()})

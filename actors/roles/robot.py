@@ -155,7 +155,7 @@ class RobotRole:
         self.recent: deque[dict] = deque(maxlen=20)  # last episodes
         self.digest = hashlib.sha256()  # of every transition sent, in order: two runs compare in one line
         self.evaluator: PeriodicEvaluator | None = None
-        self._frames_sent: int | None = None  # env step of the evaluation frames last sent in a status
+        self._frames_sent = -1  # env step of the evaluation frames last sent in a status
         self._eval_due = False  # a 'shared' evaluation waits for the training episode's end
         if cfg.runtime.eval_every and index == 0:
             shared = cfg.runtime.eval_env == "shared"
@@ -455,7 +455,7 @@ class RobotRole:
         finally:
             self.flush()
             self._await_learner_quietly()
-        return self.status()
+        return self.status(frames=False)  # the frames are for the monitor's next poll
 
     def _await_learner_quietly(self) -> None:
         """At the end: the last catch_up finishes (its updates belong to the run), never blocking a stop for long."""
@@ -500,16 +500,17 @@ class RobotRole:
         }
         (self.folder / f"rehearsal-{self.name}.json").write_text(json.dumps(report, indent=2) + "\n")
 
-    def _new_eval_frames(self) -> dict[str, Any] | None:
-        """The latest evaluation's camera frames, in the first status after that evaluation only: they
-        are a few hundred KB, and status is polled every second (a lost reply loses those images)."""
-        frames = self.evaluator.frames if self.evaluator is not None else None
-        if frames is None or frames["env_steps"] == self._frames_sent:
-            return None
-        self._frames_sent = frames["env_steps"]
+    def _new_eval_frames(self) -> list[dict[str, Any]]:
+        """The evaluations' camera frames not sent yet, each in one status only: they are a few hundred
+        KB, and status is polled every second (a lost reply loses those images)."""
+        if self.evaluator is None:
+            return []
+        frames = [f for f in self.evaluator.frames if f["env_steps"] > self._frames_sent]
+        if frames:
+            self._frames_sent = frames[-1]["env_steps"]
         return frames
 
-    def status(self) -> dict[str, Any]:
+    def status(self, frames: bool = True) -> dict[str, Any]:
         recent = list(self.recent)
         rate = self.rate.stats()
         return {
@@ -537,7 +538,7 @@ class RobotRole:
             "version_lag_s_max": float(max(self.lag_s)) if self.lag_s else 0.0,
             "recent": recent[-5:],
             "evals": list(self.evaluator.points) if self.evaluator is not None else [],
-            "eval_frames": self._new_eval_frames(),
+            "eval_frames": self._new_eval_frames() if frames else [],
             "transitions_sha256": self.digest.hexdigest(),
             **({"rehearsal": self.source.report()} if hasattr(self.source, "report") else {}),
         }

@@ -192,15 +192,15 @@ class RunMonitor:
             writer.file_writer.add_summary(summary)
 
     def _write_frames(self, robot: dict) -> None:
-        """The latest periodic evaluation's frames (first episode, a few per camera) as TensorBoard images."""
-        frames = robot.get("eval_frames")
-        if not frames or (robot["robot"], frames["env_steps"]) in self._frames_written:
-            return
-        self._frames_written.add((robot["robot"], frames["env_steps"]))
-        for key, images in frames["images"].items():
-            self.writer().add_images(
-                f"eval_frames/{key.split('.')[-1]}", images, frames["env_steps"], dataformats="NCHW"
-            )
+        """The periodic evaluations' frames (first episode, a few per camera) as TensorBoard images."""
+        for frames in robot.get("eval_frames") or []:
+            if (robot["robot"], frames["env_steps"]) in self._frames_written:
+                continue
+            self._frames_written.add((robot["robot"], frames["env_steps"]))
+            for key, images in frames["images"].items():
+                self.writer().add_images(
+                    f"eval_frames/{key.split('.')[-1]}", images, frames["env_steps"], dataformats="NCHW"
+                )
 
     def scalars(self, robots: list[dict], learner: dict, reward: dict | None) -> dict[str, float]:
         now = time.monotonic()
