@@ -199,6 +199,29 @@ def test_leader_takes_over_when_moved_and_hands_back_when_still():
     assert not source.poll(OBS, INFO).is_intervening  # the new rest pose is the anchor
 
 
+def test_leader_resting_hand_gives_the_step_to_the_policy_until_hand_back():
+    """Engaged, a step without leader motion is the policy's (a still step would drive the follower
+    nowhere and be stored as the person's demonstration); the next motion is the person's again
+    without a new threshold, and only stillness for release_steps hands back."""
+    leader = FakeLeader()
+    source = LeaderArmSource(
+        leader, fk=linear_fk, step_sizes=(0.01, 0.01, 0.01), threshold_deg=5, release_steps=3
+    )
+    source.poll(OBS, INFO)
+    leader.q[0] = 9.0
+    assert source.poll(OBS, INFO).is_intervening  # takeover
+    state = source.poll(OBS, INFO)  # the hand rests
+    assert not state.is_intervening and state.action is None
+    leader.q[0] = 11.0  # 2 degrees: under the takeover threshold, but the person is engaged
+    state = source.poll(OBS, INFO)
+    assert state.is_intervening
+    np.testing.assert_allclose(state.action[:3], [0.2, 0, 0], atol=1e-6)
+    assert [source.poll(OBS, INFO).is_intervening for _ in range(3)] == [False, False, False]
+    assert (source.engagements, source.releases) == (1, 1)
+    leader.q[0] = 13.0  # 2 degrees from the new rest pose: not a takeover
+    assert not source.poll(OBS, INFO).is_intervening and source.engagements == 1
+
+
 def test_leader_gripper_open_close():
     leader = FakeLeader()
     leader.q[5] = 50.0

@@ -53,8 +53,8 @@ class SceneView:
 class RehearsalCounts:
     """What the person did and what the leader path made of it, for the run's status."""
 
-    takeovers: int = 0  # INTERVENTION_ON events from LeaderArmSource
-    handbacks: int = 0  # INTERVENTION_OFF events
+    takeovers: int = 0  # LeaderArmSource's engagements (the leader moved past the threshold)
+    handbacks: int = 0  # its releases (the leader still for release_after_s)
     success_keys: int = 0  # taps of 's'
     failure_keys: int = 0  # taps of 'q'
     hand_steps: int = 0  # steps the person's hand moved the leader
@@ -161,8 +161,8 @@ class RehearsalPerson(InterventionSource):
         except SCENE_GONE:
             pass  # the follower's bus (and with it the scene) was unplugged: the env's step says so
         state = self.leader_source.poll(obs, info)  # the run sees only what the leader path read
-        self.counts.takeovers += int(Event.INTERVENTION_ON in state.events)
-        self.counts.handbacks += int(Event.INTERVENTION_OFF in state.events)
+        self.counts.takeovers = self.leader_source.engagements
+        self.counts.handbacks = self.leader_source.releases
         self.counts.leader_steps += int(state.is_intervening)
         return state
 
