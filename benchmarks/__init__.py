@@ -13,7 +13,10 @@ BENCHMARKS = {
     "classifier": ("benchmarks.classifier", "reward classifier: training recipe, accuracy, inference fps"),
     "env": ("benchmarks.env", "simulated SO-101 env steps/s vs gym-hil's Panda scene"),
     "replay": ("benchmarks.replay", "replay storage: bytes/transition, batches/s vs LeRobot ReplayBuffer"),
-    "learner": ("benchmarks.learner", "SAC updates/s and weight-push bytes vs LeRobot's SAC (GaussianActorPolicy + SACAlgorithm)"),
+    "learner": (
+        "benchmarks.learner",
+        "SAC updates/s and weight-push bytes vs LeRobot's SAC (GaussianActorPolicy + SACAlgorithm)",
+    ),
     "reward": ("benchmarks.reward", "reward actor on Ray: round trip p50/p99, batched vs per-frame fps"),
     "run": ("benchmarks.run", "a short HIL-SERL run on Ray: steps/s, updates/s, 10 Hz period, version lag"),
 }

@@ -78,7 +78,8 @@ def timed_windows(sides: dict, warmup: int, repeats: int, calls: dict[str, int])
         order = names[repeat % len(names) :] + names[: repeat % len(names)]
         for name in order:
             n = calls[name]
-            times[name].append(_seconds(lambda: [sides[name]() for _ in range(n)]) / n)
+            side = sides[name]
+            times[name].append(_seconds(lambda side=side, n=n: [side() for _ in range(n)]) / n)
     return times
 
 

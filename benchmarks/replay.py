@@ -159,14 +159,19 @@ def write_demo_dataset(root, frames: int = 1000, episode_length: int = 100):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     height, width = IMAGE_SHAPE[1:]
-    features = {key: {"dtype": "image", "shape": (height, width, 3), "names": ["height", "width", "channels"]} for key in CAMERAS}
+    features = {
+        key: {"dtype": "image", "shape": (height, width, 3), "names": ["height", "width", "channels"]}
+        for key in CAMERAS
+    }
     features |= {
         STATE: {"dtype": "float32", "shape": (STATE_DIM,), "names": None},
         "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": None},
         "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
         "next.done": {"dtype": "bool", "shape": (1,), "names": None},
     }
-    dataset = LeRobotDataset.create(repo_id="bench/demos", fps=10, features=features, root=root, use_videos=False)
+    dataset = LeRobotDataset.create(
+        repo_id="bench/demos", fps=10, features=features, root=root, use_videos=False
+    )
     rng = np.random.default_rng(0)
     for start in range(0, frames, episode_length):
         length = min(episode_length, frames - start)
@@ -340,9 +345,7 @@ def run(
             note="two float16 512x4x4 maps + state/action/flags; one extra final-observation slot per episode",
             **common,
         ),
-        entry(
-            "sampled batches/s (feature replay)", 1 / feature_s, 1 / theirs_s, "batches/s", True, **common
-        ),
+        entry("sampled batches/s (feature replay)", 1 / feature_s, 1 / theirs_s, "batches/s", True, **common),
         {
             "metric": "feature replay fill: frames encoded per second (batched backbone, CPU)",
             "ours": round((features.online.size + features.demo.size) * len(CAMERAS) / feature_fill_s, 1),

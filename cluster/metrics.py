@@ -87,10 +87,14 @@ class RayMetrics:
             if not counts:
                 continue
             seen = self._period_seen.get(robot["robot"])
-            if seen is None or len(seen) != len(counts) or any(c < s for c, s in zip(counts, seen)):
+            if (
+                seen is None
+                or len(seen) != len(counts)
+                or any(c < s for c, s in zip(counts, seen, strict=True))
+            ):
                 seen = [0] * len(counts)
             tags = {**self.tags, "robot": str(robot["robot"])}
-            for index, (count, before) in enumerate(zip(counts, seen)):
+            for index, (count, before) in enumerate(zip(counts, seen, strict=True)):
                 for _ in range(count - before):
                     self.period.observe(_bucket_value(index), tags=tags)
                 observed += count - before

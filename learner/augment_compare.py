@@ -22,9 +22,15 @@ from learner.check_image import run_image_check
 MODES = {
     "pixel DrQ (feature_cache: false)": dict(feature_cache=False, augment=True, pad=4),
     "features, no augmentation": dict(feature_cache=True, feature_augment="none"),
-    "features, K=2 stored pixel shifts": dict(feature_cache=True, feature_augment="pixel_shifts", feature_shifts=2),
-    "features, K=4 stored pixel shifts": dict(feature_cache=True, feature_augment="pixel_shifts", feature_shifts=4),
-    "features, feature-map shift (1 cell)": dict(feature_cache=True, feature_augment="map_shift", feature_pad=1),
+    "features, K=2 stored pixel shifts": dict(
+        feature_cache=True, feature_augment="pixel_shifts", feature_shifts=2
+    ),
+    "features, K=4 stored pixel shifts": dict(
+        feature_cache=True, feature_augment="pixel_shifts", feature_shifts=4
+    ),
+    "features, feature-map shift (1 cell)": dict(
+        feature_cache=True, feature_augment="map_shift", feature_pad=1
+    ),
 }
 
 

@@ -73,7 +73,12 @@ class DoubleIntegrator:
         if not self.goal:
             return self.observe(), -abs(self.x), False, self.t >= self.horizon
         terminated = abs(self.x) < GOAL and abs(self.v) < GOAL
-        return self.observe(), -(abs(self.x) + STEP_COST), terminated, not terminated and self.t >= self.horizon
+        return (
+            self.observe(),
+            -(abs(self.x) + STEP_COST),
+            terminated,
+            not terminated and self.t >= self.horizon,
+        )
 
 
 def pd_controller(state: np.ndarray) -> float:
@@ -243,13 +248,17 @@ def _run_check(
 
 def entropy_gap_at(agent: SACAgent, starts: list[float], target: float, samples: int = 64) -> float:
     """Mean policy entropy (-log pi of sampled actions) at the start states, minus the target."""
-    states = torch.tensor([[start, 0.0] for start in starts], dtype=torch.float32).repeat_interleave(samples, 0)
+    states = torch.tensor([[start, 0.0] for start in starts], dtype=torch.float32).repeat_interleave(
+        samples, 0
+    )
     with torch.no_grad():
         _, log_prob = agent.policy.actor(agent.policy.encoder({}, states))
     return float(-log_prob.mean()) - target
 
 
-def value_calibration(agent: SACAgent, greedy, starts: list[float], env_kwargs: dict, discount: float) -> float:
+def value_calibration(
+    agent: SACAgent, greedy, starts: list[float], env_kwargs: dict, discount: float
+) -> float:
     """Mean |min_i Q_i(s0, pi(s0)) - G| / mean |G|, G the discounted return the greedy policy gets.
 
     A TD target with the wrong discount, sign, or an optimistic max over the critics predicts

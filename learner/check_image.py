@@ -72,7 +72,9 @@ class GripperIntegrator:
 
 def expert_for(env: GripperIntegrator):
     """The expert reads the true state from the env (the observation may hide it)."""
-    return lambda observation: expert({STATE: np.array([env.body.x, env.body.v, env.closed], dtype=np.float32)})
+    return lambda observation: expert(
+        {STATE: np.array([env.body.x, env.body.v, env.closed], dtype=np.float32)}
+    )
 
 
 def expert(observation: dict[str, np.ndarray]) -> np.ndarray:
@@ -194,7 +196,11 @@ def run_image_check(
     for step in range(env_steps):
         action = random_policy(observation) if step < warmup_steps else act_all([observation], False)[0]
         following, reward, truncated, penalty = env.step(action)
-        replay.add(Transition(observation, action, reward, following, False, truncated, False, {GRASP_PENALTY: penalty}))
+        replay.add(
+            Transition(
+                observation, action, reward, following, False, truncated, False, {GRASP_PENALTY: penalty}
+            )
+        )
         observation = env.reset() if truncated else following
         if step >= warmup_steps:
             agent.update(batches)

@@ -73,12 +73,16 @@ def _optimizer_parts(agent: SACAgent) -> tuple[dict[str, torch.Tensor], dict]:
 def _optimizer_states(folder: Path) -> dict[str, dict]:
     """The ``optimizer.state_dict()`` of each optimizer, rebuilt from optimizers.safetensors + .json."""
     if not (folder / "optimizers.safetensors").is_file() and (folder / "optimizers.pt").is_file():
-        return torch.load(folder / "optimizers.pt", map_location="cpu", weights_only=True)  # an earlier version's checkpoint
+        return torch.load(
+            folder / "optimizers.pt", map_location="cpu", weights_only=True
+        )  # an earlier version's checkpoint
     tensors = load_file(str(folder / "optimizers.safetensors"))
     meta = json.loads((folder / "optimizers.json").read_text())
     states: dict[str, dict] = {}
     for name, part in meta.items():
-        groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in part["param_groups"]]
+        groups = [
+            {k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in part["param_groups"]
+        ]
         per_param: dict[int, dict] = {}
         for key, value in part["scalars"].items():
             index, field = key.split("/", 1)

@@ -63,7 +63,9 @@ def import_lerobot_dataset(buffer: ReplayBuffer, root: str | Path, repo_id: str 
     """
     source = SourceDataset(root)
     features = source.features
-    missing = [k for k in [*buffer.image_keys, buffer.state_key, "action", "next.reward"] if k not in features]
+    missing = [
+        k for k in [*buffer.image_keys, buffer.state_key, "action", "next.reward"] if k not in features
+    ]
     if missing:
         raise UserError(
             f"dataset {root} lacks {missing}; label rewards first (next.reward) or set learner image_keys/state_key "
@@ -80,14 +82,18 @@ def import_lerobot_dataset(buffer: ReplayBuffer, root: str | Path, repo_id: str 
             f"({buffer.state_dim},); set state_dim to match"
         )
     penalty_column = next((c for c in PENALTY_COLUMNS if c in features), None)
-    optional = [c for c in ("next.done", TRUNCATED_COLUMN, INTERVENTION_COLUMN, penalty_column) if c in features]
+    optional = [
+        c for c in ("next.done", TRUNCATED_COLUMN, INTERVENTION_COLUMN, penalty_column) if c in features
+    ]
     columns = [buffer.state_key, "action", "next.reward", *optional]
     added = episodes = 0
     for episode in source.iter_episodes(buffer.image_keys, columns):
         episodes += 1
         length = len(episode)
         if length < 2:
-            logger.warning("episode %d has %d frame(s): nothing to learn from, skipped", episode.index, length)
+            logger.warning(
+                "episode %d has %d frame(s): nothing to learn from, skipped", episode.index, length
+            )
             continue
         cols = episode.columns
         images = {key: _to_uint8(episode.frames[key], buffer.image_shape) for key in buffer.image_keys}

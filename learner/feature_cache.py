@@ -87,10 +87,11 @@ class FeatureEncoder:
             out.append(maps.to(torch.float16).cpu().numpy())
         return np.concatenate(out)
 
-
     def encode_frames(self, frames: list[np.ndarray]) -> np.ndarray:
         """Like ``encode`` for a list of (3, H, W) frames, reusing the maps of recently encoded ones."""
-        digests = [hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest() for f in frames]
+        digests = [
+            hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest() for f in frames
+        ]
         missing = {d: f for d, f in zip(digests, frames, strict=True) if d not in self._recent}
         if missing:
             maps = self.encode(np.stack(list(missing.values())))

@@ -103,7 +103,9 @@ class ObservationEncoder(nn.Module):
         )
         # The state's scaling is part of the weights: it travels in every checkpoint and export.
         loc = cfg.state_loc if cfg.normalize_state and cfg.state_loc is not None else [0.0] * cfg.state_dim
-        scale = cfg.state_scale if cfg.normalize_state and cfg.state_scale is not None else [1.0] * cfg.state_dim
+        scale = (
+            cfg.state_scale if cfg.normalize_state and cfg.state_scale is not None else [1.0] * cfg.state_dim
+        )
         self.register_buffer("state_loc", torch.tensor(loc, dtype=torch.float32))
         self.register_buffer("state_scale", torch.tensor(scale, dtype=torch.float32))
         self.output_dim = len(self.image_keys) * cfg.latent_dim + cfg.state_latent_dim

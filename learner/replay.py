@@ -359,7 +359,9 @@ def _encoder_for(path: Path, features: dict | None, backbone) -> FeatureEncoder 
     """The encoder a saved feature buffer needs, refusing a backbone with other weights."""
     if features is None:
         if backbone is not None:
-            raise UserError(f"{path} holds uint8 frames, not features; resume it with feature_cache: false, or delete it")
+            raise UserError(
+                f"{path} holds uint8 frames, not features; resume it with feature_cache: false, or delete it"
+            )
         return None
     if backbone is None:
         raise UserError(f"{path} holds backbone features; load it with the run's ResNet-10 (backbone=...)")

@@ -191,7 +191,9 @@ class SACAgent:
         self.critic_step += 1
         return metrics
 
-    def _grasp_margin_loss(self, embedding: torch.Tensor, taken: torch.Tensor, human: torch.Tensor) -> torch.Tensor:
+    def _grasp_margin_loss(
+        self, embedding: torch.Tensor, taken: torch.Tensor, human: torch.Tensor
+    ) -> torch.Tensor:
         """DQfD's large-margin loss on the human's steps: max_a [Q(s, a) + margin * (a != a_human)] - Q(s, a_human)."""
         if not bool(human.any()):
             return embedding.new_zeros(())

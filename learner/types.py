@@ -137,9 +137,13 @@ class Batch:
                     ok = image.dtype == torch.uint8 and image.ndim == 4 and image.shape[:2] == (size, 3)
                     expected = "(B, 3, H, W) uint8"
                 if not ok:
-                    raise ValueError(f"batch {key}: expected {expected}, got {image.dtype} {tuple(image.shape)}")
+                    raise ValueError(
+                        f"batch {key}: expected {expected}, got {image.dtype} {tuple(image.shape)}"
+                    )
             state = obs.get(state_key)
-            if state is None or not (state.dtype == torch.float32 and state.ndim == 2 and state.shape[0] == size):
+            if state is None or not (
+                state.dtype == torch.float32 and state.ndim == 2 and state.shape[0] == size
+            ):
                 got = None if state is None else (state.dtype, tuple(state.shape))
                 raise ValueError(f"batch {state_key}: expected (B, S) float32, got {got}")
         if not (self.action.shape == (size, action_dim) and self.action.dtype == torch.float32):
@@ -153,7 +157,9 @@ class Batch:
         ):
             value = getattr(self, name)
             if not (value.shape == (size,) and value.dtype == dtype):
-                raise ValueError(f"batch {name}: expected ({size},) {dtype}, got {value.dtype} {tuple(value.shape)}")
+                raise ValueError(
+                    f"batch {name}: expected ({size},) {dtype}, got {value.dtype} {tuple(value.shape)}"
+                )
 
 
 def concatenate(batches: list[Batch]) -> Batch:

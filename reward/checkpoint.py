@@ -166,7 +166,9 @@ def _read_json_object(path: Path) -> dict:
     try:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        reason = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        reason = (
+            f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        )
         raise UserError(f"{path} is corrupt ({reason}); re-export the checkpoint or restore a copy") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path} does not hold a JSON object; re-export the checkpoint or restore a copy")
@@ -193,7 +195,9 @@ def load_checkpoint(
         raise UserError(
             f"{weights} cannot be read ({reason}); it is damaged or truncated, re-export the checkpoint"
         ) from None
-    if any(key.startswith("classifier_head.") for key in state):  # LeRobot's names (its folders, our format 2)
+    if any(
+        key.startswith("classifier_head.") for key in state
+    ):  # LeRobot's names (its folders, our format 2)
         from reward.interop import convert_lerobot_state_dict
 
         state = convert_lerobot_state_dict(state, info.config)
@@ -225,7 +229,9 @@ def verify_checkpoint(info: CheckpointInfo) -> None:
     if not config_path.is_file():
         config_path = info.path / CONFIG_FILE  # format 1
     if not info.weights_sha256:
-        raise UserError(f"{config_path} has no weights_sha256; re-export the checkpoint with hilserl train-reward")
+        raise UserError(
+            f"{config_path} has no weights_sha256; re-export the checkpoint with hilserl train-reward"
+        )
     digest = hashlib.sha256()
     with weights.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -237,7 +243,9 @@ def verify_checkpoint(info: CheckpointInfo) -> None:
         )
     expected = preprocessing_spec(info.config.image_size)
     if info.preprocessing != expected:
-        differs = sorted(k for k in set(expected) | set(info.preprocessing) if expected.get(k) != info.preprocessing.get(k))
+        differs = sorted(
+            k for k in set(expected) | set(info.preprocessing) if expected.get(k) != info.preprocessing.get(k)
+        )
         raise UserError(
             f"the preprocessing recorded in {config_path} differs from this version's preprocess_images "
             f"({', '.join(differs)}); retrain the classifier or use the release that wrote it"

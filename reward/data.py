@@ -66,9 +66,7 @@ def check_dataset_root(dataset: DatasetConfig, flags: dict[str, str] = TRAIN_FLA
     from reward.dataset import read_info
 
     if not dataset.root:
-        raise UserError(
-            f"no dataset given: pass {flags['root']}=/path/to/dataset (the folder with meta/)"
-        )
+        raise UserError(f"no dataset given: pass {flags['root']}=/path/to/dataset (the folder with meta/)")
     root = Path(dataset.root).expanduser()
     if not root.is_dir() or not (root / "meta" / "info.json").is_file():
         raise UserError(
@@ -235,7 +233,9 @@ def _open_all(
     """``dataset.root`` and each of ``dataset.extra_roots``, checked to hold the same cameras."""
     opened = [_open(dataset, policy, reward_key, False, flags)]
     for extra in dataset.extra_roots or []:
-        other = _open(dataclasses.replace(dataset, root=extra, episodes=None), policy, reward_key, False, flags)
+        other = _open(
+            dataclasses.replace(dataset, root=extra, episodes=None), policy, reward_key, False, flags
+        )
         for key, spec in opened[0].features.items():
             if list(other.features[key].shape) != list(spec.shape):
                 raise UserError(
@@ -294,7 +294,9 @@ def load_labeled_frames(
             keep = part.keep[start : start + n].numpy()
             start += n
             for key in keys:
-                chunks[key].append(torch.from_numpy(episode.frames[key][keep]).permute(0, 3, 1, 2).contiguous())
+                chunks[key].append(
+                    torch.from_numpy(episode.frames[key][keep]).permute(0, 3, 1, 2).contiguous()
+                )
         episode_index.append(part.episode_index + offset)
         offset += int(part.episode_index.max()) + 1 if len(part.episode_index) else 0
     frames = LabeledFrames(
@@ -306,7 +308,9 @@ def load_labeled_frames(
     )
     frames.fingerprint = dataset_fingerprint(opened[0].root, reward_key, opened[0].episodes)
     if len(opened) > 1:
-        frames.fingerprint["merged"] = [dataset_fingerprint(o.root, reward_key, o.episodes) for o in opened[1:]]
+        frames.fingerprint["merged"] = [
+            dataset_fingerprint(o.root, reward_key, o.episodes) for o in opened[1:]
+        ]
     return frames, opened[0].features
 
 

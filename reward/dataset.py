@@ -159,7 +159,9 @@ def dataset_fingerprint(
             table = pq.read_table(path, columns=["episode_index", reward_key])
         except (pa.ArrowException, OSError, KeyError, ValueError) as err:
             reason = " ".join(str(err).split())[:120]
-            raise UserError(f"{path} is not a readable parquet file ({reason}); restore it from a copy") from None
+            raise UserError(
+                f"{path} is not a readable parquet file ({reason}); restore it from a copy"
+            ) from None
         episode = table.column("episode_index").to_numpy().astype(np.int64)
         reward = column_to_numpy(table.column(reward_key), "float32", (-1,)).reshape(-1)
         if wanted is not None:

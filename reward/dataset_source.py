@@ -167,7 +167,11 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
 def _ranges(values: list[int]) -> str:
     if not values:
         return "none"
-    return f"{values[0]}-{values[-1]}" if values == list(range(values[0], values[-1] + 1)) else ", ".join(map(str, values))
+    return (
+        f"{values[0]}-{values[-1]}"
+        if values == list(range(values[0], values[-1] + 1))
+        else ", ".join(map(str, values))
+    )
 
 
 class SourceDataset:

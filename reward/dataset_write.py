@@ -149,7 +149,9 @@ def rewrite_dataset(
             source.root,
             dest_root,
         )
-    plans = [EpisodePlan(episode, length) for episode, length in source.lengths.items() if episode not in drop]
+    plans = [
+        EpisodePlan(episode, length) for episode, length in source.lengths.items() if episode not in drop
+    ]
     with safe_output(dest_root, [source.root], overwrite, ours=is_dataset_root) as tmp:
         write_dataset(source, tmp, plans, repo_id=f"local/{Path(dest_root).name}", progress=progress)
     return Path(dest_root).expanduser().resolve()

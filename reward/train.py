@@ -319,7 +319,9 @@ def run(cfg: RewardTrainConfig, run_name: str | None = None, hooks: TrainHooks |
                 # evaluate + keep best
                 result = evaluate(model, source, frames, val_idx)
                 metrics = result["metrics"]
-                history.append({"step": step, "elapsed_s": time.perf_counter() - wall_start, **_scalars(metrics)})
+                history.append(
+                    {"step": step, "elapsed_s": time.perf_counter() - wall_start, **_scalars(metrics)}
+                )
                 improved = _better(metrics, best)
                 if writer:
                     for k, v in _scalars(metrics).items():

@@ -182,7 +182,7 @@ def test_disagreements_become_a_labeled_dataset_train_reward_reads(tmp_path):
 
     log = DisagreementLog(tmp_path / "next", fps=10, image_keys=KEYS, state_key="observation.state")
     rng = np.random.default_rng(0)
-    for episode, truths in enumerate([(True, False, False), (True,)]):
+    for truths in [(True, False, False), (True,)]:
         for truth in truths:
             obs = {k: rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8) for k in KEYS}
             obs["observation.state"] = np.zeros(18, np.float32)

@@ -431,9 +431,9 @@ def _excess(env, joint_targets) -> float:
 
 def test_workspace_bounds_hold_for_every_policy_and_leader_command(bus, tmp_path):
     from actors.intervention.leader import LeaderArmSource, default_forward_kinematics
+    from actors.robots.sim.ik import ee_position
     from actors.robots.so101.env import WORKSPACE_TOLERANCE_M, SO101RealEnv
     from actors.robots.so101.leader_arm import SO101LeaderArm
-    from actors.robots.sim.ik import ee_position
 
     home = [-2.9, -21.9, 12.7, 94.0, 90.0, 30.0]
     cfg = env_config(bus, tmp_path, fixed_reset_joint_positions=home, reset_time_s=0.3)

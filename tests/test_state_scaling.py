@@ -11,7 +11,6 @@ from configs.errors import ConfigError
 from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.demos import STATE_SCALE_FLOOR, state_statistics
 from learner.export import architecture_id, export_policy, load_policy
-from learner.networks import FrozenBackbone
 from learner.sac import SACAgent
 from tests.learner_fixtures import single_thread_torch, tiny_config  # noqa: F401 (autouse fixture)
 

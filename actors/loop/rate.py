@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
 PERIOD_BUCKETS_MS = (50.0, 90.0, 100.0, 105.0, 110.0, 120.0, 150.0, 200.0, 500.0)
 """Upper bounds (ms) of the control-period histogram's buckets (a 10 Hz loop's steps sit near 100)."""
 
