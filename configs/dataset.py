@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass
 class DatasetConfig:
-    """A LeRobotDataset on local disk (seed 002: an implicit root let a hub copy replace local data)."""
+    """A LeRobotDataset on local disk (an implicit root can let a hub copy replace local data)."""
 
     repo_id: str = "local/dataset"
     """Dataset name. Only used as a label: nothing is downloaded or pushed."""

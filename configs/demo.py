@@ -72,5 +72,5 @@ class DemoConfig:
     """Evaluation episodes of the untrained policy (default: rl.runtime.eval_episodes)."""
     torch_threads: int | None = 1
     """Torch intra-op threads of the demo's own process (evaluations, in-process training; the Ray
-    actors set their own). 1 on a busy small CPU: measured on the 2-core box under load, 4
-    untrained evaluation episodes took 46 s with 2 threads and 3 s with 1. None: torch's default."""
+    actors set their own). 1 for a busy small CPU, where more threads make the evaluations much
+    slower, not faster. None: torch's default."""

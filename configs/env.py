@@ -145,7 +145,7 @@ class ResetConfig:
     terminate_on_success: bool = True
     """End the episode when a success is detected."""
     use_ik_reset: bool = False
-    """Reset through inverse kinematics (seed 003, bug 4: must not switch on by itself)."""
+    """Reset through inverse kinematics (off unless set: it must never switch on by itself)."""
 
 
 @dataclass

@@ -61,7 +61,7 @@ class FrozenBackbone(nn.Module):
         """(C, h, w) of the feature map, from a one-image dry run.
 
         A real run, not ``reward.resnet10.feature_map_size``: that one traces on the meta device,
-        which costs tens of seconds on first use in a fresh process on this machine.
+        which is slow on first use in a fresh process.
         """
         device = next(self.net.parameters()).device
         probe = torch.zeros(1, 3, self.image_size, self.image_size, dtype=torch.uint8, device=device)

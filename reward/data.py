@@ -5,7 +5,7 @@
     sampler = BalancedBatchSampler(frames.labels, frames.indices_of(train_eps), batch_size=32, seed=1)
 
 The dataset is read with the project's one reader (`reward.dataset_source.iter_episodes`: an
-explicit local root, PyAV, never the hub; seed 002: an implicit root let a hub copy replace local
+explicit local root, PyAV, never the hub: an implicit root can let a hub copy replace local
 data). Every frame of every used camera is decoded once into memory as uint8, episode by episode,
 so training never touches the video files again. Nothing here writes anywhere; all the user errors
 (missing camera, no reward column, one class, a damaged file) are one-line `UserError`s raised

@@ -1,7 +1,7 @@
 """LeRobot datasets on local disk: layout, info.json, camera keys, the fingerprint and safe output.
 
 Every function takes an explicit local root and nothing here ever consults the Hugging Face hub
-(seed 002: `LeRobotDataset(repo_id)` without a root let an older hub copy replace a local recording).
+(`LeRobotDataset(repo_id)` without a root can let an older hub copy replace a local recording).
 Frames and columns are read by the one reader, `reward.dataset_source` (`iter_episodes`).
 
     from reward.dataset import dataset_fingerprint, safe_output

@@ -1,4 +1,4 @@
-"""Dataset defects `hilserl doctor` looks for: the ones seed 003 found and fixed by hand.
+"""Dataset defects `hilserl doctor` looks for, which would otherwise have to be found and fixed by hand.
 
 Each check compares what meta/ claims with what the data and video files hold:
 

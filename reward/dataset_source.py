@@ -4,7 +4,7 @@ Every command that reads a dataset (train-reward, eval-reward, label, doctor, th
 goes through this module. It never consults the Hugging Face hub and never writes: a missing or
 damaged file (info.json, a data or meta parquet, a video) is a one-line `UserError` naming the file
 and the fix, never a download. The data parquet files are the truth: episode lengths, rows and
-columns come from them, not from meta/ (seed 003's meta disagreed with the data). Meta is used
+columns come from them, not from meta/ (a hand-edited meta/ can disagree with the data). Meta is used
 only to find each episode's video segment. Camera frames are decoded with PyAV as uint8, one
 episode at a time, so memory stays bounded by the longest episode.
 
@@ -443,7 +443,7 @@ class SourceDataset:
     ) -> Iterator[dict[str, Any]]:
         """The first ``num_frames`` frames of an episode as `add_frame` dicts (task string, no derived keys).
 
-        ``flip_keys`` cameras are rotated by 180 degrees (hflip + vflip): seed 003's wrist camera was
+        ``flip_keys`` cameras are rotated by 180 degrees (hflip + vflip), for a camera that was
         mounted upside down and recorded with the wrong rotation.
         """
         length = self.lengths[episode]

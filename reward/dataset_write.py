@@ -1,7 +1,7 @@
 """Write a new LeRobot v3.0 dataset from a `SourceDataset`, frame by frame, through LeRobot's own writer.
 
 `LeRobotDataset.create` / `add_frame` / `save_episode` / `finalize` derive everything a hand edit gets
-wrong (seed 003): contiguous global `index`, `frame_index`, timestamps, episode lengths and offsets,
+wrong: contiguous global `index`, `frame_index`, timestamps, episode lengths and offsets,
 per-episode and global stats, totals, and videos re-encoded from exactly the frames kept. Used by
 `hilserl label` (new rewards, dropped reset frames, flipped cameras) and `hilserl doctor --fix`.
 """

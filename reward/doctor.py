@@ -1,4 +1,4 @@
-"""`hilserl doctor`: find the dataset defects seed 003 fixed by hand, and repair them into a copy.
+"""`hilserl doctor`: find dataset defects that would otherwise be fixed by hand, and repair them into a copy.
 
 Exit code 0 when the dataset is clean, 1 when defects are found (or remain), 2 for bad input.
 `--fix --out NEW_ROOT` rewrites every frame through LeRobot's writer into a new v3.0 root (the

@@ -1,9 +1,9 @@
-"""Per-episode success labels from cutoffs (seed 002) or a CSV (seed 003), validated against a dataset.
+"""Per-episode success labels from cutoffs or a CSV, validated against a dataset.
 
-Cutoffs: ``{"0": 53, "1": 36}`` (or seed 002's Python form ``{0: 53, 1: 36}``): frames >= cutoff of
+Cutoffs: ``{"0": 53, "1": 36}`` (or the Python form ``{0: 53, 1: 36}``): frames >= cutoff of
 that episode are success (1.0), earlier frames failure (0.0).
 
-CSV, one row per episode (seed 003)::
+CSV, one row per episode::
 
     episode,success_start,env_reset_start,failure_gaps
     0,63,119,

@@ -10,8 +10,8 @@ Every control step the loop asks its source what the human is doing::
 Actions use the policy's format: float32 (4,) = end-effector delta (dx, dy, dz) in [-1, 1] and a
 gripper command in the last slot (0 close, 1 stay, 2 open; LeRobot's GripperAction).
 
-An event is *consumed* by the poll that returns it (seed 003, bug 1: a success key that stayed set
-was announced on every following step). Sources queue events in an :class:`EventQueue`, whose
+An event is *consumed* by the poll that returns it (otherwise a success key that stays set would be
+announced on every following step). Sources queue events in an :class:`EventQueue`, whose
 ``drain`` empties it, so a second poll never repeats an event. Intervention on/off events are
 derived from the change of ``is_intervening`` between polls, so they too appear once per change.
 

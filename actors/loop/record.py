@@ -7,7 +7,7 @@
 The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` / ``add_frame`` /
 ``save_episode``), so LeRobot and every tool in this project load it. Rules:
 
-- The root must not exist: recording never writes into or over an existing dataset (seed 002).
+- The root must not exist: recording never writes into or over an existing dataset.
   Nothing is pushed to the hub unless ``push_to_hub`` is true.
 - A frame is (observation o_t, executed action a_t, ``next.reward`` r_t+1, ``next.done``), LeRobot's
   dataset convention. The executed action is the human's while intervening, otherwise the policy's
@@ -16,12 +16,12 @@ The dataset is written with LeRobot's own writer (``LeRobotDataset.create`` / ``
 - Success (the human's success key, or the simulator's ground truth) labels that frame
   ``next.reward = 1``; with ``terminate_on_success`` the episode then goes on for
   ``number_of_steps_after_success`` more frames, all labeled 1, and the last one is ``next.done``
-  (the positives a reward classifier needs, seed 000). Failure key or time limit: ``next.done``
+  (the positives a reward classifier needs). Failure key or time limit: ``next.done``
   (``complementary_info.truncated`` is set on a time-limit end),
   reward 0.
-- Images are stored as uint8 video (seed 003, bug 2: float images in [0, 255] were rejected).
+- Images are stored as uint8 video (LeRobot's writer rejects float images in [0, 255]).
 - Reset frames are excluded: frames are added only between the end of ``env.reset()`` and the end
-  of the episode, so the reset motion never enters the dataset (seed 003's "env reset start").
+  of the episode, so the reset motion never enters the dataset and need not be cut out when labeling.
 - Re-record (``r``, gamepad X) discards the current episode and records it again; terminate (esc,
   gamepad B) discards the unfinished episode and ends the session with what was saved.
 
@@ -117,8 +117,8 @@ class RecordSummary:
 
 
 def dataset_root(cfg: EnvConfig) -> Path:
-    """Where the dataset goes: always an explicit ``dataset_root`` (seed 002: an implicit root under
-    the Hugging Face cache let a hub copy replace local data)."""
+    """Where the dataset goes: always an explicit ``dataset_root`` (an implicit root under the
+    Hugging Face cache can let a hub copy replace local data)."""
     if not cfg.dataset_root:
         raise UserError(
             "dataset_root is not set: pass --dataset_root=data/NAME (recordings never go into the Hugging Face cache)"
@@ -151,7 +151,8 @@ def check_config(cfg: EnvConfig) -> Path:
 
 
 def to_uint8_image(image: Any) -> np.ndarray:
-    """HxWx3 uint8. Float images are clamped: [0, 1] scaled by 255, [0, 255] kept (seed 003, bug 2)."""
+    """HxWx3 uint8. Float images are clamped: [0, 1] scaled by 255, [0, 255] kept (LeRobot's writer
+    rejects float images in [0, 255])."""
     if hasattr(image, "detach"):
         image = image.detach().cpu().numpy()
     image = np.asarray(image)

@@ -9,7 +9,7 @@ the robot actor and the tests never ask which one they drive.
 The backend is chosen by ``robot.type`` ('sim' or 'so101'; LeRobot's 'so101_follower' is accepted),
 or by a LeRobot-style ``type: gym_manipulator`` at the top level. With ``teleop.type: leader`` the
 leader arm is opened here and handed to the real env (which releases its torque after every reset,
-seed 003 bug 3); the leader-arm intervention source reads the same object (``env.leader``) and
+so the human can move it); the leader-arm intervention source reads the same object (``env.leader``) and
 disconnects it when it is closed. With ``rehearse`` the real env runs on simulated hardware
 (``actors.robots.rehearsal``).
 """

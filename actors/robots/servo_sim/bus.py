@@ -200,7 +200,7 @@ class SimulatedBus:
     def start(self) -> str:
         """Open the pty and start answering; returns the port path for the SDK."""
         # The simulated servos share this interpreter's GIL and garbage collector with the client.
-        # A full collection of a large heap (torch, LeRobot: ~1 s here) stalls both, and the client's
+        # A full collection of a large heap (torch, LeRobot) stalls both, and the client's
         # packet timeout expires before the servo could answer - something real servos, which are
         # separate hardware, never cause. Freezing the heap that exists now keeps collections short.
         gc.freeze()

@@ -22,7 +22,7 @@ LeRobot's discrete ``GripperAction`` (rounded): 0 = close, 1 = stay, 2 = open; e
 step moves the gripper goal by ``GRIPPER_STEP_DEG``.
 
 Tasks: ``pick_lift`` succeeds when the cube is held between both fingers and lifted
-``LIFT_HEIGHT_M`` above the table; ``reach_grasp`` (seed 003) succeeds as soon as the closing
+``LIFT_HEIGHT_M`` above the table; ``reach_grasp`` succeeds as soon as the closing
 fingers hold the cube. Reward is the ground truth, 1.0 on success else 0.0 (also
 ``info["is_success"]``). ``terminated`` on success when ``processor.reset.terminate_on_success``
 (or when the cube falls off the table); ``truncated`` after ``control_time_s * fps`` steps.

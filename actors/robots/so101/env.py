@@ -21,7 +21,7 @@ the leader's alike: both arrive here as end-effector steps).
 Safety: the arm is probed and its calibration checked before torque is ever enabled; any failure
 during a step (a servo that stops answering, overload/overheat status bits) turns torque off on
 every servo and raises a one-line ``UserError``. After a reset the leader arm's torque is disabled so
-the human can move it (seed 003, bug 3); IK resets are off unless asked for (seed 003, bug 4).
+the human can move it; IK resets are off unless asked for (they never switch on by themselves).
 
 Try it without an arm: ``hilserl servo-sim --calibrate /tmp/calib`` prints a port; then build the
 env with ``robot.port`` = that port, ``robot.calibration_dir=/tmp/calib`` and

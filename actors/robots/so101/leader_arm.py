@@ -2,7 +2,7 @@
 
     leader = SO101LeaderArm.from_config(cfg.teleop)   # teleop.port, teleop.id, teleop.calibration_dir
     joints = leader.read_joint_positions()            # (6,) degrees, gripper 0-100
-    leader.disable_torque()                           # after every follower reset (seed 003, bug 3)
+    leader.disable_torque()                           # after every follower reset, so the human can move it
     leader.close()                                    # torque off, port closed
 
 A thin layer over LeRobot's ``SO101Leader`` with the same checks as the follower (port exists,
