@@ -10,8 +10,7 @@ While engaged in ``auto``, a step in which the leader did not move (no joint bey
 no carried motion, no gripper command) is the policy's: the person's hand rests on the leader, as
 a spacemouse at rest hands the step to the policy in HIL-SERL. Otherwise each pause of the hand
 while the hand-back timer runs would drive the follower nowhere for ``release_after_s`` and store
-those still steps as the person's demonstration (the rehearsal measured it: 318 of 825 leader
-steps of a run were such pauses). ``engagements`` and ``releases`` count the takeovers and hand-backs.
+those still steps as the person's demonstration. ``engagements`` and ``releases`` count the takeovers and hand-backs.
 
 In both modes the keyboard, when available, gives the episode keys (s success, q failure,
 r re-record, esc terminate; space toggles): the SO-101 leader has no buttons (LeRobot #2952).
