@@ -43,9 +43,9 @@ from reward.checkpoint import load_checkpoint, save_checkpoint
 from reward.data import episode_split, load_labeled_frames
 from reward.interop import write_transformers_resnet10
 from reward.metrics import binary_metrics
-from reward.preprocess import preprocess_images
-from reward.resnet10 import ResNet10
 from reward.train import run
+from vision.preprocess import preprocess_images
+from vision.resnet10 import ResNet10
 
 logger = logging.getLogger(__name__)
 TARGET = 0.95

@@ -89,8 +89,8 @@ def make_ours(folder: Path, device: str, transitions: int, feature_cache: bool =
 
     from configs.learner import LearnerConfig
     from learner.export import export_policy, export_to_bytes
-    from learner.feature_cache import FeatureEncoder
     from learner.sac import SACAgent
+    from vision.features import FeatureEncoder
 
     cfg = LearnerConfig(
         image_keys=list(CAMERAS),

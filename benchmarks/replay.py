@@ -113,9 +113,9 @@ def build_ours(transitions: int, episode_length: int, encoder=None):
 
 def local_encoder(folder):
     """A FeatureEncoder on the benchmark's local ResNet-10 folder (128 px), CPU."""
-    from learner.feature_cache import FeatureEncoder
-    from learner.networks import FrozenBackbone
-    from reward.resnet10 import load_resnet10
+    from vision.backbone import FrozenBackbone
+    from vision.features import FeatureEncoder
+    from vision.resnet10 import load_resnet10
 
     return FeatureEncoder(FrozenBackbone(load_resnet10(str(folder)), IMAGE_SHAPE[-1]))
 
@@ -290,7 +290,7 @@ def run(
     from lerobot.rl.buffer import concatenate_batch_transitions
 
     from benchmarks.resnet10_folder import make_local_resnet10_folder
-    from learner.augment import random_shift
+    from vision.augment import random_shift
 
     torch.manual_seed(0)
     tmp = tempfile.TemporaryDirectory()

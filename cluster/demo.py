@@ -251,7 +251,8 @@ def policy_change(rl: TrainRLConfig, export: dict | None) -> float:
     (the one ``evaluate_policy(cfg, None, n)`` scores): 0.0 means the policy never changed."""
     import torch
 
-    from learner.networks import FrozenBackbone, Policy
+    from learner.networks import Policy
+    from vision.backbone import FrozenBackbone
 
     if not export:
         return 0.0

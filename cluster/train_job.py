@@ -152,7 +152,7 @@ def _train_loop_per_worker(config: dict) -> None:
         ours.addHandler(handler)
         ours.setLevel(logging.INFO)
         ours.propagate = False
-    logging.getLogger("reward.resnet10").setLevel(logging.ERROR)
+    logging.getLogger("vision.resnet10").setLevel(logging.ERROR)
     try:  # Ray Train logs "Reporting training result ..." on a logger named by its file path, outside ray.train
         from ray.train.v2._internal.execution import context as train_context
 

@@ -31,9 +31,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from configs.errors import UserError
-from learner.feature_cache import weights_sha256
 from learner.sac import SACAgent
 from reward.dataset import safe_output
+from vision.backbone import weights_sha256
 
 CHECKPOINT_FORMAT = 1
 

@@ -18,7 +18,8 @@ import torch
 
 from configs.errors import UserError
 from configs.learner import LearnerConfig
-from learner.networks import FrozenBackbone, Policy
+from learner.networks import Policy
+from vision.backbone import FrozenBackbone
 
 EXPORT_FORMAT = 1
 STATE_SCALING = ("encoder.state_loc", "encoder.state_scale")

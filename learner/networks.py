@@ -1,7 +1,7 @@
 """Networks of the HIL-SERL SAC agent.
 
     uint8 images ──DrQ shift──▶ FrozenBackbone (ResNet-10, no grad, once per batch)
-    or stored float16 maps (feature replay, learner.feature_cache: the backbone ran at insert)
+    or stored float16 maps (feature replay, vision.features: the backbone ran at insert)
                                      │ (B, 512, h, w) per camera
     state ──────────────────────▶ ObservationEncoder: per-camera SpatialLearnedEmbeddings ->
                                      Dropout -> Linear -> LayerNorm -> tanh, state Linear -> LayerNorm -> tanh
@@ -9,8 +9,11 @@
               ┌──────────────────────┼───────────────────────┐
            Actor (tanh-Gaussian)   CriticEnsemble (E heads)   GraspCritic (3 gripper actions)
 
-The backbone and the spatial embeddings come from ``reward.resnet10`` (the classifier's code), and
-images go through ``reward.preprocess.preprocess_images``, so both use one preprocessing.
+The backbone, its preprocessing and the spatial embeddings come from ``vision`` (the classifier's
+too), so the policy and the classifier see a frame the same way. The per-camera branch has the
+layers of ``vision.encoder.CameraEncoder`` under its own parameter names (``pools``,
+``projections``): the optimizers' state in a checkpoint is ordered by them, and renaming would
+make every earlier checkpoint unresumable.
 ``Policy`` is what an actor process needs to act: backbone + encoder + actor + grasp critic.
 Only its non-backbone weights are trainable, and only those are exported.
 """
@@ -25,8 +28,9 @@ from torch import nn
 
 from configs.learner import LearnerConfig
 from learner.types import GRASP_ACTIONS
-from reward.preprocess import preprocess_images
-from reward.resnet10 import ResNet10, SpatialLearnedEmbeddings, feature_map_size, load_resnet10
+from vision.backbone import FrozenBackbone
+from vision.encoder import module_key
+from vision.resnet10 import ResNet10, SpatialLearnedEmbeddings, feature_map_size
 
 
 def mlp(in_dim: int, hidden_dims: list[int], out_dim: int | None = None) -> nn.Sequential:
@@ -38,42 +42,6 @@ def mlp(in_dim: int, hidden_dims: list[int], out_dim: int | None = None) -> nn.S
     if out_dim is not None:
         layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
-
-
-class FrozenBackbone(nn.Module):
-    """The pretrained ResNet-10, frozen and always in eval mode: uint8 images -> feature maps."""
-
-    def __init__(self, backbone: ResNet10, image_size: int):
-        super().__init__()
-        self.net = backbone.eval().requires_grad_(False)
-        self.image_size = image_size
-
-    @classmethod
-    def from_config(cls, cfg: LearnerConfig) -> FrozenBackbone:
-        net = load_resnet10(cfg.vision_model_name, allow_random=cfg.allow_random_vision_weights)
-        return cls(net, cfg.image_size)
-
-    def train(self, mode: bool = True) -> FrozenBackbone:
-        # Frozen means frozen: GroupNorm has no running stats, but keep eval for any future layer.
-        return super().train(False)
-
-    def map_shape(self) -> tuple[int, int, int]:
-        """(C, h, w) of the feature map, from a one-image dry run.
-
-        A real run, not ``reward.resnet10.feature_map_size``: that one traces on the meta device,
-        which is slow on first use in a fresh process.
-        """
-        device = next(self.net.parameters()).device
-        probe = torch.zeros(1, 3, self.image_size, self.image_size, dtype=torch.uint8, device=device)
-        return tuple(self(probe).shape[1:])
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) uint8 -> (N, 512, h, w) float32."""
-        # channels_last: oneDNN's convolutions and max pool run ~30 % faster on this layout on CPU.
-        return self.net(
-            preprocess_images(images, self.image_size).contiguous(memory_format=torch.channels_last)
-        )
 
 
 class ObservationEncoder(nn.Module):
@@ -88,7 +56,7 @@ class ObservationEncoder(nn.Module):
             # Sized from the real feature map (no hard-coded 4x4 trap).
             channels, height, width = map_shape or (ResNet10.out_channels, *feature_map_size(cfg.image_size))
             for key in self.image_keys:
-                name = _module_name(key)
+                name = module_key(key)
                 self.pools[name] = SpatialLearnedEmbeddings(
                     channels, height, width, cfg.image_embedding_pooling_dim
                 )
@@ -112,8 +80,7 @@ class ObservationEncoder(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
         parts = [
-            self.projections[_module_name(k)](self.pools[_module_name(k)](features[k]))
-            for k in self.image_keys
+            self.projections[module_key(k)](self.pools[module_key(k)](features[k])) for k in self.image_keys
         ]
         parts.append(self.state((state - self.state_loc) / self.state_scale))
         return torch.cat(parts, dim=-1)
@@ -250,7 +217,3 @@ class Policy(nn.Module):
             return action
         finally:
             self.train(was_training)
-
-
-def _module_name(key: str) -> str:
-    return key.replace(".", "_")

@@ -19,7 +19,7 @@ non-contiguous pieces of an episode: each piece keeps its own final next observa
 The ring overwrites the oldest slot first; a slot is only valid while the slot after it still
 holds the frame written right after it, which the write order guarantees.
 
-Feature mode (``encoder=FeatureEncoder``, see ``learner.feature_cache``): transitions still arrive
+Feature mode (``encoder=FeatureEncoder``, see ``vision.features``): transitions still arrive
 with uint8 frames, but each slot stores the frames' float16 backbone maps instead; ``add`` encodes
 one transition's frames, ``extend`` all of its new frames in batched backbone calls. Batches then
 carry (B, C, h, w) float16 maps under the camera keys. A digest of the newest frame replaces the
@@ -46,8 +46,8 @@ import torch
 
 from configs.errors import UserError
 from configs.learner import LearnerConfig
-from learner.feature_cache import FEATURE_DTYPE, FeatureEncoder, draw_shift
 from learner.types import GRASP_PENALTY, Batch, Transition, concatenate
+from vision.features import FEATURE_DTYPE, FeatureEncoder, draw_shift
 
 logger = logging.getLogger(__name__)
 
@@ -393,7 +393,7 @@ class MixedReplay:
         (a ``FrozenBackbone``, loaded from ``cfg`` when None) through one shared ``FeatureEncoder``."""
         encoder = None
         if cfg.uses_feature_replay:
-            from learner.networks import FrozenBackbone  # here: networks is the heavier import
+            from vision.backbone import FrozenBackbone
 
             backbone = backbone if backbone is not None else FrozenBackbone.from_config(cfg)
             encoder = FeatureEncoder.from_config(cfg, backbone.to(cfg.device))

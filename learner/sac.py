@@ -29,10 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from configs.learner import LearnerConfig
-from learner.augment import random_shift
-from learner.feature_cache import augment_features
-from learner.networks import CriticEnsemble, FrozenBackbone, GraspCritic, Policy
+from learner.networks import CriticEnsemble, GraspCritic, Policy
 from learner.types import GRASP_PENALTY, Batch, gripper_index
+from vision.augment import random_shift
+from vision.backbone import FrozenBackbone
+from vision.features import augment_features
 
 
 class SACAgent:

@@ -34,7 +34,7 @@ from configs.parsing import config_to_dict, decode_config
 from configs.reward import RewardClassifierConfig
 from reward.dataset import safe_output
 from reward.model import RewardClassifier, build_classifier, camera_keys, input_hw
-from reward.preprocess import preprocessing_spec
+from vision.preprocess import preprocessing_spec
 
 CONFIG_FILE = "config.json"
 HILSERL_FILE = "hilserl.json"
@@ -241,11 +241,11 @@ def verify_checkpoint(info: CheckpointInfo) -> None:
             f"{weights} does not match the weights_sha256 in {config_path} (the file changed after export); "
             "restore the checkpoint or re-export it"
         )
-    expected = preprocessing_spec(info.config.image_size)
-    if info.preprocessing != expected:
-        differs = sorted(
-            k for k in set(expected) | set(info.preprocessing) if expected.get(k) != info.preprocessing.get(k)
-        )
+    # "function" says where the code lives (it moved from reward/ to vision/), not what it does.
+    expected = {k: v for k, v in preprocessing_spec(info.config.image_size).items() if k != "function"}
+    recorded = {k: v for k, v in info.preprocessing.items() if k != "function"}
+    if recorded != expected:
+        differs = sorted(k for k in set(expected) | set(recorded) if expected.get(k) != recorded.get(k))
         raise UserError(
             f"the preprocessing recorded in {config_path} differs from this version's preprocess_images "
             f"({', '.join(differs)}); retrain the classifier or use the release that wrote it"

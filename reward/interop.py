@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from configs.errors import UserError
 from configs.reward import RewardClassifierConfig
 from reward.model import camera_keys, module_key
-from reward.resnet10 import HIDDEN_SIZES, ResNet10, expected_state_dict_shapes, feature_map_size
+from vision.resnet10 import HIDDEN_SIZES, ResNet10, expected_state_dict_shapes, feature_map_size
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttention
 
-from reward.resnet10 import ResNet10
+from vision.resnet10 import ResNet10
 
 
 class HilserlResNet10Config(PretrainedConfig):

@@ -26,8 +26,10 @@ from torch import nn
 
 from configs.errors import UserError
 from configs.reward import RewardClassifierConfig
-from reward.preprocess import preprocess_images
-from reward.resnet10 import ResNet10, SpatialLearnedEmbeddings, feature_map_size, load_resnet10
+from vision.backbone import load_transformer
+from vision.encoder import CameraEncoder, module_key
+from vision.preprocess import preprocess_images
+from vision.resnet10 import ResNet10, feature_map_size, load_resnet10
 
 logger = logging.getLogger(__name__)
 
@@ -60,28 +62,6 @@ def input_hw(config: RewardClassifierConfig) -> tuple[int, int]:
     return shapes.pop()
 
 
-def module_key(camera_key: str) -> str:
-    """ModuleDict keys cannot contain dots (LeRobot uses the same replacement)."""
-    return camera_key.replace(".", "_")
-
-
-class CameraEncoder(nn.Module):
-    """Trainable per-camera branch: pooling (spatial embedding or none) → Dropout → Linear → LayerNorm → Tanh."""
-
-    def __init__(
-        self, in_dim: int, latent_dim: int, dropout: float, spatial: SpatialLearnedEmbeddings | None
-    ):
-        super().__init__()
-        self.spatial = spatial
-        self.dropout = nn.Dropout(dropout)
-        self.projection = nn.Linear(in_dim, latent_dim)
-        self.norm = nn.LayerNorm(latent_dim)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.spatial(features) if self.spatial is not None else features
-        return torch.tanh(self.norm(self.projection(self.dropout(x))))
-
-
 class RewardClassifier(nn.Module):
     """Success classifier over one or more cameras. ``forward`` returns logits: (B,) binary, (B, K) multi-class."""
 
@@ -108,15 +88,15 @@ class RewardClassifier(nn.Module):
         encoders = {}
         for key in self.camera_keys:
             if self.is_cnn:
-                height, width = self.feature_hw
-                channels = ResNet10.out_channels
-                spatial = SpatialLearnedEmbeddings(
-                    channels, height, width, config.image_embedding_pooling_dim
+                map_shape = (ResNet10.out_channels, *self.feature_hw)
+                encoders[module_key(key)] = CameraEncoder.on_map(
+                    map_shape, config.image_embedding_pooling_dim, config.latent_dim, config.dropout_rate
                 )
-                in_dim = channels * config.image_embedding_pooling_dim
             else:
-                spatial, in_dim = None, int(backbone.config.hidden_size)
-            encoders[module_key(key)] = CameraEncoder(in_dim, config.latent_dim, config.dropout_rate, spatial)
+                in_dim = int(backbone.config.hidden_size)
+                encoders[module_key(key)] = CameraEncoder(
+                    in_dim, config.latent_dim, config.dropout_rate, None
+                )
         self.camera_encoders = nn.ModuleDict(encoders)
         out_dim = 1 if config.num_classes == 2 else config.num_classes
         self.head = nn.Sequential(
@@ -202,29 +182,8 @@ def build_backbone(
     if config.model_type == "cnn":
         return load_resnet10(config.model_name, allow_random=allow_random) if load_weights else ResNet10()
     if config.model_type == "transformer":
-        return _load_transformer(config.model_name, load_weights)
+        return load_transformer(config.model_name, load_weights)
     raise UserError(f"policy.model_type is '{config.model_type}'; use 'cnn' (ResNet-10) or 'transformer'")
-
-
-def _load_transformer(model_name: str, load_weights: bool) -> nn.Module:
-    from pathlib import Path
-
-    from transformers import AutoConfig, AutoModel
-
-    if not Path(model_name).expanduser().is_dir():
-        raise UserError(
-            f"model_type 'transformer' needs a local model folder, '{model_name}' is not one; "
-            "pass the folder of a transformers vision model as policy.model_name"
-        )
-    if load_weights:
-        model = AutoModel.from_pretrained(model_name, local_files_only=True)
-    else:
-        model = AutoModel.from_config(AutoConfig.from_pretrained(model_name, local_files_only=True))
-    if hasattr(model, "vision_model"):  # a multimodal model (e.g. CLIP, SigLIP): keep its image tower
-        model = model.vision_model
-    if not hasattr(model.config, "hidden_size"):
-        raise UserError(f"{model_name} has no hidden_size: use a vision transformer (ViT, DINOv2, ...)")
-    return model
 
 
 def build_classifier(

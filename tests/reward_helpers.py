@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 
 from configs.dataset import DatasetConfig
 from configs.reward import RewardClassifierConfig, RewardTrainConfig
-from reward.resnet10 import ResNet10
 from tests.lerobot_data import make_dataset
+from vision.resnet10 import ResNet10
 
 
 def write_backbone(folder: Path, seed: int = 0) -> Path:

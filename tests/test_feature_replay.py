@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from configs.errors import ConfigError, UserError
-from learner.feature_cache import FeatureEncoder
-from learner.networks import FrozenBackbone
 from learner.replay import MixedReplay, ReplayBuffer
 from learner.sac import SACAgent
-from reward.resnet10 import ResNet10
 from tests.learner_fixtures import fill, single_thread_torch, tiny_config  # noqa: F401 (autouse fixture)
+from vision.backbone import FrozenBackbone
+from vision.features import FeatureEncoder
+from vision.resnet10 import ResNet10
 
 STATE = "observation.state"
 
@@ -106,7 +106,7 @@ def test_map_shift_moves_features_and_none_keeps_them(shared):
     big = tiny_config(feature_cache=True, image_size=96, feature_augment="map_shift")
     net96 = backbone(96)
     maps = torch.randn(64, 512, *net96.map_shape()[1:]).half()
-    from learner.feature_cache import augment_features
+    from vision.features import augment_features
 
     shifted = augment_features(maps, big.feature_augment, big.feature_pad)
     assert shifted.dtype == torch.float32 and shifted.shape == maps.shape

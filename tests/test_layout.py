@@ -1,8 +1,8 @@
-"""Dependency rules of the layout (DESIGN.md section 3), checked two ways that cannot be bypassed.
+"""Dependency rules of the layout (docs/architecture.md), checked two ways that cannot be bypassed.
 
 1. Statically: every import of every module, relative imports resolved against the module's package
    and ``importlib.import_module("x")`` / ``__import__("x")`` with a literal name counted as imports.
-2. At run time: every module of configs/, reward/ and learner/ is imported in a fresh interpreter whose
+2. At run time: every module of configs/, vision/, reward/, learner/ and lab/ is imported in a fresh interpreter whose
    ``sys.meta_path`` refuses ``ray``, so an import of Ray by any route (a helper in another package,
    a dynamic import at module level, ``from ray import init``) fails the test.
 
@@ -18,16 +18,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = {"configs", "reward", "learner", "actors", "cluster", "benchmarks"}
+OURS = {"configs", "vision", "reward", "learner", "actors", "cluster", "benchmarks", "lab"}
 ALLOWED = {
     "configs": set(),
-    "reward": {"configs"},
-    "learner": {"configs", "reward"},
-    "actors": {"configs", "reward", "learner"},
-    "cluster": OURS - {"cluster"},
-    "benchmarks": OURS - {"benchmarks"},
+    "vision": {"configs"},
+    "reward": {"configs", "vision"},
+    "learner": {"configs", "vision", "reward"},
+    "actors": {"configs", "vision", "reward", "learner"},
+    "cluster": OURS - {"cluster", "lab"},
+    "benchmarks": OURS - {"benchmarks", "lab"},
+    "lab": {"configs", "vision", "reward", "learner"},
 }
-NO_RAY = ("configs", "reward", "learner")
+NO_RAY = ("configs", "vision", "reward", "learner", "lab")
 
 
 def _module_name(path: Path) -> str:
@@ -156,3 +158,41 @@ def test_the_checks_catch_the_known_bypasses(tmp_path, monkeypatch):
     )
     failures = json.loads(result.stdout.strip().splitlines()[-1])
     assert "imported outside cluster/" in failures["learner.sneaky"]
+
+
+# The vision layer's own names: defined in vision/ and nowhere else, so the classifier and the
+# policy cannot drift apart on how a frame is preprocessed, encoded or identified.
+VISION_NAMES = {
+    "ResNet10",
+    "SpatialLearnedEmbeddings",
+    "load_resnet10",
+    "preprocess_images",
+    "FrozenBackbone",
+    "weights_sha256",
+    "load_transformer",
+    "CameraEncoder",
+    "FeatureEncoder",
+    "random_shift",
+}
+IMAGENET_MEAN_LITERAL = "0.485"
+
+
+def test_the_vision_layer_lives_in_vision_only():
+    problems = []
+    for package in OURS - {"vision"}:
+        for path in (ROOT / package).rglob("*.py"):
+            rel = path.relative_to(ROOT).as_posix()
+            text = path.read_text()
+            for node in ast.walk(ast.parse(text, filename=rel)):
+                if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name in VISION_NAMES:
+                    problems.append(f"{rel} defines {node.name} (it belongs in vision/)")
+            if IMAGENET_MEAN_LITERAL in text:
+                problems.append(f"{rel} normalizes images itself (use vision.preprocess)")
+    assert not problems, problems
+    defined = {
+        node.name
+        for path in (ROOT / "vision").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef | ast.FunctionDef)
+    }
+    assert VISION_NAMES <= defined, VISION_NAMES - defined

@@ -7,10 +7,10 @@ import torch
 
 from configs.errors import UserError
 from learner.checkpoint import load_checkpoint, save_checkpoint
-from learner.networks import FrozenBackbone
 from learner.replay import MixedReplay
 from learner.sac import SACAgent
 from tests.learner_fixtures import fill, single_thread_torch, tiny_config  # noqa: F401 (autouse fixture)
+from vision.backbone import FrozenBackbone
 
 
 def snapshot(agent: SACAgent) -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """The learning check: seeded SAC must learn, and must NOT when the algorithm is broken.
 
-Figures (seed 0, shared 2-core box; table in ``learner/AUGMENTATION.md``, "Learning check"):
+Figures (seed 0, shared 2-core box; table in ``lab/AUGMENTATION.md``, "Learning check"):
 
     state  working 1.02; flipped TD sign 0.65 FAIL; frozen target 0.38 FAIL;
            flipped temperature 1.06, discount 0.5 1.02, max over critics 1.06 (all pass: not caught)
@@ -19,7 +19,7 @@ import dataclasses
 import pytest
 import torch
 
-from learner.check import passed, run_check
+from lab.check import passed, run_check
 
 VARIANTS = {
     "state": dict(variant="state"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["actors", "cluster", "configs", "learner", "reward", "benchmarks", "tests"]
+PACKAGES = ["actors", "cluster", "configs", "vision", "learner", "reward", "lab", "benchmarks", "tests"]
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])

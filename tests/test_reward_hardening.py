@@ -141,6 +141,19 @@ def test_damaged_checkpoints_are_refused_naming_the_file(how, setup, tmp_path, c
     assert not (tmp_path / "ev").exists()
 
 
+def test_a_checkpoint_from_before_the_vision_package_still_loads(setup, tmp_path):
+    """Its preprocessing spec names reward.preprocess (where the code lived); the transform is the same."""
+    from reward.checkpoint import load_checkpoint
+
+    data, _, checkpoint = setup
+    older = tmp_path / "ckpt_older"
+    shutil.copytree(checkpoint, older)
+    config = json.loads((older / "hilserl.json").read_text())
+    config["preprocessing"]["function"] = "reward.preprocess.preprocess_images"
+    (older / "hilserl.json").write_text(json.dumps(config))
+    load_checkpoint(older)
+
+
 @pytest.mark.parametrize(
     "extra,expected",
     [
@@ -190,10 +203,10 @@ def test_ctrl_c_during_training_removes_the_partial_run_and_says_so(setup, tmp_p
 
 
 def test_random_backbone_warning_appears_once(setup, tmp_path, capsys, caplog):
-    import reward.resnet10
+    import vision.resnet10
 
     data, _, _ = setup
-    reward.resnet10._WARNED_RANDOM.clear()
+    vision.resnet10._WARNED_RANDOM.clear()
     cfg = train_config(data, tmp_path / "no_such_weights", tmp_path / "out", allow_random_backbone=True)
     capsys.readouterr()
     with caplog.at_level("WARNING"):

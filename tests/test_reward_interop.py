@@ -10,8 +10,8 @@ from cluster.cli import main as hilserl
 from configs.parsing import save_config
 from reward.checkpoint import FORMATS, load_checkpoint
 from reward.interop import convert_lerobot_state_dict, write_transformers_resnet10
-from reward.resnet10 import ResNet10, load_resnet10
 from tests.reward_helpers import labeled_dataset, train_config
+from vision.resnet10 import ResNet10, load_resnet10
 
 CAMERAS = ("observation.images.front", "observation.images.side")
 

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from configs.errors import UserError
-from reward.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_images, preprocessing_spec
-from reward.resnet10 import ResNet10, SpatialLearnedEmbeddings, feature_map_size, load_resnet10
+from vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_images, preprocessing_spec
+from vision.resnet10 import ResNet10, SpatialLearnedEmbeddings, feature_map_size, load_resnet10
 
 
 def _reference_shapes() -> dict[str, tuple[int, ...]]:

@@ -304,7 +304,7 @@ def test_missing_vision_weights_are_one_line_before_the_run_folder_and_random_on
         prepare_run_dir(cfg)
     assert "\n" not in str(err.value) and not (tmp_path / "runs").exists()  # nothing written
     cfg.learner.allow_random_vision_weights = True
-    with caplog.at_level(logging.WARNING, logger="reward.resnet10"):
+    with caplog.at_level(logging.WARNING, logger="vision.resnet10"):
         folder = prepare_run_dir(cfg)
     assert "the learner's vision encoder" in caplog.text and "RANDOM" in caplog.text
     assert json.loads((folder / "run.json").read_text())["vision_backbone"] == "random"

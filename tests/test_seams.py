@@ -17,10 +17,11 @@ from actors.robots.sim.env import SO101SimEnv
 from configs.env import EnvConfig, ProcessorConfig, ResetConfig
 from configs.learner import LearnerConfig
 from learner.demos import import_lerobot_dataset
-from learner.networks import FrozenBackbone, Policy
+from learner.networks import Policy
 from learner.replay import ReplayBuffer
 from learner.types import Gripper, gripper_index
-from reward.resnet10 import ResNet10
+from vision.backbone import FrozenBackbone
+from vision.resnet10 import ResNet10
 
 SIZE = 32
 KEYS = ["observation.images.front", "observation.images.wrist"]

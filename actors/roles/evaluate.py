@@ -30,7 +30,8 @@ from actors.robots.factory import backend, make_env
 from configs.learner import LearnerConfig
 from configs.rl import TrainRLConfig
 from learner.export import apply_export
-from learner.networks import FrozenBackbone, Policy
+from learner.networks import Policy
+from vision.backbone import FrozenBackbone
 
 EVAL_SEED_OFFSET = 10_000
 """The final evaluation's env seed, relative to the run's."""

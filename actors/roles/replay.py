@@ -63,7 +63,7 @@ class ReplayRole:
 
     def _recover(self) -> MixedReplay:
         if self.backbone is None and self.cfg.uses_feature_replay:
-            from learner.networks import FrozenBackbone
+            from vision.backbone import FrozenBackbone
 
             self.backbone = FrozenBackbone.from_config(self.cfg).to(self.cfg.device)
         pointer = self.folder / "snapshot.json"

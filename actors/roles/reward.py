@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from configs.errors import UserError
-from learner.feature_cache import weights_sha256
 from reward.checkpoint import load_checkpoint, read_checkpoint_info
 from reward.model import camera_keys
+from vision.backbone import weights_sha256
 
 logger = logging.getLogger(__name__)
 

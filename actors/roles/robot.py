@@ -56,8 +56,9 @@ from actors.roles.rundir import episodes_so_far
 from configs.errors import UserError
 from configs.rl import TrainRLConfig
 from learner.export import apply_export
-from learner.networks import FrozenBackbone, Policy
+from learner.networks import Policy
 from learner.types import GRASP_PENALTY, Transition
+from vision.backbone import FrozenBackbone
 
 logger = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ def prepare_run_dir(cfg: TrainRLConfig) -> Path:
     fill_state_statistics(cfg)
     backbone = None
     if cfg.learner.image_keys:  # missing weights: one line before anything is written; random: said loudly
-        from reward.resnet10 import check_resnet10
+        from vision.resnet10 import check_resnet10
 
         backbone = check_resnet10(
             cfg.learner.vision_model_name,

@@ -1,11 +1,11 @@
 """Augmentation comparison on the same budget: pixel DrQ against the feature-replay options.
 
-The task is ``learner.check_image`` in its image-only form (the state hides the mass's position
+The task is ``lab.check_image`` in its image-only form (the state hides the mass's position
 and velocity, so the policy must read them from the 64 px frame), with the same seeds, env steps,
 batch and UTD for every mode. Each row is one mode: score (0 random, 1 expert), final return,
 wall seconds and stored bytes per frame of the camera.
 
-    .venv/bin/python -m learner.augment_compare [--steps 1200] [--seeds 0 1] > rows.json
+    .venv/bin/python -m lab.augment_compare [--steps 1200] [--seeds 0 1] > rows.json
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from learner.check_image import run_image_check
+from lab.check_image import run_image_check
 
 MODES = {
     "pixel DrQ (feature_cache: false)": dict(feature_cache=False, augment=True, pad=4),
@@ -35,13 +35,13 @@ MODES = {
 
 
 def compare(steps: int, warmup: int, seeds: list[int], batch_size: int, modes: list[str]) -> list[dict]:
-    from learner.check_image import image_check_config
+    from lab.check_image import image_check_config
 
     rows = []
     torch.set_num_threads(1)
     for mode in modes:
         for seed in seeds:
-            # temperature_lr 1e-3: the setting the recorded table (learner/AUGMENTATION.md) ran with.
+            # temperature_lr 1e-3: the setting the recorded table (lab/AUGMENTATION.md) ran with.
             cfg = image_check_config(seed=seed, batch_size=batch_size, temperature_lr=1e-3, **MODES[mode])
             result = run_image_check(steps, warmup, seed, cfg, None, image_only=True)
             rows.append({"mode": mode, "seed": seed, **result.__dict__})

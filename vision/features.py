@@ -9,7 +9,7 @@ episode by episode), on the backbone's device, in batches of ``chunk`` frames. F
 exactly once (the next observation is the next slot), so each is encoded exactly once; the learner
 never sees pixels, and a replay -> learner batch is 3x smaller.
 
-Augmentation (``LearnerConfig.feature_augment``, chosen by measurement, see ``learner/AUGMENTATION.md``):
+Augmentation (``LearnerConfig.feature_augment``, chosen by measurement, see ``lab/AUGMENTATION.md``):
 
     "none"          the stored map as is
     "pixel_shifts"  K = feature_shifts DrQ random shifts of each frame, encoded at insert, one drawn
@@ -29,25 +29,17 @@ import numpy as np
 import torch
 
 from configs.learner import LearnerConfig
-from learner.augment import random_shift
+from vision.augment import random_shift
+from vision.backbone import weights_sha256
 
 FEATURE_DTYPE = np.float16
-
-
-def weights_sha256(module: torch.nn.Module) -> str:
-    """SHA-256 of a module's state dict (names and bytes, sorted): identifies backbone weights."""
-    digest = hashlib.sha256()
-    for key, value in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 class FeatureEncoder:
     """uint8 frames -> stored float16 backbone maps, batched, on the backbone's device."""
 
     def __init__(self, backbone, shifts: int = 0, pad: int = 4, chunk: int | None = 256, memory: int = 1024):
-        self.backbone = backbone  # learner.networks.FrozenBackbone
+        self.backbone = backbone  # vision.backbone.FrozenBackbone
         # Maps of the last ``memory`` frames by content digest: an intervention stored in both the
         # online and the demo buffer is encoded once, not twice.
         self.memory = int(memory)

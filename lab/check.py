@@ -10,13 +10,13 @@ Variants (``run_check(variant=...)``):
     "state"   the task above: state only, UTD 1, no grasp critic, truncation only, no demos
     "goal"    a terminal goal (|x|, |v| < GOAL ends the episode; -(|x| + STEP_COST) per step until
               then) and a 100-step horizon: termination masking and a long discounted horizon matter
-    "image"   ``learner.check_image``: the mass drawn in a tiny camera frame, feature replay, UTD 2,
+    "image"   ``lab.check_image``: the mass drawn in a tiny camera frame, feature replay, UTD 2,
               the grasp critic on and a demo buffer of PD-expert episodes mixed in
 
 The score is normalized: 0 is the random policy's return, 1 is a hand-tuned PD controller's, on
 the same seeded evaluation starts. ``run_check`` returns the figures; the test asserts the score.
 
-    .venv/bin/python -m learner.check            # prints the figures as JSON
+    .venv/bin/python -m lab.check            # prints the figures as JSON
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def run_check(
     torch.set_num_threads(1)
     try:
         if variant == "image":
-            from learner.check_image import run_image_check
+            from lab.check_image import run_image_check
 
             return run_image_check(env_steps, warmup_steps, seed, cfg, agent_hook)
         if variant not in ("state", "goal"):

@@ -51,7 +51,7 @@ def preprocessing_spec(image_size: int | None) -> dict[str, Any]:
     """JSON-serializable description of ``preprocess_images`` for checkpoints."""
     return {
         "version": SPEC_VERSION,
-        "function": "reward.preprocess.preprocess_images",
+        "function": "vision.preprocess.preprocess_images",
         "input": "uint8 in [0, 255] or float in [0, 1]; (B, 3, H, W) or (B, H, W, 3)",
         "resize": None if image_size is None else {"size": [image_size, image_size], "mode": "bilinear"},
         "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},

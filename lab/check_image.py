@@ -1,6 +1,6 @@
 """The learning check's tiny-image variant: feature replay, UTD 2, grasp critic, demos mixed in.
 
-The double integrator of ``learner.check`` with a camera and a gripper. The frame (3 x 64 x 64)
+The double integrator of ``lab.check`` with a camera and a gripper. The frame (3 x 64 x 64)
 draws the mass as a bright bar at its position; the state is (x, v, gripper closed). The gripper
 must be closed near the target (|x| < NEAR) and open away from it: each step costs
 -(|x| + MISMATCH * [gripper wrong]); a change costs the grasp penalty. Gripper commands are
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from configs.learner import LearnerConfig
-from learner.check import DT, HORIZON, CheckResult, DoubleIntegrator, pd_controller
+from lab.check import DT, HORIZON, CheckResult, DoubleIntegrator, pd_controller
 from learner.replay import MixedReplay
 from learner.sac import SACAgent
 from learner.types import GRASP_PENALTY, Gripper, Transition
@@ -176,7 +176,7 @@ def run_image_check(
         replay.demo.extend(rollout(env, lambda o: noisy_expert(demo_expert(o), noisy)))
 
     def act_all(observations: list[dict[str, np.ndarray]], deterministic: bool = False) -> np.ndarray:
-        # Scored as it acts (sampled continuous action, greedy gripper): see learner.check.
+        # Scored as it acts (sampled continuous action, greedy gripper): see lab.check.
         stacked = {k: torch.from_numpy(np.stack([o[k] for o in observations])) for k in observations[0]}
         return agent.act(stacked, deterministic=deterministic).numpy()
 
