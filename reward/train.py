@@ -205,10 +205,44 @@ def run(cfg: RewardTrainConfig, run_name: str | None = None, hooks: TrainHooks |
     """Train a classifier on ``cfg.dataset``; every user error is raised before anything is written."""
     hooks = hooks or TrainHooks()
     wall_start = time.perf_counter()
-    is_main = hooks.rank == 0
     run_name = run_name or make_run_name(cfg.job_name)
+    split = _load_and_split(cfg)  # user errors surface here, nothing written yet
+    model, device = _build_model(cfg, split.policy, hooks)
+    loop = _TrainLoop(cfg, hooks, split, model, device, run_name, wall_start)
+    progress = _progress(cfg.steps, loop.is_main)
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and loop.source.cache is not None:
+        # The cached-feature step is a few small matmuls: OpenMP threads only add barrier waits,
+        # which on a busy CPU cost more than the work.
+        torch.set_num_threads(1)
+    try:
+        for step in range(1, cfg.steps + 1):
+            loop.train_step()
+            progress.update(1)
+            if step % cfg.log_freq == 0 or step == cfg.steps:
+                loss, accuracy = loop.log(step)
+                progress.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.3f}")
+            if step % cfg.eval_freq == 0 or step == cfg.steps:
+                loop.evaluate_and_keep_best(step, final=step == cfg.steps)
+    finally:
+        progress.close()  # also on Ctrl-C: no stale bar after the message
+        torch.set_num_threads(threads)
+    return loop.finish()
 
-    # load frames + split: user errors surface here, nothing written yet
+
+@dataclass
+class _Split:
+    """The decoded frames and the episode-wise train / validation split."""
+
+    frames: LabeledFrames
+    policy: object  # the classifier config with the dataset's features filled in
+    train_eps: list[int]
+    val_eps: list[int]
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+
+
+def _load_and_split(cfg: RewardTrainConfig) -> _Split:
     frames, features = load_labeled_frames(cfg.dataset, cfg.policy, cfg.reward_key)
     policy = replace_features(cfg.policy, features)
     train_eps, val_eps = episode_split(frames.episodes, cfg.val_fraction, cfg.seed)
@@ -221,174 +255,206 @@ def run(cfg: RewardTrainConfig, run_name: str | None = None, hooks: TrainHooks |
             "the training episodes hold only one class after the episode-wise split; "
             "label more episodes with both classes or change seed / val_fraction"
         )
+    return _Split(frames, policy, train_eps, val_eps, train_idx, val_idx)
 
-    # build
+
+def _build_model(cfg: RewardTrainConfig, policy, hooks: TrainHooks) -> tuple[RewardClassifier, torch.device]:
     torch.manual_seed(cfg.seed)
     device = resolve_device(policy.device, hooks)
-    model = build_classifier(policy, load_weights=True, allow_random_backbone=cfg.allow_random_backbone).to(
-        device
-    )
+    model = build_classifier(policy, load_weights=True, allow_random_backbone=cfg.allow_random_backbone)
+    model = model.to(device)
     if cfg.train_backbone:
         model.unfreeze_backbone()
-    augment = _make_augment(cfg.augment)
-    cache = cfg.cache_features and augment is None and not cfg.train_backbone
-    if cfg.augment and cfg.cache_features:
-        logger.info("augment=true: backbone feature caching is off (every step runs the backbone)")
+    return model, device
 
-    run_dir = Path(cfg.output_dir).expanduser().resolve() / "runs" / run_name
-    writer = None
-    if is_main:
+
+class _Window:
+    """Training loss and accuracy over the steps since the last log line."""
+
+    def __init__(self):
+        self.loss, self.correct, self.seen, self.dataloading_s, self.n = 0.0, 0, 0, 0.0, 0
+
+    def means(self, grad_norm: float) -> dict[str, float]:
+        return {
+            "train/loss": self.loss / self.n,
+            "train/accuracy": self.correct / self.seen,
+            "train/dataloading_s": self.dataloading_s / self.n,
+            "train/grad_norm": grad_norm,
+        }
+
+
+class _TrainLoop:
+    """The phases of one training run: a step, a log line, an evaluation that keeps the best."""
+
+    def __init__(
+        self,
+        cfg: RewardTrainConfig,
+        hooks: TrainHooks,
+        split: _Split,
+        model: RewardClassifier,
+        device: torch.device,
+        run_name: str,
+        wall_start: float,
+    ):
+        self.cfg, self.hooks, self.split, self.model, self.device = cfg, hooks, split, model, device
+        self.policy = split.policy
+        self.run_name, self.wall_start = run_name, wall_start
+        self.is_main = hooks.rank == 0
+        self.run_dir = Path(cfg.output_dir).expanduser().resolve() / "runs" / run_name
+        self.best_dir = self.run_dir / "best"
+        self.train_cfg_dict = config_to_dict(dataclasses.replace(cfg, policy=self.policy))
+        self.writer = self._open_writer()
+        self.source = self._feature_source()
+        self.trainable = hooks.wrap_model(model)
+        self.optimizer = torch.optim.AdamW(
+            model.trainable_parameters(), lr=self.policy.learning_rate, weight_decay=self.policy.weight_decay
+        )
+        self.use_amp = self.policy.use_amp and device.type == "cuda"
+        self.sampler = BalancedBatchSampler(
+            split.frames.labels, split.train_idx, cfg.batch_size, seed=cfg.seed + 7919 * hooks.rank
+        )
+        self.best: dict | None = None
+        self.history: list[dict] = []
+        self.window = _Window()
+        self.grad_norm = 0.0
+
+    def _open_writer(self):
+        if not self.is_main:
+            return None
         from torch.utils.tensorboard import SummaryWriter
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
-        writer.add_text("config", f"```\n{config_to_dict(dataclasses.replace(cfg, policy=policy))}\n```")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        writer.add_text("config", f"```\n{self.train_cfg_dict}\n```")
+        return writer
 
-    # cache
-    t0 = time.perf_counter()
-    source = FeatureSource(model, frames, device, cache, augment)
-    if cache:
-        logger.info(
-            "cached backbone features of %d frames x %d camera(s) in %.1fs",
-            len(frames),
-            len(model.camera_keys),
-            time.perf_counter() - t0,
-        )
-
-    # train
-    trainable = hooks.wrap_model(model)
-    optimizer = torch.optim.AdamW(
-        model.trainable_parameters(), lr=policy.learning_rate, weight_decay=policy.weight_decay
-    )
-    use_amp = policy.use_amp and device.type == "cuda"
-    sampler = BalancedBatchSampler(
-        frames.labels, train_idx, cfg.batch_size, seed=cfg.seed + 7919 * hooks.rank
-    )
-    train_cfg_dict = config_to_dict(dataclasses.replace(cfg, policy=policy))
-    best: dict | None = None
-    best_dir = run_dir / "best"
-    history: list[dict] = []
-    window = {"loss": 0.0, "correct": 0, "seen": 0, "dataloading_s": 0.0, "n": 0}
-    progress = _progress(cfg.steps, is_main)
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and cache:
-        # The cached-feature step is a few small matmuls: OpenMP threads only add barrier waits,
-        # which on a busy CPU cost more than the work.
-        torch.set_num_threads(1)
-    try:
-        for step in range(1, cfg.steps + 1):
-            model.train()
-            t_data = time.perf_counter()
-            batch_idx = sampler.sample()
-            inputs = (
-                {"pixels": source.pixels(batch_idx, train=True)}
-                if cfg.train_backbone
-                else {"features": source.features(batch_idx, train=True)}
+    def _feature_source(self) -> FeatureSource:
+        cfg = self.cfg
+        augment = _make_augment(cfg.augment)
+        cache = cfg.cache_features and augment is None and not cfg.train_backbone
+        if cfg.augment and cfg.cache_features:
+            logger.info("augment=true: backbone feature caching is off (every step runs the backbone)")
+        t0 = time.perf_counter()
+        source = FeatureSource(self.model, self.split.frames, self.device, cache, augment)
+        if cache:
+            logger.info(
+                "cached backbone features of %d frames x %d camera(s) in %.1fs",
+                len(self.split.frames),
+                len(self.model.camera_keys),
+                time.perf_counter() - t0,
             )
-            labels = frames.labels[batch_idx].to(device)
-            window["dataloading_s"] += time.perf_counter() - t_data
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = trainable(**inputs)
-            loss = model.loss(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), policy.grad_clip_norm)
-            optimizer.step()
-            with torch.no_grad():
-                pred = (logits.float() > 0).float() if policy.num_classes == 2 else logits.argmax(-1).float()
-                window["correct"] += int((pred == labels.round()).sum())
-            window["loss"] += loss.item()
-            window["seen"] += len(labels)
-            window["n"] += 1
-            progress.update(1)
-            if step % cfg.log_freq == 0 or step == cfg.steps:
-                train_metrics = {
-                    "train/loss": window["loss"] / window["n"],
-                    "train/accuracy": window["correct"] / window["seen"],
-                    "train/dataloading_s": window["dataloading_s"] / window["n"],
-                    "train/grad_norm": float(grad_norm),
-                }
-                progress.set_postfix(
-                    loss=f"{train_metrics['train/loss']:.4f}", acc=f"{train_metrics['train/accuracy']:.3f}"
-                )
-                if writer:
-                    for k, v in train_metrics.items():
-                        writer.add_scalar(k, v, step)
-                window = {"loss": 0.0, "correct": 0, "seen": 0, "dataloading_s": 0.0, "n": 0}
-            if step % cfg.eval_freq == 0 or step == cfg.steps:
-                # evaluate + keep best
-                result = evaluate(model, source, frames, val_idx)
-                metrics = result["metrics"]
-                history.append(
-                    {"step": step, "elapsed_s": time.perf_counter() - wall_start, **_scalars(metrics)}
-                )
-                improved = _better(metrics, best)
-                if writer:
-                    for k, v in _scalars(metrics).items():
-                        writer.add_scalar(f"eval/{k}", v, step)
-                    for k, v in result["thresholds"].items():
-                        if isinstance(v, float):
-                            writer.add_scalar(f"eval/threshold_{k}", v, step)
-                reported_dir = None
-                if improved:
-                    best = dict(metrics)
-                    if is_main:
-                        record = {
-                            "step": step,
-                            "eval": metrics,
-                            "thresholds": result["thresholds"],
-                            "confusion_matrix": metrics["confusion_matrix"],
-                            "dataset": frames.fingerprint,
-                            "split": {
-                                "train_episodes": train_eps,
-                                "val_episodes": val_eps,
-                                "val_frames": len(val_idx),
-                            },
-                            "run_name": run_name,
-                        }
-                        save_checkpoint(best_dir, model, result["thresholds"], record, train_cfg_dict)
-                        reported_dir = best_dir
-                if is_main and step == cfg.steps:
-                    # One grid per run (matplotlib is slow on a busy CPU), from the final model.
-                    threshold = result["thresholds"].get("best_f1", 0.5)
-                    grid = run_dir / "samples" / f"step_{step:06d}.png"
-                    save_sample_grid(grid, frames, val_idx, result["probs"], threshold)
-                    if writer:
-                        import numpy as np
-                        from PIL import Image
+        return source
 
-                        writer.add_image(
-                            "eval/sample_predictions",
-                            np.asarray(Image.open(grid).convert("RGB")),
-                            step,
-                            dataformats="HWC",
-                        )
-                logger.info(
-                    "step %d: eval loss %.4f accuracy %.4f f1 %.4f%s",
-                    step,
-                    metrics["loss"],
-                    metrics["accuracy"],
-                    metrics["f1"],
-                    " (best)" if improved else "",
-                )
-                if hooks.report is not None:
-                    hooks.report(
-                        {"step": step, **{f"eval/{k}": v for k, v in _scalars(metrics).items()}}, reported_dir
-                    )
-    finally:
-        progress.close()  # also on Ctrl-C: no stale bar after the message
-        torch.set_num_threads(threads)
-    if writer:
-        writer.flush()
-        writer.close()
-    return TrainResult(
-        run_name=run_name,
-        run_dir=run_dir,
-        best_checkpoint=best_dir if is_main and best is not None else None,
-        best_metrics=best or {},
-        history=history,
-        seconds=time.perf_counter() - wall_start,
-    )
+    def train_step(self) -> None:
+        """One class-balanced batch: forward (AMP on GPU), loss, clipped AdamW step."""
+        self.model.train()
+        t_data = time.perf_counter()
+        batch_idx = self.sampler.sample()
+        if self.cfg.train_backbone:
+            inputs = {"pixels": self.source.pixels(batch_idx, train=True)}
+        else:
+            inputs = {"features": self.source.features(batch_idx, train=True)}
+        labels = self.split.frames.labels[batch_idx].to(self.device)
+        self.window.dataloading_s += time.perf_counter() - t_data
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            logits = self.trainable(**inputs)
+        loss = self.model.loss(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), self.policy.grad_clip_norm)
+        )
+        self.optimizer.step()
+        with torch.no_grad():
+            two = self.policy.num_classes == 2
+            pred = (logits.float() > 0).float() if two else logits.argmax(-1).float()
+            self.window.correct += int((pred == labels.round()).sum())
+        self.window.loss += loss.item()
+        self.window.seen += len(labels)
+        self.window.n += 1
+
+    def log(self, step: int) -> tuple[float, float]:
+        """The window's means to TensorBoard; returns (loss, accuracy) for the progress bar."""
+        means = self.window.means(self.grad_norm)
+        if self.writer:
+            for k, v in means.items():
+                self.writer.add_scalar(k, v, step)
+        self.window = _Window()
+        return means["train/loss"], means["train/accuracy"]
+
+    def evaluate_and_keep_best(self, step: int, final: bool) -> None:
+        """Validation metrics and thresholds; a better model is saved as ``best/`` (rank 0)."""
+        split = self.split
+        result = evaluate(self.model, self.source, split.frames, split.val_idx)
+        metrics = result["metrics"]
+        self.history.append(
+            {"step": step, "elapsed_s": time.perf_counter() - self.wall_start, **_scalars(metrics)}
+        )
+        improved = _better(metrics, self.best)
+        if self.writer:
+            for k, v in _scalars(metrics).items():
+                self.writer.add_scalar(f"eval/{k}", v, step)
+            for k, v in result["thresholds"].items():
+                if isinstance(v, float):
+                    self.writer.add_scalar(f"eval/threshold_{k}", v, step)
+        reported_dir = None
+        if improved:
+            self.best = dict(metrics)
+            if self.is_main:
+                record = {
+                    "step": step,
+                    "eval": metrics,
+                    "thresholds": result["thresholds"],
+                    "confusion_matrix": metrics["confusion_matrix"],
+                    "dataset": split.frames.fingerprint,
+                    "split": {
+                        "train_episodes": split.train_eps,
+                        "val_episodes": split.val_eps,
+                        "val_frames": len(split.val_idx),
+                    },
+                    "run_name": self.run_name,
+                }
+                save_checkpoint(self.best_dir, self.model, result["thresholds"], record, self.train_cfg_dict)
+                reported_dir = self.best_dir
+        if self.is_main and final:
+            self._sample_grid(step, result)
+        logger.info(
+            "step %d: eval loss %.4f accuracy %.4f f1 %.4f%s",
+            step,
+            metrics["loss"],
+            metrics["accuracy"],
+            metrics["f1"],
+            " (best)" if improved else "",
+        )
+        if self.hooks.report is not None:
+            self.hooks.report(
+                {"step": step, **{f"eval/{k}": v for k, v in _scalars(metrics).items()}}, reported_dir
+            )
+
+    def _sample_grid(self, step: int, result: dict) -> None:
+        # One grid per run (matplotlib is slow on a busy CPU), from the final model.
+        threshold = result["thresholds"].get("best_f1", 0.5)
+        grid = self.run_dir / "samples" / f"step_{step:06d}.png"
+        save_sample_grid(grid, self.split.frames, self.split.val_idx, result["probs"], threshold)
+        if self.writer:
+            import numpy as np
+            from PIL import Image
+
+            image = np.asarray(Image.open(grid).convert("RGB"))
+            self.writer.add_image("eval/sample_predictions", image, step, dataformats="HWC")
+
+    def finish(self) -> TrainResult:
+        if self.writer:
+            self.writer.flush()
+            self.writer.close()
+        return TrainResult(
+            run_name=self.run_name,
+            run_dir=self.run_dir,
+            best_checkpoint=self.best_dir if self.is_main and self.best is not None else None,
+            best_metrics=self.best or {},
+            history=self.history,
+            seconds=time.perf_counter() - self.wall_start,
+        )
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
