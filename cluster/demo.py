@@ -371,7 +371,8 @@ def run(cfg: DemoConfig) -> dict:
         list(cfg.seeds) if cfg.seeds else [None]
     )  # None: one run with rl.seed, as named before
     rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier", seeds[0])
-    rl_cls.runtime.eval_record = cfg.next_classifier  # on-policy held-out frames for the next classifier
+    # On-policy held-out frames: the next classifier's test set, and the FN / FP of every seed.
+    rl_cls.runtime.eval_record = cfg.next_classifier or rl_cls.runtime.eval_record
     n_untrained = cfg.untrained_eval_episodes
     n_untrained = rl_cls.runtime.eval_episodes if n_untrained is None else n_untrained
     _banner(f"6/{steps} evaluate the untrained policy ({n_untrained} episodes, no intervention)")
@@ -385,6 +386,7 @@ def run(cfg: DemoConfig) -> dict:
         _banner(f"7/{steps} HIL-SERL run on Ray, classifier reward ({budget} env steps, {pace}{of_seeds})")
         if seed != seeds[0]:
             rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier", seed)
+            rl_cls.runtime.eval_record = cfg.next_classifier or rl_cls.runtime.eval_record
         runs[CLASSIFIER_RUN].append(rl_step(rl_cls))
         if cfg.sparse_comparison:
             _banner(f"8/{steps} the same run with the sparse reward (seed {rl_cls.seed}, {budget} env steps)")

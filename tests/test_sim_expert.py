@@ -131,9 +131,11 @@ def test_wander_opens_and_closes_the_gripper_all_over_and_an_accidental_grasp_ho
     assert np.ptp(np.asarray(spread)[:, :2], axis=0).min() > 0.1  # roams the workspace, not just the cube
 
 
-def _held_heights(grasp_variety_m: float, seeds, expert_seed: int = 0) -> list[list[float]]:
-    """Per episode (reach_grasp, no end on success): the cube's height on every success step."""
-    cfg = EnvConfig(task="reach_grasp")
+def _held_positions(
+    grasp_variety_m: float, seeds, expert_seed: int = 0, task: str = "reach_grasp"
+) -> list[list[np.ndarray]]:
+    """Per episode (no end on success): the cube's position on every success step."""
+    cfg = EnvConfig(task=task)
     cfg.processor = ProcessorConfig(reset=ResetConfig(terminate_on_success=False, control_time_s=3.0))
     env = SO101SimEnv(cfg, render=False)
     expert = ScriptedExpert(env, seed=expert_seed, grasp_variety_m=grasp_variety_m)
@@ -144,11 +146,15 @@ def _held_heights(grasp_variety_m: float, seeds, expert_seed: int = 0) -> list[l
         for _ in range(env.max_episode_steps):
             obs, _, terminated, truncated, info = env.step(expert.act(obs, info))
             if info["is_success"]:
-                held.append(info["cube_pos"][2])
+                held.append(np.asarray(info["cube_pos"], dtype=float))
             if terminated or truncated:
                 break
         episodes.append(held)
     return episodes
+
+
+def _held_heights(grasp_variety_m: float, seeds, expert_seed: int = 0) -> list[list[float]]:
+    return [[p[2] for p in held] for held in _held_positions(grasp_variety_m, seeds, expert_seed)]
 
 
 def test_after_a_reach_grasp_success_the_expert_holds_the_grasp_on_the_table():
@@ -177,3 +183,14 @@ def test_with_grasp_variety_the_held_cube_is_carried_about_and_mostly_stays_held
         len(h) >= 12 and np.ptp(h) > 0.015 for h in episodes
     )  # carried up and about, still a success
     assert carried >= 8, carried
+
+
+def test_with_grasp_variety_a_lifted_cube_is_carried_about_above_the_success_height():
+    """pick_lift: the success frames show the cube lifted in varied places (a policy carries it
+    higher and further than one lift pose), and it stays lifted: every one is still a success."""
+    episodes = _held_positions(0.02, range(200, 208), expert_seed=4, task="pick_lift")
+    spread = [np.ptp(np.asarray(h), axis=0) for h in episodes if len(h) >= 12]
+    assert len(spread) >= 7, [len(h) for h in episodes]
+    assert sum(s[2] > 0.02 and max(s[0], s[1]) > 0.02 for s in spread) >= 6, spread
+    (one_pose,) = _held_positions(0.0, [200], task="pick_lift")
+    assert np.ptp(np.asarray(one_pose)[:, :2], axis=0).max() < 0.005  # without variety: straight up

@@ -11,9 +11,9 @@ action format, [dx, dy, dz, gripper] with the gripper as 0 = close, 1 = stay, 2 
               episode ends on the grasp); on a drop, start over
 
 ``grasp_variety_m`` varies the grasp per episode (up to that high above the usual grasp point
-and 0.4x that to either side; every such grasp holds the cube) and, in reach_grasp, carries the
-held cube about after the grasp: a reward classifier that saw one grasp pose calls the policy's
-other, equally valid grasps failures.
+and 0.4x that to either side; every such grasp holds the cube) and carries the held cube about
+after the success (reach_grasp: after the grasp; pick_lift: once lifted): a reward classifier that
+saw one grasp or one lift pose calls the policy's other, equally valid ones failures.
 
 ``miss`` makes it fail on purpose, the way a person records the negatives a reward classifier
 needs (HIL-SERL collects them by teleoperation): ``"open"`` lines up around the cube and hovers
@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from actors.robots.sim import scene
+from actors.robots.sim.env import LIFT_HEIGHT_M
 
 CLOSE, STAY, OPEN = 0.0, 1.0, 2.0
 MISSES = ("open", "beside", "wander")
@@ -80,8 +81,9 @@ class ScriptedExpert:
         self._miss_offset = None  # miss="beside": (metres across the jaw axis, metres above the cube)
         self._grasp_offset = None  # grasp_variety_m: this episode's (across the jaw axis, above) offset
         self._carry_goal = self._carry_anchor = (
-            None  # reach_grasp with grasp_variety_m: where the held cube goes
+            None  # with grasp_variety_m, after the success: where the held cube goes
         )
+        self._lift_steps = 0
         if self.grasp_variety_m > 0 and self.miss is None:
             v = self.grasp_variety_m
             self._grasp_offset = (self._rng.uniform(-0.4 * v, 0.4 * v), self._rng.uniform(0.0, v))
@@ -175,7 +177,7 @@ class ScriptedExpert:
                 self._enter("lift")
         else:  # lift (reach_grasp: hold the grasp, the task's success state; see _carry)
             lift = getattr(self.env, "task", "pick_lift") != "reach_grasp"
-            goal = np.array([ref[0], ref[1], scene.CUBE_HALF + self.lift_m]) if lift else self._carry(ref)
+            goal = self._lift(ref, cube) if lift else self._carry(ref)
             gripper = CLOSE
             if not info["grasped"] and self._phase_steps > 3:
                 self._drops += 1
@@ -196,6 +198,25 @@ class ScriptedExpert:
             anchor = ref if self._carry_goal is None else self._carry_anchor
             self._carry_anchor = anchor
             self._carry_goal = anchor + self._rng.uniform([-0.01, -0.01, 0.01], [0.01, 0.01, 0.05])
+        return self._carry_goal
+
+    def _lift(self, ref: np.ndarray, cube: np.ndarray) -> np.ndarray:
+        """pick_lift after the grasp: raise the hand to ``lift_m``; with ``grasp_variety_m``, once
+        the cube is clear of the success height, carry it to a new point every 4 steps (up to 4 cm
+        aside, 3 cm lower to 6 cm higher, never below success), so that the success frames show the
+        cube lifted anywhere, as a policy may carry it, not in one pose."""
+        top = np.array([ref[0], ref[1], scene.CUBE_HALF + self.lift_m])
+        if self.grasp_variety_m <= 0:
+            return top
+        if self._carry_goal is None:
+            if cube[2] - scene.CUBE_HALF < LIFT_HEIGHT_M + 0.01:
+                return top
+            self._carry_anchor, self._lift_steps = top, 0
+        self._lift_steps += 1
+        if self._carry_goal is None or self._lift_steps % 4 == 1:
+            goal = self._carry_anchor + self._rng.uniform([-0.04, -0.04, -0.03], [0.04, 0.04, 0.06])
+            goal[2] = max(goal[2], scene.CUBE_HALF + LIFT_HEIGHT_M + 0.01)
+            self._carry_goal = goal
         return self._carry_goal
 
     def _wander_action(
