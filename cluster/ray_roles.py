@@ -2,7 +2,8 @@
 
 Each wrapper is a thin ``@ray.remote`` class that builds its role in ``__init__`` (so an actor
 restarted by Ray rebuilds it: the replay from its snapshot + log, the learner from its newest
-checkpoint) and forwards named methods. ``RayPeer`` turns ``peer.call(method, *args)`` into
+checkpoint) and forwards the methods of its role's typed client (``actors.roles.clients``; ``tests/test_roles.py``
+checks that every client method is here with the role's parameters). ``RayPeer`` turns ``peer.call(method, *args)`` into
 ``handle.method.remote(*args)`` and a Ray failure into ``PeerUnavailable``, which the roles answer
 by holding and retrying.
 
@@ -125,8 +126,8 @@ class ReplayActor:
     def ready(self) -> bool:
         return True
 
-    def add(self, robot: str, seq: int, chunk: list) -> dict:
-        return self.role.add(robot, seq, chunk)
+    def add(self, robot: str, seq: int, transitions: list) -> dict:
+        return self.role.add(robot, seq, transitions)
 
     def next_seq(self, robot: str) -> int:
         return self.role.next_seq(robot)

@@ -268,7 +268,7 @@ def test_classifier_agreement_counts_the_policys_frames_and_each_episodes_grasp_
     verdicts = []
 
     class Scripted:  # the classifier's verdicts, in order
-        def call(self, method, frames):
+        def score(self, frames):
             return Done({"success": verdicts.pop(0), "probability": 0.5})
 
     robot.reward, robot.disagreements = Scripted(), None
@@ -348,3 +348,40 @@ def test_recorded_evaluation_episodes_hold_success_frames_of_the_policys_own(tmp
     rewards = [s.reward for s in steps]
     first = rewards.index(1.0)
     assert rewards[first:] == [1.0] * (EVAL_HELD_FRAMES + 1) and steps[-1].terminated
+
+
+def test_every_client_method_is_a_method_of_its_role_and_of_its_ray_actor():
+    """The typed clients are the seams: each method exists, with the same parameters, on the role
+    that answers it in process and on the Ray actor that forwards it (read from its source, so this
+    needs no Ray)."""
+    import ast
+    import inspect
+
+    from actors.roles import clients
+    from actors.roles.learner import LearnerRole
+
+    source = Path(__file__).resolve().parents[1] / "cluster" / "ray_roles.py"
+    actors = {
+        node.name: {
+            f.name: [a.arg for a in f.args.args[1:]]
+            for f in node.body
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        for node in ast.parse(source.read_text()).body
+        if isinstance(node, ast.ClassDef)
+    }
+    pairs = [
+        (clients.ReplayClient, ReplayRole, "ReplayActor"),
+        (clients.LearnerClient, LearnerRole, "LearnerActor"),
+        (clients.RewardClient, BatchingScorer, "RewardActor"),
+    ]
+    checked = 0
+    for client, role, actor in pairs:
+        for name, method in inspect.getmembers(client, inspect.isfunction):
+            if name.startswith("_"):
+                continue
+            params = list(inspect.signature(method).parameters)[1:]
+            assert list(inspect.signature(getattr(role, name)).parameters)[1:] == params, (role, name)
+            assert actors[actor].get(name) == params, (actor, name, actors[actor].get(name))
+            checked += 1
+    assert checked == 8

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from actors.roles.clients import ReplayClient
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from configs.rl import TrainRLConfig
 from learner.checkpoint import load_checkpoint, save_checkpoint
@@ -45,7 +46,7 @@ class LearnerRole:
 
     def __init__(self, cfg: TrainRLConfig, replay: Peer, folder: str | Path, agent: SACAgent | None = None):
         self.cfg = cfg
-        self.replay = replay
+        self.replay = ReplayClient(replay)
         self.folder = Path(folder)
         if agent is None:
             torch.manual_seed(cfg.learner.seed)  # the same initial policy in every process layout
@@ -96,7 +97,7 @@ class LearnerRole:
     def _ready(self) -> bool:
         """Enough data, and not ahead of the env-step budget of updates."""
         runtime = self.cfg.runtime
-        self.replay_sizes = self.replay.call("sizes").result(timeout=30)
+        self.replay_sizes = self.replay.sizes().result(timeout=30)
         total = self.replay_sizes["online"] + self.replay_sizes["demo"]
         if self.replay_sizes["online"] < 1 or total < max(1, runtime.learning_starts):
             return False
@@ -108,7 +109,7 @@ class LearnerRole:
         return True
 
     def _request(self) -> Call:
-        return self.replay.call("sample", self.cfg.learner.batch_size, self.cfg.learner.utd_ratio)
+        return self.replay.sample(self.cfg.learner.batch_size, self.cfg.learner.utd_ratio)
 
     def step(self) -> bool:
         """One update when allowed; True if it ran. Raises PeerUnavailable while the replay is down."""
@@ -142,7 +143,7 @@ class LearnerRole:
             path = save_checkpoint(self.agent, self.folder)
         self.checkpoints += 1
         try:
-            self.replay.call("snapshot").result(timeout=300)
+            self.replay.snapshot().result(timeout=300)
         except PeerUnavailable:
             logger.warning("replay unavailable for a snapshot; its log still holds every acknowledged chunk")
         return path

@@ -1,6 +1,7 @@
 """How a role calls another role: explicit, non-blocking calls with a result to collect.
 
-    call = replay.call("add", robot_id, seq, chunk)   # returns at once
+    call = peer.call("add", robot_id, seq, chunk)     # returns at once (roles call it through
+                                                       # the typed clients of actors.roles.clients)
     if call.ready():                                   # poll without blocking the control loop
         ack = call.result()                            # raises PeerUnavailable if the peer is down
 

@@ -49,6 +49,7 @@ from actors.loop.episode import EpisodeLoop, EpisodeResult, EpisodeStep, ground_
 from actors.loop.rate import RateKeeper
 from actors.loop.record import is_realtime
 from actors.robots.factory import make_env
+from actors.roles.clients import LearnerClient, ReplayClient, RewardClient
 from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_batch, to_chw
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
@@ -101,7 +102,8 @@ class RobotRole:
         self.cfg = cfg
         self.index = index
         self.name = f"robot-{index}"
-        self.reward, self.replay, self.learner = reward, replay, learner
+        self.reward = RewardClient(reward) if reward is not None else None
+        self.replay, self.learner = ReplayClient(replay), LearnerClient(learner)
         env_cfg = cfg.env
         env_cfg.seed = cfg.seed + 1000 * index  # each robot its own cube placements and human
         self.env = env if env is not None else make_env(env_cfg)
@@ -196,7 +198,7 @@ class RobotRole:
         if truth is not None or self.cfg.reward.source == "sparse" or self.reward is None:
             return bool(truth)
         frames = {k: next_obs[k] for k in self.cfg.learner.image_keys}
-        return bool(self.reward.call("score", frames).result(timeout=30)["success"])
+        return bool(self.reward.score(frames).result(timeout=30)["success"])
 
     def _success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
         truth = true_success(next_info)
@@ -208,7 +210,7 @@ class RobotRole:
         frames = {k: next_obs[k] for k in self.cfg.learner.image_keys}
         while True:
             try:
-                scored = self.reward.call("score", frames).result(timeout=10)
+                scored = self.reward.score(frames).result(timeout=10)
                 break
             except PeerUnavailable:
                 self._hold("reward")
@@ -240,7 +242,7 @@ class RobotRole:
     def _poll_weights(self, block: bool = False) -> None:
         now = time.monotonic()
         if self._weights_call is None and (block or now - self._weights_polled >= WEIGHTS_POLL_S):
-            self._weights_call = self.learner.call("latest_weights", self.version)
+            self._weights_call = self.learner.latest_weights(self.version)
             self._weights_polled = now
         call = self._weights_call
         if call is None or not (block or call.ready()):
@@ -278,7 +280,7 @@ class RobotRole:
                 return
         if self._queue:
             seq, chunk = self._queue.popleft()
-            self._inflight = (self.replay.call("add", self.name, seq, chunk), seq, chunk)
+            self._inflight = (self.replay.add(self.name, seq, chunk), seq, chunk)
 
     def _enqueue(self, chunk: list[Transition]) -> None:
         self._queue.append((self._seq, chunk))
@@ -356,7 +358,7 @@ class RobotRole:
                 break
             except PeerUnavailable:
                 self._hold("learner")
-        self._learner_turn = self.learner.call("catch_up")
+        self._learner_turn = self.learner.catch_up()
 
     def _await_learner(self) -> None:
         """Wait for the learner's catch_up in flight; submitted again while the learner restarts."""
@@ -366,7 +368,7 @@ class RobotRole:
                 self._learner_turn = None
             except PeerUnavailable:
                 self._hold("learner")
-                self._learner_turn = self.learner.call("catch_up")
+                self._learner_turn = self.learner.catch_up()
 
     # ----------------------------------------------------------------- evaluation
     def run_env_steps(self) -> int:
@@ -424,9 +426,7 @@ class RobotRole:
         try:
             while True:  # continue the replay's sequence (a restarted robot must not look like a duplicate)
                 try:
-                    self._seq = max(
-                        self._seq, int(self.replay.call("next_seq", self.name).result(timeout=30))
-                    )
+                    self._seq = max(self._seq, int(self.replay.next_seq(self.name).result(timeout=30)))
                     break
                 except PeerUnavailable:
                     self._hold("replay")
