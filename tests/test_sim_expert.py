@@ -132,13 +132,19 @@ def test_wander_opens_and_closes_the_gripper_all_over_and_an_accidental_grasp_ho
 
 
 def _held_positions(
-    grasp_variety_m: float, seeds, expert_seed: int = 0, task: str = "reach_grasp"
+    grasp_variety_m: float,
+    seeds,
+    expert_seed: int = 0,
+    task: str = "reach_grasp",
+    lift_variety_m: float = 0.0,
 ) -> list[list[np.ndarray]]:
     """Per episode (no end on success): the cube's position on every success step."""
     cfg = EnvConfig(task=task)
     cfg.processor = ProcessorConfig(reset=ResetConfig(terminate_on_success=False, control_time_s=3.0))
     env = SO101SimEnv(cfg, render=False)
-    expert = ScriptedExpert(env, seed=expert_seed, grasp_variety_m=grasp_variety_m)
+    expert = ScriptedExpert(
+        env, seed=expert_seed, grasp_variety_m=grasp_variety_m, lift_variety_m=lift_variety_m
+    )
     episodes = []
     for seed in seeds:
         obs, info = env.reset(seed=seed)
@@ -185,12 +191,12 @@ def test_with_grasp_variety_the_held_cube_is_carried_about_and_mostly_stays_held
     assert carried >= 8, carried
 
 
-def test_with_grasp_variety_a_lifted_cube_is_carried_about_above_the_success_height():
+def test_with_lift_variety_a_lifted_cube_is_carried_about_above_the_success_height():
     """pick_lift: the success frames show the cube lifted in varied places (a policy carries it
     higher and further than one lift pose), and it stays lifted: every one is still a success."""
-    episodes = _held_positions(0.02, range(200, 208), expert_seed=4, task="pick_lift")
+    episodes = _held_positions(0.02, range(200, 208), expert_seed=4, task="pick_lift", lift_variety_m=0.04)
     spread = [np.ptp(np.asarray(h), axis=0) for h in episodes if len(h) >= 12]
     assert len(spread) >= 7, [len(h) for h in episodes]
     assert sum(s[2] > 0.02 and max(s[0], s[1]) > 0.02 for s in spread) >= 6, spread
-    (one_pose,) = _held_positions(0.0, [200], task="pick_lift")
-    assert np.ptp(np.asarray(one_pose)[:, :2], axis=0).max() < 0.005  # without variety: straight up
+    (one_pose,) = _held_positions(0.02, [200], task="pick_lift")
+    assert np.ptp(np.asarray(one_pose)[:, :2], axis=0).max() < 0.005  # without: straight up

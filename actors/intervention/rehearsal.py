@@ -131,7 +131,12 @@ class RehearsalPerson(InterventionSource):
         # Recording: the person drives every episode (a person recording demos); RL: the run's schedule.
         schedule = "always" if cfg.mode == "record" else teleop.schedule
         human = ScriptedHuman(
-            ScriptedExpert(view, seed=cfg.seed, grasp_variety_m=teleop.grasp_variety_m),
+            ScriptedExpert(
+                view,
+                seed=cfg.seed,
+                grasp_variety_m=teleop.grasp_variety_m,
+                lift_variety_m=teleop.lift_variety_m,
+            ),
             InterventionSchedule(
                 schedule, teleop.intervention_prob, teleop.period_steps, teleop.decay_rate, seed=cfg.seed
             ),

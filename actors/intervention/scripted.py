@@ -184,7 +184,9 @@ class ScriptedHuman(InterventionSource):
         schedule = InterventionSchedule(
             teleop.schedule, teleop.intervention_prob, teleop.period_steps, teleop.decay_rate, seed=cfg.seed
         )
-        expert = ScriptedExpert(env, seed=cfg.seed, grasp_variety_m=teleop.grasp_variety_m)
+        expert = ScriptedExpert(
+            env, seed=cfg.seed, grasp_variety_m=teleop.grasp_variety_m, lift_variety_m=teleop.lift_variety_m
+        )
         watch = FailureWatch(patience_steps=teleop.patience_steps)
         return cls(
             expert,

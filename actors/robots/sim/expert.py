@@ -11,9 +11,10 @@ action format, [dx, dy, dz, gripper] with the gripper as 0 = close, 1 = stay, 2 
               episode ends on the grasp); on a drop, start over
 
 ``grasp_variety_m`` varies the grasp per episode (up to that high above the usual grasp point
-and 0.4x that to either side; every such grasp holds the cube) and carries the held cube about
-after the success (reach_grasp: after the grasp; pick_lift: once lifted): a reward classifier that
-saw one grasp or one lift pose calls the policy's other, equally valid ones failures.
+and 0.4x that to either side; every such grasp holds the cube) and, in reach_grasp, carries the
+held cube about after the grasp: a reward classifier that saw one grasp pose calls the policy's
+other, equally valid grasps failures. ``lift_variety_m`` does the same for pick_lift's lifted
+cube (off by default; measured in docs/learning_quality.md).
 
 ``miss`` makes it fail on purpose, the way a person records the negatives a reward classifier
 needs (HIL-SERL collects them by teleoperation): ``"open"`` lines up around the cube and hovers
@@ -60,6 +61,7 @@ class ScriptedExpert:
         open_deg: float = 40.0,
         seed: int = 0,
         grasp_variety_m: float = 0.0,
+        lift_variety_m: float = 0.0,
     ):
         self.env = env.unwrapped if hasattr(env, "unwrapped") else env
         self.hover_m = hover_m
@@ -68,6 +70,7 @@ class ScriptedExpert:
         self.xy_tolerance_m = xy_tolerance_m
         self.open_deg = open_deg
         self.grasp_variety_m = grasp_variety_m
+        self.lift_variety_m = lift_variety_m
         self.miss: str | None = None
         """None (succeed) or one of MISSES; kept across ``reset()``, set per episode by its owner."""
         self._rng = np.random.default_rng(seed)
@@ -201,12 +204,13 @@ class ScriptedExpert:
         return self._carry_goal
 
     def _lift(self, ref: np.ndarray, cube: np.ndarray) -> np.ndarray:
-        """pick_lift after the grasp: raise the hand to ``lift_m``; with ``grasp_variety_m``, once
-        the cube is clear of the success height, carry it to a new point every 4 steps (up to 4 cm
-        aside, 3 cm lower to 6 cm higher, never below success), so that the success frames show the
-        cube lifted anywhere, as a policy may carry it, not in one pose."""
+        """pick_lift after the grasp: raise the hand to ``lift_m``; with ``lift_variety_m`` (v), once
+        the cube is clear of the success height, carry it to a new point every 4 steps (up to v
+        aside, 0.75 v lower to 1.5 v higher, never below success), so that the success frames show
+        the cube lifted anywhere, as a policy may carry it, not in one pose."""
         top = np.array([ref[0], ref[1], scene.CUBE_HALF + self.lift_m])
-        if self.grasp_variety_m <= 0:
+        v = self.lift_variety_m
+        if v <= 0:
             return top
         if self._carry_goal is None:
             if cube[2] - scene.CUBE_HALF < LIFT_HEIGHT_M + 0.01:
@@ -214,7 +218,7 @@ class ScriptedExpert:
             self._carry_anchor, self._lift_steps = top, 0
         self._lift_steps += 1
         if self._carry_goal is None or self._lift_steps % 4 == 1:
-            goal = self._carry_anchor + self._rng.uniform([-0.04, -0.04, -0.03], [0.04, 0.04, 0.06])
+            goal = self._carry_anchor + self._rng.uniform([-v, -v, -0.75 * v], [v, v, 1.5 * v])
             goal[2] = max(goal[2], scene.CUBE_HALF + LIFT_HEIGHT_M + 0.01)
             self._carry_goal = goal
         return self._carry_goal
