@@ -26,7 +26,7 @@ class CameraConfig:
     fps: int = 30
     """Capture rate."""
     rotation: int = 0
-    """Rotation in degrees (0, 90, 180, -90). Seed 003: a wrong 180 here mirrored the gripper view."""
+    """Rotation in degrees (0, 90, 180, -90), clockwise; a wrong 180 mirrors the view."""
 
 
 @dataclass

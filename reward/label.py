@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 EPILOG = """\
 examples:
-  # seed 002: frames >= cutoff are success (every episode needs a cutoff)
+  # frames >= cutoff are success (every episode needs a cutoff)
   hilserl label ~/data/pick_lift --out ~/data/pick_lift_labeled \\
       --cutoffs '{"0": 53, "1": 36, "2": 43, "3": 40, "4": 40, "5": 44, "6": 44, "7": 39, "8": 43, "9": 34}'
   hilserl label ~/data/pick_lift --out ~/data/pick_lift_labeled --cutoffs cutoffs.json
@@ -49,7 +49,7 @@ examples:
   # drop whole episodes (a botched demo, a broken last episode); they need no label
   hilserl label ~/data/pick_lift --out ~/data/pick_lift_labeled --cutoffs cutoffs.json --drop-episodes 3,9
 
-  # seed 003: success span, reset frames dropped, a failure gap, wrist camera rotated 180 degrees
+  # a success span, reset frames dropped, a failure gap, wrist camera rotated 180 degrees
   hilserl label ~/data/reach_grasp --out ~/data/reach_grasp_labeled --csv success_frames.csv \\
       --flip-camera observation.images.wrist
 

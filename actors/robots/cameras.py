@@ -6,8 +6,8 @@ LeRobot's OpenCV camera; ``hilserl servo-sim --mujoco`` and the tests render the
 source (a colour gradient that changes with each frame) for runs with neither.
 
 Rotation and resizing happen here, once, for every source: ``CameraConfig.rotation`` (0, 90, 180,
--90; clockwise like LeRobot's Cv2Rotation) then a resize to the env's ``image_size``. Seed 003: a
-wrong ``rotation: 180`` mirrored the wrist view, so the rotation is explicit and tested.
+-90; clockwise like LeRobot's Cv2Rotation) then a resize to the env's ``image_size``. A wrong
+``rotation: 180`` mirrors the view, so the rotation is explicit and tested.
 """
 
 from __future__ import annotations

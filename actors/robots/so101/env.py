@@ -282,7 +282,7 @@ class SO101RealEnv(gym.Env):
         if target is not None:
             self._guarded(self._move_to, np.asarray(target, dtype=float), float(self.reset_cfg.reset_time_s))
         if self.leader is not None:
-            # Seed 003, bug 3: a leader left with torque on after the reset cannot be moved by hand.
+            # A leader left with torque on after the reset cannot be moved by hand.
             # Guarded: a leader that fails stops the follower too.
             self._guarded(self.leader.disable_torque)
         self._last_read = None
