@@ -236,6 +236,10 @@ def rl_config(
     rl.env.video = cfg.env.video  # the recorded evaluation episodes feed the next classifier
     rl.env.mode = None
     rl.reward.source = source
+    if (
+        source == "classifier"
+    ):  # on-policy held-out frames: the next classifier's test set, every seed's FN / FP
+        rl.runtime.eval_record = cfg.next_classifier or rl.runtime.eval_record
     processor = rl.env.processor = rl.env.processor or ProcessorConfig()
     if cfg.env.task == "pick_lift":
         processor.reset = processor.reset or ResetConfig()
@@ -371,8 +375,6 @@ def run(cfg: DemoConfig) -> dict:
         list(cfg.seeds) if cfg.seeds else [None]
     )  # None: one run with rl.seed, as named before
     rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier", seeds[0])
-    # On-policy held-out frames: the next classifier's test set, and the FN / FP of every seed.
-    rl_cls.runtime.eval_record = cfg.next_classifier or rl_cls.runtime.eval_record
     n_untrained = cfg.untrained_eval_episodes
     n_untrained = rl_cls.runtime.eval_episodes if n_untrained is None else n_untrained
     _banner(f"6/{steps} evaluate the untrained policy ({n_untrained} episodes, no intervention)")
@@ -386,7 +388,6 @@ def run(cfg: DemoConfig) -> dict:
         _banner(f"7/{steps} HIL-SERL run on Ray, classifier reward ({budget} env steps, {pace}{of_seeds})")
         if seed != seeds[0]:
             rl_cls = rl_config(cfg, run_dir, rl_demos, checkpoint, "classifier", seed)
-            rl_cls.runtime.eval_record = cfg.next_classifier or rl_cls.runtime.eval_record
         runs[CLASSIFIER_RUN].append(rl_step(rl_cls))
         if cfg.sparse_comparison:
             _banner(f"8/{steps} the same run with the sparse reward (seed {rl_cls.seed}, {budget} env steps)")

@@ -316,7 +316,7 @@ class _TrainLoop:
         self.best: dict | None = None
         self.history: list[dict] = []
         self.window = _Window()
-        self.grad_norm = 0.0
+        self.grad_norm: torch.Tensor | float = 0.0
 
     def _open_writer(self):
         if not self.is_main:
@@ -361,8 +361,9 @@ class _TrainLoop:
         loss = self.model.loss(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.grad_norm = float(
-            torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), self.policy.grad_clip_norm)
+        # Kept as a tensor: float() here would wait for the GPU every step; log() reads it.
+        self.grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.trainable_parameters(), self.policy.grad_clip_norm
         )
         self.optimizer.step()
         with torch.no_grad():
@@ -375,7 +376,7 @@ class _TrainLoop:
 
     def log(self, step: int) -> tuple[float, float]:
         """The window's means to TensorBoard; returns (loss, accuracy) for the progress bar."""
-        means = self.window.means(self.grad_norm)
+        means = self.window.means(float(self.grad_norm))
         if self.writer:
             for k, v in means.items():
                 self.writer.add_scalar(k, v, step)
