@@ -187,10 +187,14 @@ def test_real_env_contract_reset_and_end_effector_steps(bus, tmp_path):
         assert front.shape == (32, 32, 3) and front.dtype == np.uint8
         np.testing.assert_array_equal(front, np.rot90(wrist, 2))  # same test frame, front rotated 180
         z0 = obs["observation.state"][14]
+        # After a reset the next step starts from the measured hand; after a step, from the command.
+        np.testing.assert_allclose(env.commanded_ee_position(), obs["observation.state"][12:15], atol=1e-6)
         for _ in range(5):
             before = obs["observation.state"][:6]
             obs, reward, terminated, truncated, info = env.step(np.array([0, 0, 1, 2], np.float32))
             assert (reward, terminated, truncated) == (0.0, False, False)
+            commanded = env.kinematics.ee_position(info["joint_targets"])
+            np.testing.assert_allclose(env.commanded_ee_position(), commanded, atol=1e-6)
             # max_relative_target: no joint target further than 10 degrees from the observed position
             assert np.all(np.abs(info["joint_targets"] - before) <= 10.0 + 1e-3)
             time.sleep(0.05)

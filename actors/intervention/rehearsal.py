@@ -102,9 +102,17 @@ class RehearsalPerson(InterventionSource):
     name = "leader"
 
     def __init__(
-        self, leader_source: LeaderArmSource, person: ScriptedHuman, rig, hand: LeaderHand, home, step_sizes
+        self,
+        leader_source: LeaderArmSource,
+        person: ScriptedHuman,
+        rig,
+        hand: LeaderHand,
+        home,
+        step_sizes,
+        env,
     ) -> None:
         super().__init__()
+        self.env = env  # the follower's RehearsalEnv: where its hand is headed
         self.leader_source = leader_source
         self.person = person
         self.rig = rig
@@ -150,7 +158,7 @@ class RehearsalPerson(InterventionSource):
         if home is None:
             home = real._joints.copy()
         hand = LeaderHand(rig, ArmKinematics(), leader_source.gripper_step)
-        return cls(leader_source, human, rig, hand, home, real.step_sizes)
+        return cls(leader_source, human, rig, hand, home, real.step_sizes, real)
 
     @property
     def intervening(self) -> bool:
@@ -174,10 +182,12 @@ class RehearsalPerson(InterventionSource):
     def _act(self) -> None:
         """The person looks at the scene and moves the leader, or presses a key."""
         scene = self.rig.follower.scene_info()
-        # The person sees where the hand is, not where the servos are told to go: the real env steps
-        # from the measured end effector, so planning from the commanded target would chase a lead
-        # that the next step discards.
-        scene.pop("ee_target", None)
+        # The person plans from where the hand is going, as the simulator's expert plans from its
+        # target: the real env steps from its last command, and the pose measured right after a
+        # command lags it by most of a step. Planning from the lagging pose closes a loop with a
+        # one-step delay and unit gain, which oscillates around the cube instead of settling. The
+        # scene's own target is the bus process's, never updated by the servos; the env's is.
+        scene["ee_target"] = self.env.commanded_ee_position()
         scene["step"] = self._step
         self._step += 1
         intent = self.person.poll({}, scene)  # what the person wants: take over? which way? success?

@@ -312,11 +312,7 @@ class SO101RealEnv(gym.Env):
         not wind the goal up. The gripper's goal is latched the same way ('stay' keeps squeezing
         what it closed on)."""
         joints = self._joints.copy()
-        goal = joints if self._goal is None else self._goal.copy()
-        goal_ee = np.asarray(self.kinematics.ee_position(goal), dtype=float)
-        lead = goal_ee - self._ee
-        if np.linalg.norm(lead) > MAX_GOAL_LEAD_M:  # the arm fell behind: restart from where it is
-            goal, goal_ee = joints.copy(), self._ee.copy()
+        goal, goal_ee = self._step_origin()
         delta = np.clip(action[:3], -1.0, 1.0) * self.step_sizes
         if self.ee_bounds is not None:
             delta = np.clip(goal_ee + delta, *self.ee_bounds) - goal_ee
@@ -327,6 +323,22 @@ class SO101RealEnv(gym.Env):
         gripper = goal[5] + (gripper_cmd - 1) * self.gripper_step
         targets[5] = np.clip(gripper, joints[5] - self.gripper_step, joints[5] + self.gripper_step)
         return self._inside_workspace(self._bound(targets, joints), joints)
+
+    def _step_origin(self) -> tuple[np.ndarray, np.ndarray]:
+        """The joints and end effector the next action moves: the last command, or the measured pose
+        after a reset or when the arm fell more than MAX_GOAL_LEAD_M behind it."""
+        joints = self._joints.copy()
+        goal = joints if self._goal is None else self._goal.copy()
+        goal_ee = np.asarray(self.kinematics.ee_position(goal), dtype=float)
+        if np.linalg.norm(goal_ee - self._ee) > MAX_GOAL_LEAD_M:  # the arm fell behind: restart from where it is
+            goal, goal_ee = joints, self._ee.copy()
+        return goal, goal_ee
+
+    def commanded_ee_position(self) -> np.ndarray:
+        """Where the hand is headed: the end effector the next action steps from (metres). Right after a
+        command the measured pose still lags it by most of a step; an operator watching the arm
+        move sees where it is going."""
+        return self._step_origin()[1]
 
     def _workspace_excess(self, joints: np.ndarray) -> float:
         """Metres the end effector of ``joints`` lies outside the workspace bounds (0 inside)."""
