@@ -330,7 +330,8 @@ class SO101RealEnv(gym.Env):
         joints = self._joints.copy()
         goal = joints if self._goal is None else self._goal.copy()
         goal_ee = np.asarray(self.kinematics.ee_position(goal), dtype=float)
-        if np.linalg.norm(goal_ee - self._ee) > MAX_GOAL_LEAD_M:  # the arm fell behind: restart from where it is
+        # the arm fell behind: restart from where it is
+        if np.linalg.norm(goal_ee - self._ee) > MAX_GOAL_LEAD_M:
             goal, goal_ee = joints, self._ee.copy()
         return goal, goal_ee
 
