@@ -39,7 +39,7 @@ def local_run(tmp_path_factory, classifier):
     cfg = tiny_config(tmp, classifier, steps=40)
     runner = LocalRunner(cfg)
     digest = runner.reward.weights_digest()
-    sent = runner.robots[0].sent_versions
+    sent = runner.robots[0].writer.sent_versions
     summary = runner.run()
     return cfg, runner, summary, digest, sent
 

@@ -1,15 +1,20 @@
-"""The robot role: the episode loop with a transition sink, a local policy, and its peers.
+"""The robot role: the acting loop, the transition writer and the weight client, on one arm.
 
     robot = RobotRole(cfg, index=0, reward=reward_peer, replay=replay_peer, learner=learner_peer)
     robot.run(stop)            # episodes until stop is set or the run's env-step budget is spent
 
-Per step (``actors.loop.episode``): the local policy copy acts (or the human), the env steps, the
-reward role scores the new frame (the classifier's success ends the episode; the human's keys
-override), and the step becomes a ``learner.types.Transition`` carrying the policy version that
-proposed its action. Transitions leave in chunks of ``runtime.chunk_size``, with at most one send
-in flight and at most ``runtime.max_queued_chunks`` waiting (bounded memory); interventions reach
-both buffers because ``MixedReplay`` routes them. Weights are polled without blocking and swapped
-between steps when a newer version has arrived.
+Three parts, each its own object:
+
+    acting    ``actors.loop.episode.EpisodeLoop`` (the same loop evaluation runs): the local policy
+              copy acts (or the human), the env steps, the reward role scores the new frame (the
+              classifier's success ends the episode; the human's keys override)
+    writer    ``actors.roles.writer.TransitionWriter``: each step becomes a ``Transition`` carrying
+              the policy version that proposed its action, sent in acknowledged chunks of
+              ``runtime.chunk_size`` (interventions reach both buffers: ``MixedReplay`` routes them)
+    weights   ``actors.roles.weights.WeightClient``: polled without blocking, swapped between steps
+
+This class joins them: the budget, the holds, the lockstep turn, the periodic evaluation, the
+classifier's agreement with the simulator's truth, and ``status``.
 
 When a peer it needs is down (a failed or timed-out call) or the send queue is full, the robot
 holds a safe stop (the env's ``hold`` when it has one; the simulator simply waits) and retries;
@@ -32,11 +37,9 @@ after the current episode (``'shared'``); nothing of it reaches the replay or th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -50,21 +53,18 @@ from actors.loop.rate import RateKeeper
 from actors.loop.record import is_realtime
 from actors.robots.factory import make_env
 from actors.roles.clients import LearnerClient, ReplayClient, RewardClient
-from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_batch, to_chw
+from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_batch
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
 from actors.roles.rundir import episodes_so_far
+from actors.roles.weights import WeightClient
+from actors.roles.writer import TransitionWriter
 from configs.errors import UserError
 from configs.rl import TrainRLConfig
-from learner.export import apply_export
 from learner.networks import Policy
-from learner.types import GRASP_PENALTY, Transition
 from vision.backbone import FrozenBackbone
 
 logger = logging.getLogger(__name__)
-
-POLICY_VERSION = "policy_version"
-WEIGHTS_POLL_S = 0.2
 
 
 class StopRun(Exception):
@@ -113,7 +113,9 @@ class RobotRole:
         backbone = FrozenBackbone.from_config(lcfg) if lcfg.image_keys else None
         self.policy = Policy(lcfg, backbone).to(cfg.runtime.policy_device).eval()
         self.noise = torch.Generator(device=cfg.runtime.policy_device).manual_seed(cfg.seed + index)
-        self.version = -1
+        self.weights = WeightClient(self.learner, self.policy)
+        self.writer = TransitionWriter(self.replay, self.name, cfg.runtime, lcfg, hold=self._hold)
+        self.writer.on_ack = self._replay_back
         self.lockstep = cfg.runtime.pace == "lockstep"
         realtime = is_realtime(env_cfg) and not self.lockstep  # lockstep never sleeps to a clock
         self.rate = RateKeeper(env_cfg.fps if realtime else None)
@@ -134,17 +136,10 @@ class RobotRole:
         budget = cfg.runtime.total_env_steps
         # This robot's share of the env-step budget (the driver also stops the run at the total).
         self.max_steps: int | None = -(-budget // cfg.runtime.num_robots) if budget else None
-        # Sending: one chunk being built, a bounded queue, at most one call in flight.
-        self._chunk: list[Transition] = []
-        self._queue: deque[tuple[int, list[Transition]]] = deque()
-        self._inflight: tuple[Call, int, list[Transition]] | None = None
-        self._seq = 0
-        self._weights_call: Call | None = None
-        self._weights_polled = 0.0
         self._learner_turn: Call | None = None  # lockstep: the learner's catch_up in flight
         self._held = False
         # Counters the driver reads through status().
-        self.steps = self.episodes = self.acked = self.holds = 0
+        self.steps = self.episodes = self.holds = 0
         if folder is not None:
             # Resumed, or this robot restarted mid-run: go on from the run's own episode count, so the
             # scripted human's help keeps tapering from where it was instead of starting over.
@@ -152,11 +147,7 @@ class RobotRole:
             continue_from = getattr(self.source, "continue_from", None)
             if continue_from is not None and self.episodes:
                 continue_from(self.episodes)
-        self.sent_versions: list[int] = []
-        self.sent_bytes = self.weight_bytes = 0  # robot -> replay and learner -> robot traffic
-        self.lag_s: list[float] = []  # publish-to-apply delay of each weight version received
         self.recent: deque[dict] = deque(maxlen=20)  # last episodes
-        self.digest = hashlib.sha256()  # of every transition sent, in order: two runs compare in one line
         self.evaluator: PeriodicEvaluator | None = None
         self._frames_sent = -1  # env step of the evaluation frames last sent in a status
         self._eval_due = False  # a 'shared' evaluation waits for the training episode's end
@@ -182,6 +173,11 @@ class RobotRole:
     def _success_reward(self) -> float:
         block = self.cfg.classifier()
         return block.success_reward if block is not None else 1.0
+
+    @property
+    def version(self) -> int:
+        """The policy version acting now (-1 before the learner's first weights)."""
+        return self.weights.version
 
     # ----------------------------------------------------------------- acting
     def _act(self, obs: dict[str, Any]) -> np.ndarray:
@@ -239,97 +235,20 @@ class RobotRole:
         if self.stop_event.wait(0.2):
             raise StopRun
 
-    def _poll_weights(self, block: bool = False) -> None:
-        now = time.monotonic()
-        if self._weights_call is None and (block or now - self._weights_polled >= WEIGHTS_POLL_S):
-            self._weights_call = self.learner.latest_weights(self.version)
-            self._weights_polled = now
-        call = self._weights_call
-        if call is None or not (block or call.ready()):
-            return
-        self._weights_call = None
-        try:
-            export = call.result(timeout=30 if block else 0)
-        except PeerUnavailable:
-            if block:
-                raise
-            return
-        if export is not None:
-            self.version = apply_export(self.policy, export)
-            self.weight_bytes += sum(t.numel() * t.element_size() for t in export["state_dict"].values())
-            if "published_at" in export:
-                self.lag_s.append(time.time() - float(export["published_at"]))
-                del self.lag_s[:-200]
-
-    def _pump(self) -> None:
-        """Collect the send in flight; start the next one. Never blocks."""
-        if self._inflight is not None:
-            call, seq, chunk = self._inflight
-            if not call.ready():
-                return
-            self._inflight = None
-            try:
-                call.result(timeout=0)
-                self.acked += len(chunk)
-                if self._held:
-                    logger.info("%s: replay is back", self.name)
-                    self._held = False
-            except PeerUnavailable:
-                self._queue.appendleft((seq, chunk))  # re-sent; the replay drops duplicates by seq
-                self._hold("replay")
-                return
-        if self._queue:
-            seq, chunk = self._queue.popleft()
-            self._inflight = (self.replay.add(self.name, seq, chunk), seq, chunk)
-
-    def _enqueue(self, chunk: list[Transition]) -> None:
-        self._queue.append((self._seq, chunk))
-        self._seq += 1
-        while len(self._queue) >= self.cfg.runtime.max_queued_chunks:
-            self._hold("replay (send queue full)")
-            self._pump()
+    def _replay_back(self) -> None:
+        if self._held:
+            logger.info("%s: replay is back", self.name)
+            self._held = False
 
     # ----------------------------------------------------------------- sink
     def add(self, step: EpisodeStep) -> None:
-        keys, state_key = self.cfg.learner.image_keys, self.cfg.learner.state_key
-
-        def frame(obs: dict[str, Any]) -> dict[str, np.ndarray]:
-            out = {k: to_chw(obs[k]) for k in keys}
-            out[state_key] = np.asarray(obs[state_key], dtype=np.float32)
-            return out
-
-        version = -1 if step.policy_version is None else int(step.policy_version)  # -1: the human acted
-        self._chunk.append(
-            Transition(
-                observation=frame(step.observation),
-                action=np.asarray(step.action, dtype=np.float32),
-                reward=step.reward,
-                next_observation=frame(step.next_observation),
-                terminated=step.terminated,
-                truncated=step.truncated,
-                is_intervention=step.is_intervention,
-                complementary_info={GRASP_PENALTY: step.penalty, POLICY_VERSION: float(version)},
-            )
-        )
-        last = self._chunk[-1]
-        frames = (*last.observation.values(), *last.next_observation.values())
-        self.sent_bytes += sum(a.nbytes for a in frames)
-        flags = np.array(
-            [last.reward, last.terminated, last.truncated, last.is_intervention], dtype=np.float64
-        )
-        for array in (*frames, last.action, flags):
-            self.digest.update(np.ascontiguousarray(array).tobytes())
-        self.sent_versions.append(version)
-        del self.sent_versions[:-1000]
+        self.writer.write(step)
         self.steps += 1
         if self.lockstep:
             self._take_turn()
         else:
-            if len(self._chunk) >= self.cfg.runtime.chunk_size or step.done:
-                self._enqueue(self._chunk)
-                self._chunk = []
-            self._pump()
-            self._poll_weights()
+            self.writer.send(step.done)
+            self.weights.poll()
         self._maybe_evaluate(episode_ended=False)
         for callback in self.on_step:
             callback()
@@ -343,18 +262,10 @@ class RobotRole:
     def _take_turn(self) -> None:
         """Lockstep's fixed pattern after an env step (see the module docstring)."""
         self._await_learner()
-        self._enqueue(self._chunk)
-        self._chunk = []
-        while self._queue or self._inflight is not None:  # until the replay has acknowledged it
-            if self._inflight is not None:
-                try:
-                    self._inflight[0].result(timeout=60)
-                except PeerUnavailable:
-                    pass  # _pump re-queues it and holds
-            self._pump()
+        self.writer.send_and_wait()
         while True:
             try:
-                self._poll_weights(block=True)
+                self.weights.poll(block=True)
                 break
             except PeerUnavailable:
                 self._hold("learner")
@@ -424,15 +335,10 @@ class RobotRole:
         if stop is not None:
             self.stop_event = stop
         try:
-            while True:  # continue the replay's sequence (a restarted robot must not look like a duplicate)
-                try:
-                    self._seq = max(self._seq, int(self.replay.next_seq(self.name).result(timeout=30)))
-                    break
-                except PeerUnavailable:
-                    self._hold("replay")
+            self.writer.resume()
             while self.version < 0:  # act only with the learner's weights (version 0 at least)
                 try:
-                    self._poll_weights(block=True)
+                    self.weights.poll(block=True)
                 except PeerUnavailable:
                     self._hold("learner")
             if self.evaluator is not None and not self.evaluator.points:
@@ -469,14 +375,7 @@ class RobotRole:
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Send what is left (the partial chunk included), waiting at most ``timeout_s``."""
-        if self._chunk:  # no hold here: the run is ending
-            self._queue.append((self._seq, self._chunk))
-            self._seq += 1
-            self._chunk = []
-        deadline = time.monotonic() + timeout_s
-        while (self._queue or self._inflight) and time.monotonic() < deadline:
-            self._pump()
-            time.sleep(0.005)
+        self.writer.flush(timeout_s)
 
     def close(self) -> None:
         try:
@@ -520,8 +419,8 @@ class RobotRole:
             "fault": self.fault,
             "env_steps": self.steps,
             "episodes": self.episodes,
-            "acked": self.acked,
-            "queued_chunks": len(self._queue),
+            "acked": self.writer.acked,
+            "queued_chunks": self.writer.queued_chunks,
             "holds": self.holds,
             "policy_version": self.version,
             "success_rate": float(np.mean([e["success"] for e in recent])) if recent else 0.0,
@@ -533,14 +432,14 @@ class RobotRole:
             "overruns": rate.overruns,
             "period_counts": self.rate.period_counts(),
             "agreement": dict(self.agreement),
-            "sent_bytes": self.sent_bytes,
-            "weight_bytes": self.weight_bytes,
-            "version_lag_s_p50": float(np.median(self.lag_s)) if self.lag_s else 0.0,
-            "version_lag_s_max": float(max(self.lag_s)) if self.lag_s else 0.0,
+            "sent_bytes": self.writer.sent_bytes,
+            "weight_bytes": self.weights.weight_bytes,
+            "version_lag_s_p50": float(np.median(self.weights.lag_s)) if self.weights.lag_s else 0.0,
+            "version_lag_s_max": float(max(self.weights.lag_s)) if self.weights.lag_s else 0.0,
             "recent": recent[-5:],
             "evals": list(self.evaluator.points) if self.evaluator is not None else [],
             "eval_frames": self._new_eval_frames() if frames else [],
-            "transitions_sha256": self.digest.hexdigest(),
+            "transitions_sha256": self.writer.digest.hexdigest(),
             **({"rehearsal": self.source.report()} if hasattr(self.source, "report") else {}),
         }
 

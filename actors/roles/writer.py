@@ -1,0 +1,165 @@
+"""The robot's transition writer: each env step becomes one ``Transition`` on its way to the replay.
+
+    writer = TransitionWriter(ReplayClient(peer), "robot-0", cfg.runtime, cfg.learner, hold=robot.hold)
+    writer.resume()             # go on with the replay's sequence (a restarted robot is no duplicate)
+    writer.write(step)          # the step as a transition in the current chunk; counted and digested
+    writer.send(step.done)      # async: a full chunk (or an episode's last) is queued; never blocks
+    writer.send_and_wait()      # lockstep: the chunk goes now and is acknowledged before the next step
+    writer.flush(timeout_s=30)  # at the end: the partial chunk too
+
+Chunks carry ``(robot, seq)``; the replay drops a re-sent one, so a chunk whose acknowledgement was
+lost is simply sent again. At most one send is in flight and at most ``max_queued_chunks`` wait
+(bounded memory); while the replay is unreachable or the queue is full, ``hold`` keeps the arm at a
+safe stop. ``digest`` hashes every transition sent, in order: two runs compare in one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from actors.loop.episode import EpisodeStep
+from actors.roles.clients import ReplayClient
+from actors.roles.evaluate import to_chw
+from actors.roles.peers import Call, PeerUnavailable
+from configs.learner import LearnerConfig
+from configs.rl import RuntimeConfig
+from learner.types import GRASP_PENALTY, Transition
+
+logger = logging.getLogger(__name__)
+
+POLICY_VERSION = "policy_version"
+"""The complementary_info key naming the weights that proposed a transition's action (-1: the human)."""
+VERSIONS_KEPT = 1000
+
+
+class TransitionWriter:
+    """Transitions of one robot, in acknowledged chunks, to the replay."""
+
+    def __init__(
+        self,
+        replay: ReplayClient,
+        robot: str,
+        runtime: RuntimeConfig,
+        lcfg: LearnerConfig,
+        hold: Callable[[str], None],
+    ):
+        self.replay, self.robot, self.hold = replay, robot, hold
+        self.chunk_size, self.max_queued = runtime.chunk_size, runtime.max_queued_chunks
+        self.image_keys, self.state_key = list(lcfg.image_keys), lcfg.state_key
+        self._chunk: list[Transition] = []
+        self._queue: deque[tuple[int, list[Transition]]] = deque()
+        self._inflight: tuple[Call, int, list[Transition]] | None = None
+        self._seq = 0
+        self.acked = 0  # transitions the replay acknowledged
+        self.sent_bytes = 0  # camera bytes sent (robot -> replay traffic)
+        self.sent_versions: list[int] = []  # the policy version of each of the last transitions
+        self.digest = hashlib.sha256()
+        self.on_ack: Callable[[], None] | None = None  # after an acknowledgement (the robot's "back" line)
+
+    @property
+    def queued_chunks(self) -> int:
+        return len(self._queue)
+
+    def resume(self) -> None:
+        """Continue the replay's sequence for this robot, holding while the replay is unreachable."""
+        while True:
+            try:
+                self._seq = max(self._seq, int(self.replay.next_seq(self.robot).result(timeout=30)))
+                return
+            except PeerUnavailable:
+                self.hold("replay")
+
+    def _frame(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+        out = {k: to_chw(obs[k]) for k in self.image_keys}
+        out[self.state_key] = np.asarray(obs[self.state_key], dtype=np.float32)
+        return out
+
+    def write(self, step: EpisodeStep) -> Transition:
+        """The step as a transition at the end of the current chunk."""
+        version = -1 if step.policy_version is None else int(step.policy_version)  # -1: the human acted
+        transition = Transition(
+            observation=self._frame(step.observation),
+            action=np.asarray(step.action, dtype=np.float32),
+            reward=step.reward,
+            next_observation=self._frame(step.next_observation),
+            terminated=step.terminated,
+            truncated=step.truncated,
+            is_intervention=step.is_intervention,
+            complementary_info={GRASP_PENALTY: step.penalty, POLICY_VERSION: float(version)},
+        )
+        self._chunk.append(transition)
+        frames = (*transition.observation.values(), *transition.next_observation.values())
+        self.sent_bytes += sum(a.nbytes for a in frames)
+        flags = np.array(
+            [transition.reward, transition.terminated, transition.truncated, transition.is_intervention],
+            dtype=np.float64,
+        )
+        for array in (*frames, transition.action, flags):
+            self.digest.update(np.ascontiguousarray(array).tobytes())
+        self.sent_versions.append(version)
+        del self.sent_versions[:-VERSIONS_KEPT]
+        return transition
+
+    def send(self, episode_done: bool) -> None:
+        """Asynchronous pacing: queue the chunk when it is full or the episode ended; move the sends on."""
+        if len(self._chunk) >= self.chunk_size or episode_done:
+            self._enqueue()
+        self.pump()
+
+    def send_and_wait(self) -> None:
+        """Lockstep: the chunk is queued now and acknowledged before this returns."""
+        self._enqueue()
+        while self._queue or self._inflight is not None:
+            if self._inflight is not None:
+                try:
+                    self._inflight[0].result(timeout=60)
+                except PeerUnavailable:
+                    pass  # pump re-queues it and holds
+            self.pump()
+
+    def pump(self) -> None:
+        """Collect the send in flight; start the next one. Never blocks."""
+        if self._inflight is not None:
+            call, seq, chunk = self._inflight
+            if not call.ready():
+                return
+            self._inflight = None
+            try:
+                call.result(timeout=0)
+                self.acked += len(chunk)
+                if self.on_ack is not None:
+                    self.on_ack()
+            except PeerUnavailable:
+                self._queue.appendleft((seq, chunk))  # re-sent; the replay drops duplicates by seq
+                self.hold("replay")
+                return
+        if self._queue:
+            seq, chunk = self._queue.popleft()
+            self._inflight = (self.replay.add(self.robot, seq, chunk), seq, chunk)
+
+    def _take_chunk(self) -> None:
+        self._queue.append((self._seq, self._chunk))
+        self._seq += 1
+        self._chunk = []
+
+    def _enqueue(self) -> None:
+        self._take_chunk()
+        while len(self._queue) >= self.max_queued:
+            self.hold("replay (send queue full)")
+            self.pump()
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Send what is left (the partial chunk included), waiting at most ``timeout_s``; never holds."""
+        if self._chunk:
+            self._take_chunk()
+        deadline = time.monotonic() + timeout_s
+        while (self._queue or self._inflight) and time.monotonic() < deadline:
+            self.pump()
+            time.sleep(0.005)
