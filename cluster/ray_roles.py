@@ -2,8 +2,11 @@
 
 Each wrapper is a thin ``@ray.remote`` class that builds its role in ``__init__`` (so an actor
 restarted by Ray rebuilds it: the replay from its snapshot + log, the learner from its newest
-checkpoint) and forwards the methods of its role's typed client (``actors.roles.clients``; ``tests/test_roles.py``
-checks that every client method is here with the role's parameters). ``RayPeer`` turns ``peer.call(method, *args)`` into
+checkpoint). Its methods are not written by hand: ``@forwards(Role, Client, "extra", ...)`` adds one
+per method of the role's typed client (``actors.roles.clients``) and per extra name the driver
+calls, each with the role method's own signature, calling it on the built role (awaited where it
+is a coroutine). ``FORWARDED`` records them; ``tests/test_roles.py`` checks every client method is
+there with the role's parameters. ``RayPeer`` turns ``peer.call(method, *args)`` into
 ``handle.method.remote(*args)`` and a Ray failure into ``PeerUnavailable``, which the roles answer
 by holding and retrying.
 
@@ -15,16 +18,22 @@ by holding and retrying.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from actors.roles.clients import LearnerClient, ReplayClient, RewardClient
+from actors.roles.learner import LearnerRole
 from actors.roles.peers import Done, PeerUnavailable
+from actors.roles.replay import ReplayRole
+from actors.roles.reward import BatchingScorer, RewardRole
 
 try:  # Ray 2.60 raises ActorUnavailableError while an actor restarts
     from ray.exceptions import ActorUnavailableError
@@ -77,6 +86,60 @@ class RayPeer:
         return RayCall(getattr(handle, method).remote(*args))
 
 
+FORWARDED: dict[str, dict[str, list[str]]] = {}
+"""Actor class name -> {method: its parameters}: what ``forwards`` added."""
+
+
+def client_methods(client: type) -> list[str]:
+    """The public methods of a typed client: the questions its role answers."""
+    return [name for name, _ in inspect.getmembers(client, inspect.isfunction) if not name.startswith("_")]
+
+
+def forwards(role: type, *names_or_clients: type | str, to: str = "role") -> Callable[[type], type]:
+    """Class decorator: for each method of the given clients (and each extra name), a method of the
+    actor class calling ``self.<to>.<method>`` with ``role``'s signature. In an async actor (one with
+    a coroutine method) every forwarder is a coroutine, so none blocks its event loop."""
+    names: list[str] = []
+    for item in names_or_clients:
+        names += [item] if isinstance(item, str) else client_methods(item)
+
+    def decorate(cls: type) -> type:
+        is_async = any(inspect.iscoroutinefunction(f) for _, f in inspect.getmembers(cls, inspect.isfunction))
+        for name in names:
+            target = getattr(role, name)  # AttributeError at import: a client names what its role lacks
+            setattr(cls, name, _forwarder(name, target, to, is_async))
+            FORWARDED.setdefault(cls.__name__, {})[name] = list(inspect.signature(target).parameters)[1:]
+        return cls
+
+    return decorate
+
+
+def _forwarder(name: str, target: Callable, to: str, is_async: bool) -> Callable:
+    if inspect.iscoroutinefunction(target):
+
+        async def call_async(self, *args: Any, **kwargs: Any) -> Any:
+            return await getattr(getattr(self, to), name)(*args, **kwargs)
+
+        method = call_async
+    elif is_async:
+
+        async def call_in_loop(self, *args: Any, **kwargs: Any) -> Any:
+            return getattr(getattr(self, to), name)(*args, **kwargs)
+
+        method = call_in_loop
+    else:
+
+        def call(self, *args: Any, **kwargs: Any) -> Any:
+            return getattr(getattr(self, to), name)(*args, **kwargs)
+
+        method = call
+    # The role's name, docstring and signature, but no __wrapped__: Ray adds its tracing parameter
+    # to the signature of the innermost function, which must be this one and not the role's method.
+    method.__name__, method.__qualname__, method.__doc__ = name, f"forwarded.{name}", target.__doc__
+    method.__signature__ = inspect.signature(target)
+    return method
+
+
 def _setup_worker(cfg) -> None:
     """Threads per actor; warnings and errors of our roles reach the driver; encoders stay quiet."""
     import torch
@@ -90,11 +153,12 @@ def _setup_worker(cfg) -> None:
 
 
 @ray.remote(max_restarts=-1, max_concurrency=16)
+@forwards(BatchingScorer, RewardClient, "stats", to="scorer")
+@forwards(RewardRole, "identity", "weights_digest")
 class RewardActor:
     def __init__(self, cfg):
         _setup_worker(cfg)
         from actors.roles.local import build_reward
-        from actors.roles.reward import BatchingScorer
 
         self.role = build_reward(cfg)
         self.scorer = BatchingScorer(self.role, cfg.reward.max_batch)
@@ -102,50 +166,16 @@ class RewardActor:
     async def ready(self) -> bool:
         return True
 
-    async def score(self, frames: dict) -> dict:
-        return await self.scorer.score(frames)
-
-    async def identity(self) -> dict:
-        return self.role.identity()
-
-    async def weights_digest(self) -> str:
-        return self.role.weights_digest()
-
-    async def stats(self) -> dict:
-        return self.scorer.stats()
-
 
 @ray.remote(max_restarts=-1)
+@forwards(ReplayRole, ReplayClient, "import_demos", "status")
 class ReplayActor:
     def __init__(self, cfg, folder: str):
         _setup_worker(cfg)
-        from actors.roles.replay import ReplayRole
-
         self.role = ReplayRole(cfg.learner, Path(folder) / "replay", cfg.runtime.replay_snapshot_every)
 
     def ready(self) -> bool:
         return True
-
-    def add(self, robot: str, seq: int, transitions: list) -> dict:
-        return self.role.add(robot, seq, transitions)
-
-    def next_seq(self, robot: str) -> int:
-        return self.role.next_seq(robot)
-
-    def sample(self, batch_size: int, count: int) -> list:
-        return self.role.sample(batch_size, count)
-
-    def sizes(self) -> dict:
-        return self.role.sizes()
-
-    def snapshot(self) -> str:
-        return str(self.role.snapshot())
-
-    def import_demos(self, root: str) -> int:
-        return self.role.import_demos(root)
-
-    def status(self) -> dict:
-        return self.role.status()
 
     def pid(self) -> int:
         import os
@@ -160,7 +190,13 @@ class _Threaded:
     the role is never touched from Ray's call threads except for ``status`` reads.
     """
 
-    role: Any
+    _role: Any
+
+    @property
+    def role(self) -> Any:
+        """The role, once its thread has built it (a forwarded call waits for that)."""
+        self.ready()
+        return self._role
 
     def _start_home(self, build) -> None:
         self.stop_event = threading.Event()
@@ -175,7 +211,7 @@ class _Threaded:
 
     def _home(self, build) -> None:
         try:
-            self.role = build()
+            self._role = build()
         except BaseException as err:
             self.build_error = err
             self.built.set()
@@ -187,16 +223,16 @@ class _Threaded:
                 break
             self.running_loop = True
             try:
-                self.role.run(self.stop_event)
+                self._role.run(self.stop_event)
             except BaseException as err:  # reported through status(); the driver starts the loop again
                 self.error = f"{type(err).__name__}: {err}"
-                logging.getLogger(__name__).exception("%s loop failed", type(self.role).__name__)
+                logging.getLogger(__name__).exception("%s loop failed", type(self._role).__name__)
             finally:
                 self.running_loop = False
                 self.go.clear()
             if self.closing:
                 break
-        close = getattr(self.role, "close", None)
+        close = getattr(self._role, "close", None)
         if close is not None:
             close()
 
@@ -240,22 +276,11 @@ class _Threaded:
 
 
 @ray.remote(max_restarts=-1, max_concurrency=8)
+@forwards(LearnerRole, LearnerClient, "checkpoint")
 class LearnerActor(_Threaded):
     def __init__(self, cfg, folder: str, replay):
         _setup_worker(cfg)
-        from actors.roles.learner import LearnerRole
-
         self._start_home(lambda: LearnerRole(cfg, RayPeer(replay), Path(folder) / "checkpoints"))
-
-    def latest_weights(self, have_version: int):
-        return self.role.latest_weights(have_version)
-
-    def catch_up(self) -> int:
-        self.ready()
-        return self.role.catch_up()
-
-    def checkpoint(self) -> str:
-        return str(self.role.checkpoint())
 
     def export(self) -> dict:
         from learner.export import export_policy
@@ -263,7 +288,6 @@ class LearnerActor(_Threaded):
         return export_policy(self.role.agent.policy, self.role.agent.update_step)
 
     def status(self) -> dict:
-        self.ready()
         return {**self.role.status(), "running": self.running(), "error": self.error}
 
 
@@ -279,6 +303,5 @@ class RobotActor(_Threaded):
         )
 
     def status(self) -> dict:
-        self.ready()
         node = ray.get_runtime_context().get_node_id()  # where the arm is: the run's summary names it
         return {**self.role.status(), "running": self.running(), "error": self.error, "node_id": node}

@@ -352,36 +352,63 @@ def test_recorded_evaluation_episodes_hold_success_frames_of_the_policys_own(tmp
 
 def test_every_client_method_is_a_method_of_its_role_and_of_its_ray_actor():
     """The typed clients are the seams: each method exists, with the same parameters, on the role
-    that answers it in process and on the Ray actor that forwards it (read from its source, so this
-    needs no Ray)."""
-    import ast
+    that answers it in process and on the Ray actor, whose forwarders ``forwards`` generates from the
+    clients (FORWARDED records each with its parameters)."""
     import inspect
 
     from actors.roles import clients
     from actors.roles.learner import LearnerRole
+    from cluster.ray_roles import FORWARDED, LearnerActor, ReplayActor, RewardActor
 
-    source = Path(__file__).resolve().parents[1] / "cluster" / "ray_roles.py"
-    actors = {
-        node.name: {
-            f.name: [a.arg for a in f.args.args[1:]]
-            for f in node.body
-            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
-        }
-        for node in ast.parse(source.read_text()).body
-        if isinstance(node, ast.ClassDef)
-    }
     pairs = [
-        (clients.ReplayClient, ReplayRole, "ReplayActor"),
-        (clients.LearnerClient, LearnerRole, "LearnerActor"),
-        (clients.RewardClient, BatchingScorer, "RewardActor"),
+        (clients.ReplayClient, ReplayRole, ReplayActor, "ReplayActor"),
+        (clients.LearnerClient, LearnerRole, LearnerActor, "LearnerActor"),
+        (clients.RewardClient, BatchingScorer, RewardActor, "RewardActor"),
     ]
     checked = 0
-    for client, role, actor in pairs:
+    for client, role, handle, actor in pairs:
         for name, method in inspect.getmembers(client, inspect.isfunction):
             if name.startswith("_"):
                 continue
             params = list(inspect.signature(method).parameters)[1:]
             assert list(inspect.signature(getattr(role, name)).parameters)[1:] == params, (role, name)
-            assert actors[actor].get(name) == params, (actor, name, actors[actor].get(name))
+            assert FORWARDED[actor].get(name) == params, (actor, name, FORWARDED[actor].get(name))
+            assert hasattr(handle, name), (actor, name)  # a method of the Ray actor class itself
             checked += 1
     assert checked == 8
+
+
+def test_forwarders_call_the_built_role_with_its_signature_and_await_coroutines():
+    import inspect
+
+    from cluster.ray_roles import forwards
+
+    class Role:
+        def add(self, robot: str, seq: int) -> str:
+            """Adds."""
+            return f"{robot}:{seq}"
+
+        async def score(self, frames: dict) -> int:
+            return len(frames)
+
+    class Client:
+        def add(self, robot: str, seq: int): ...
+
+    @forwards(Role, Client)
+    class Plain:
+        role = Role()
+
+    @forwards(Role, "add", "score", to="target")
+    class Async:
+        target = Role()
+
+        async def ready(self) -> bool:
+            return True
+
+    assert Plain().add("robot-0", seq=3) == "robot-0:3"
+    assert list(inspect.signature(Plain.add).parameters) == ["self", "robot", "seq"]
+    assert Plain.add.__doc__ == "Adds." and not inspect.iscoroutinefunction(Plain.add)
+    assert inspect.iscoroutinefunction(Async.add)  # an async actor's forwarders never block its loop
+    assert asyncio.run(Async().add("r", 1)) == "r:1" and asyncio.run(Async().score({"a": 1})) == 1
+    with pytest.raises(AttributeError):
+        forwards(Role, "missing")(type("Broken", (), {}))
