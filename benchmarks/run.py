@@ -70,23 +70,23 @@ def run(steps: int = 400, fps: int = 10, batch: int = 256) -> dict:
         summary = run_hilserl(cfg)
     history = summary["history"]
     warm = [h for h in history if h["learner_updates"] > 0][1:-1] or history[1:-1] or history
-    robot = summary["robots"][0]
+    robot = summary["robots"][0]  # actors.roles.stats.RobotStats
 
     def median(key: str) -> float:
         return float(np.median([h[key] for h in warm]))
 
     return {
-        "env_steps": int(robot["env_steps"]),
+        "env_steps": int(robot.env_steps),
         "env_steps_per_s": median("env_steps_per_s"),
-        "learner_updates": int(summary["learner"]["updates"]),
+        "learner_updates": int(summary["learner"].updates),
         "learner_updates_per_s": median("learner_updates_per_s"),
         "period_target_ms": 1000.0 / fps,
-        "period_p50_ms": float(robot["period_p50_ms"]),
-        "period_p99_ms": float(robot["period_p99_ms"]),
-        "overruns": int(robot["overruns"]),
+        "period_p50_ms": float(robot.period_p50_ms),
+        "period_p99_ms": float(robot.period_p99_ms),
+        "overruns": int(robot.overruns),
         "version_lag_updates": median("policy_version_lag"),
-        "version_lag_s": float(robot.get("version_lag_s_p50", 0.0)),
-        "version_lag_s_max": float(robot.get("version_lag_s_max", 0.0)),
+        "version_lag_s": float(robot.version_lag_s_p50),
+        "version_lag_s_max": float(robot.version_lag_s_max),
         "bytes_per_s": median("bytes_moved_per_s"),
         "batch_size": batch,
         "utd_ratio": cfg.learner.utd_ratio,

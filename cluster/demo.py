@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from actors.roles.stats import LearnerStats
 from configs import preset_path
 from configs.common import FeatureSpec
 from configs.demo import BUDGETS, DemoConfig
@@ -287,15 +288,15 @@ def rl_step(rl: TrainRLConfig) -> dict[str, Any]:
 
     summary = rl_run(rl)
     robots = summary.get("robots") or []
-    learner = summary.get("learner") or {}
+    learner = summary.get("learner") or LearnerStats()
     history = summary.get("history") or []
     out = {
         "folder": summary["folder"],
-        "env_steps": sum(r.get("env_steps", 0) for r in robots),
-        "episodes": sum(r.get("episodes", 0) for r in robots),
-        "learner_updates": int(learner.get("updates", 0)),
-        "robot_policy_version": max((int(r.get("policy_version") or 0) for r in robots), default=0),
-        "final_intervention_rate": robots[0].get("intervention_rate") if robots else None,
+        "env_steps": sum(r.env_steps for r in robots),
+        "episodes": sum(r.episodes for r in robots),
+        "learner_updates": int(learner.updates),
+        "robot_policy_version": max((max(0, r.policy_version) for r in robots), default=0),
+        "final_intervention_rate": robots[0].intervention_rate if robots else None,
         "train_wall_s": next((r["wall_s"] for r in reversed(history) if "wall_s" in r), None),
         "eval": summary.get("eval"),
         "policy_change": policy_change(rl, summary.get("export")),

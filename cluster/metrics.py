@@ -23,6 +23,7 @@ from pathlib import Path
 from ray.util import metrics as ray_metrics
 
 from actors.loop.rate import PERIOD_BUCKETS_MS
+from actors.roles.stats import RobotStats
 
 logger = logging.getLogger(__name__)
 
@@ -77,28 +78,28 @@ class RayMetrics:
                 counter.inc(delta)
                 self.last[key] = scalars[key]
 
-    def record_periods(self, robots: list[dict]) -> int:
+    def record_periods(self, robots: list[RobotStats]) -> int:
         """Observe each robot's step periods since the last call (from its cumulative bucket counts;
         a restarted robot's counts start again). Each period is observed at its bucket's middle, so
         the histogram's buckets are exact and its sum approximate. Returns the periods observed."""
         observed = 0
         for robot in robots:
-            counts = robot.get("period_counts")
+            counts = robot.period_counts
             if not counts:
                 continue
-            seen = self._period_seen.get(robot["robot"])
+            seen = self._period_seen.get(robot.robot)
             if (
                 seen is None
                 or len(seen) != len(counts)
                 or any(c < s for c, s in zip(counts, seen, strict=True))
             ):
                 seen = [0] * len(counts)
-            tags = {**self.tags, "robot": str(robot["robot"])}
+            tags = {**self.tags, "robot": str(robot.robot)}
             for index, (count, before) in enumerate(zip(counts, seen, strict=True)):
                 for _ in range(count - before):
                     self.period.observe(_bucket_value(index), tags=tags)
                 observed += count - before
-            self._period_seen[robot["robot"]] = list(counts)
+            self._period_seen[robot.robot] = list(counts)
         return observed
 
 

@@ -18,6 +18,7 @@ by holding and retrying.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import threading
@@ -34,6 +35,7 @@ from actors.roles.learner import LearnerRole
 from actors.roles.peers import Done, PeerUnavailable
 from actors.roles.replay import ReplayRole
 from actors.roles.reward import BatchingScorer, RewardRole
+from actors.roles.stats import LearnerStats, RobotStats
 
 try:  # Ray 2.60 raises ActorUnavailableError while an actor restarts
     from ray.exceptions import ActorUnavailableError
@@ -287,8 +289,8 @@ class LearnerActor(_Threaded):
 
         return export_policy(self.role.agent.policy, self.role.agent.update_step)
 
-    def status(self) -> dict:
-        return {**self.role.status(), "running": self.running(), "error": self.error}
+    def status(self) -> LearnerStats:
+        return dataclasses.replace(self.role.status(), running=self.running(), error=self.error)
 
 
 @ray.remote(max_restarts=-1, max_concurrency=8)
@@ -302,6 +304,6 @@ class RobotActor(_Threaded):
             lambda: RobotRole(cfg, index, reward_peer, RayPeer(replay), RayPeer(learner), folder=folder)
         )
 
-    def status(self) -> dict:
+    def status(self) -> RobotStats:
         node = ray.get_runtime_context().get_node_id()  # where the arm is: the run's summary names it
-        return {**self.role.status(), "running": self.running(), "error": self.error, "node_id": node}
+        return dataclasses.replace(self.role.status(), running=self.running(), error=self.error, node_id=node)

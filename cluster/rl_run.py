@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.roles.rundir import RunMonitor, list_runs, prepare_run_dir, record_classifier
+from actors.roles.stats import LearnerStats, RewardStats, RobotStats
 from configs.errors import UserError
 from configs.parsing import parse_config
 from configs.rl import TrainRLConfig
@@ -156,7 +157,7 @@ class RayRunner:
         ] = {}  # role -> (progress at its last failure, failures in a row)
         self.failure: str | None = None
 
-    def _statuses(self) -> tuple[list[dict], dict, dict | None, int]:
+    def _statuses(self) -> tuple[list[RobotStats], LearnerStats, RewardStats | None, int]:
         import ray
 
         from cluster.ray_roles import PEER_ERRORS
@@ -171,27 +172,27 @@ class RayRunner:
         for i, robot in enumerate(self.robots):
             status = get(robot.status.remote(), None)
             if status is None:
-                status = self._last_robot.get(i) or _empty_robot(i)
-            elif not status["running"] and not status.get("finished") and not self.stop_requested.is_set():
+                status = self._last_robot.get(i) or RobotStats.empty(i)
+            elif not status.running and not status.finished and not self.stop_requested.is_set():
                 self.restarts["robot"] += 1  # restarted by Ray, or its loop failed: it starts again
-                if self._failing(f"robot-{i}", status, int(status.get("env_steps", 0))):
+                if self._failing(f"robot-{i}", status.error, status.env_steps):
                     continue
                 robot.start.remote()
             self._last_robot[i] = status
             robots.append(status)
         learner = get(self.learner.status.remote(), None) or self._last_learner
-        if not learner.get("running", True) and not self.stop_requested.is_set():
+        if not learner.running and not self.stop_requested.is_set():
             self.restarts["learner"] += 1
-            if not self._failing("learner", learner, int(learner.get("updates", 0))):
+            if not self._failing("learner", learner.error, learner.updates):
                 self.learner.start.remote()
         self._last_learner = learner
         reward = get(self.reward.stats.remote(), None) if self.reward is not None else None
-        sizes = get(self.replay.sizes.remote(), None) or {"added": learner.get("replay_added", 0)}
+        sizes = get(self.replay.sizes.remote(), None) or {"added": learner.replay.get("added", 0)}
         return robots, learner, reward, int(sizes["added"])
 
-    def _failing(self, role: str, status: dict, progress: int) -> bool:
+    def _failing(self, role: str, error: str | None, progress: int) -> bool:
         """Counts ``role``'s loop failures without progress; at ``LOOP_FAILURES`` the run ends."""
-        if not status.get("error"):
+        if not error:
             return False  # a restart by Ray (the actor died), not its loop failing
         last = self._failures.get(role)
         count = last[1] + 1 if last is not None and last[0] == progress else 1
@@ -199,7 +200,7 @@ class RayRunner:
         if count < LOOP_FAILURES:
             return False
         self.failure = (
-            f"{role}'s loop failed {count} times in a row without progress: {status['error']} "
+            f"{role}'s loop failed {count} times in a row without progress: {error} "
             "(the traceback is in the actor's log: the Ray dashboard's Logs page)"
         )
         logger.error(self.failure)
@@ -209,8 +210,8 @@ class RayRunner:
     def run(self) -> dict[str, Any]:
         import ray
 
-        self._last_robot: dict[int, dict] = {}
-        self._last_learner: dict = {"updates": 0}
+        self._last_robot: dict[int, RobotStats] = {}
+        self._last_learner = LearnerStats()
         ray.get([self.learner.start.remote(), *[r.start.remote() for r in self.robots]])
         budget = self.cfg.runtime.total_env_steps
         added_at_start = None
@@ -222,7 +223,7 @@ class RayRunner:
                 self.metrics.record_periods(robots)
                 if budget and added - added_at_start >= budget:
                     break
-                if all(r.get("finished") for r in robots):  # every robot did its share
+                if all(r.finished for r in robots):  # every robot did its share
                     break
                 self.stop_requested.wait(POLL_S)
         finally:
@@ -271,25 +272,6 @@ def _retry(submit, timeout_s: float) -> Any:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(1.0)
-
-
-def _empty_robot(index: int) -> dict:
-    return {
-        "robot": f"robot-{index}",
-        "env_steps": 0,
-        "episodes": 0,
-        "acked": 0,
-        "holds": 0,
-        "policy_version": 0,
-        "success_rate": 0.0,
-        "intervention_rate": 0.0,
-        "episode_return": 0.0,
-        "period_p50_ms": 0.0,
-        "period_p99_ms": 0.0,
-        "overruns": 0,
-        "agreement": {"tp": 0, "fp": 0, "fn": 0, "tn": 0},
-        "running": False,
-    }
 
 
 def run(cfg: TrainRLConfig) -> dict[str, Any]:
@@ -393,17 +375,17 @@ def run_seeds(cfg: TrainRLConfig) -> dict[str, Any]:
 
 
 def _print_run(summary: dict[str, Any]) -> None:
-    learner = summary.get("learner", {})
+    learner = summary.get("learner") or LearnerStats()
     robots = summary.get("robots", [])
     print(
-        f"run {summary['folder']}: {sum(r.get('env_steps', 0) for r in robots)} env steps, "
-        f"{learner.get('updates', 0)} learner updates, success {robots[0]['success_rate']:.0%} (last episodes)"
+        f"run {summary['folder']}: {sum(r.env_steps for r in robots)} env steps, "
+        f"{learner.updates} learner updates, success {robots[0].success_rate:.0%} (last episodes)"
         if robots
         else f"run {summary['folder']}"
     )
     for robot in robots:
-        if robot.get("fault"):  # its arm stopped safely; the run ended with its final checkpoint
-            print(f"{robot['robot']} stopped: {robot['fault']}", file=sys.stderr)
+        if robot.fault:  # its arm stopped safely; the run ended with its final checkpoint
+            print(f"{robot.robot} stopped: {robot.fault}", file=sys.stderr)
     if "eval" in summary:
         ev = summary["eval"]
         print(

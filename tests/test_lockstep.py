@@ -7,6 +7,7 @@ points to the learning curve and nothing to the training replay or counts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -38,10 +39,10 @@ def lockstep_run(tmp_path, name: str, seed: int, steps: int = 40, **runtime) -> 
     robot = summary["robots"][0]
     return {
         "folder": summary["folder"],
-        "transitions": robot["transitions_sha256"],
+        "transitions": robot.transitions_sha256,
         "weights": weights_sha256(runner.learner.agent.policy.trainable_state_dict()),
-        "evals": robot["evals"],
-        "updates": summary["learner"]["updates"],
+        "evals": robot.evals,
+        "updates": summary["learner"].updates,
         "cfg": cfg,
     }
 
@@ -156,11 +157,11 @@ def test_shared_evaluation_runs_between_training_episodes(tmp_path):
     cfg = tiny_config(tmp_path, steps=30, eval_every=10, eval_every_episodes=1, eval_env="shared")
     summary = LocalRunner(cfg).run()
     robot = summary["robots"][0]
-    steps = [p["env_steps"] for p in robot["evals"]]
+    steps = [p["env_steps"] for p in robot.evals]
     # at step 0, then at the end of the 20-step episode in which 10 and 20 were crossed; the run
     # ends at 30, inside the next episode (the final evaluation covers the end)
     assert steps == [0, 20]
-    assert robot["env_steps"] == 30 and robot["episodes"] >= 1
+    assert robot.env_steps == 30 and robot.episodes >= 1
 
 
 def test_seeds_on_the_command_line():
@@ -179,7 +180,7 @@ def test_seeds_on_the_command_line():
 
 def test_evaluation_points_reach_the_gauges_once_and_alone(tmp_path):
     from actors.roles.rundir import RunMonitor, prepare_run_dir
-    from cluster.rl_run import _empty_robot
+    from actors.roles.stats import LearnerStats, RobotStats
 
     cfg = tiny_config(tmp_path).resolve()
     seen: list[dict] = []
@@ -191,9 +192,9 @@ def test_evaluation_points_reach_the_gauges_once_and_alone(tmp_path):
         "eval_successes": 4,
         "eval_episodes": 10,
     }
-    robot = {**_empty_robot(0), "env_steps": 510, "evals": [point]}
-    monitor.record([robot], {"updates": 3})
-    monitor.record([robot], {"updates": 4})  # the same point again: written once
+    robot = dataclasses.replace(RobotStats.empty(0), env_steps=510, evals=[point])
+    monitor.record([robot], LearnerStats(updates=3))
+    monitor.record([robot], LearnerStats(updates=4))  # the same point again: written once
     monitor.close()
     evals = [s for s in seen if "eval_success_rate" in s]
     assert evals == [{k: v for k, v in point.items() if k.startswith("eval_")}]  # no env_steps/wall_s gauges

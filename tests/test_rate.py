@@ -89,6 +89,7 @@ def test_rejects_bad_fps():
 
 
 def test_period_counts_bucket_every_step_and_the_metrics_observe_each_once():
+    from actors.roles.stats import RobotStats
     from cluster.metrics import RayMetrics
 
     clock = FakeClock(start=0.0)
@@ -101,13 +102,13 @@ def test_period_counts_bucket_every_step_and_the_metrics_observe_each_once():
     assert sum(rate.period_counts()) == 6
 
     metrics = RayMetrics(run="r")  # Ray's metric objects record without a cluster (nothing exported)
-    first = {"robot": "robot-0", "period_counts": rate.period_counts()}
+    first = RobotStats("robot-0", period_counts=rate.period_counts())
     assert metrics.record_periods([first]) == 6
     assert metrics.record_periods([first]) == 0  # the same counts again: nothing new
     clock.work(0.1)
     rate.sleep()
-    assert metrics.record_periods([{"robot": "robot-0", "period_counts": rate.period_counts()}]) == 1
+    assert metrics.record_periods([RobotStats("robot-0", period_counts=rate.period_counts())]) == 1
     restarted = RateKeeper(None, clock=clock, sleep=clock.sleep)  # a restarted robot counts from 0
     clock.work(0.1)
     restarted.sleep()
-    assert metrics.record_periods([{"robot": "robot-0", "period_counts": restarted.period_counts()}]) == 1
+    assert metrics.record_periods([RobotStats("robot-0", period_counts=restarted.period_counts())]) == 1

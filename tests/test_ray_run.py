@@ -94,12 +94,12 @@ def test_whole_graph_survives_killing_each_actor_and_loses_nothing(local_ray, cl
     sizes = ray.get(runner.replay.sizes.remote())
     # Nothing acknowledged is lost: the replay holds every transition the robot saw acknowledged.
     # (The killed robot's counters restart with it; the replay's count is the run's.)
-    assert sizes["online"] >= robot["acked"] and sizes["added"] >= cfg.runtime.total_env_steps
+    assert sizes["online"] >= robot.acked and sizes["added"] >= cfg.runtime.total_env_steps
     assert killed == ["replay", "learner", "reward", "robot"]
     assert result["restarts"]["robot"] >= 1 and result["restarts"]["learner"] >= 1
     # The learner resumed from its checkpoint and kept pushing; the robot acted with new weights.
-    assert result["learner"]["resumed_from"] is not None and result["learner"]["updates"] > 0
-    assert robot["policy_version"] > 0
+    assert result["learner"].resumed_from is not None and result["learner"].updates > 0
+    assert robot.policy_version > 0
     # The restarted reward actor reloaded the same frozen classifier.
     assert result["classifier_digest_after"] == digest_before
 
@@ -131,19 +131,19 @@ def test_a_lockstep_run_on_ray_matches_the_in_process_run_bit_for_bit(lockstep_r
     results = []
     for summary in summaries:
         robot = summary["robots"][0]
-        evals = [{k: v for k, v in p.items() if k != "eval_wall_s"} for p in robot["evals"]]
-        results.append((robot["transitions_sha256"], weights_sha256(summary["export"]["state_dict"]), evals))
+        evals = [{k: v for k, v in p.items() if k != "eval_wall_s"} for p in robot.evals]
+        results.append((robot.transitions_sha256, weights_sha256(summary["export"]["state_dict"]), evals))
     runner = LocalRunner(config("local"))
     summary = runner.run()
     robot = summary["robots"][0]
-    evals = [{k: v for k, v in p.items() if k != "eval_wall_s"} for p in robot["evals"]]
+    evals = [{k: v for k, v in p.items() if k != "eval_wall_s"} for p in robot.evals]
     local = (
-        robot["transitions_sha256"],
+        robot.transitions_sha256,
         weights_sha256(runner.learner.agent.policy.trainable_state_dict()),
         evals,
     )
     assert results[0] == local  # the same transitions, weights and evaluation points
-    assert [p["env_steps"] for p in local[2]] == [0, 16, 32] and summary["learner"]["updates"] == 32 - 16
+    assert [p["env_steps"] for p in local[2]] == [0, 16, 32] and summary["learner"].updates == 32 - 16
 
 
 def _exported(run: str, names: set[str], timeout_s: float = 90.0) -> dict[str, set[str]]:
@@ -273,7 +273,7 @@ def test_the_robot_lands_on_the_node_with_the_arm(classifier, tmp_path):
         for role in ("reward", "replay", "learner", "robot-0"):
             ray.get_actor(f"{folder.name}-{role}")
         summary = runner.run()
-        assert summary["robots"][0]["env_steps"] >= 8
+        assert summary["robots"][0].env_steps >= 8
     finally:
         ray.shutdown()
         cluster.shutdown()

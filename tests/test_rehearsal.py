@@ -205,11 +205,11 @@ def test_rl_rehearsal_on_two_nodes_through_the_entry_point(tmp_path):
         # `hilserl run`'s main is parse + run + print; run's summary also says where each robot ran.
         summary = run(parse_config(TrainRLConfig, rehearse_argv(argv, "--env.rehearse=true")))
         _print_run(summary)
-        assert summary["robots"][0]["node_id"] == arm_node.node_id  # on the node offering 'so101'
-        assert summary["robots"][0]["env_steps"] >= 70
+        assert summary["robots"][0].node_id == arm_node.node_id  # on the node offering 'so101'
+        assert summary["robots"][0].env_steps >= 70
         # The scene's truth judges the classifier on the policy's frames (before each takeover and
         # after each hand-back), as the simulator's does: a rehearsal's learning figure has a truth.
-        agreement = summary["robots"][0]["agreement"]
+        agreement = summary["robots"][0].agreement
         assert agreement["tp"] + agreement["fp"] + agreement["fn"] + agreement["tn"] > 0
         folder = tmp_path / "runs" / "rehearsal"
         report = json.loads((folder / "rehearsal-robot-0.json").read_text())
@@ -264,9 +264,9 @@ def test_a_fault_mid_run_stops_the_arm_safely_and_ends_the_run_cleanly(tmp_path,
     robot.on_step.append(fault_at_step_12)
     summary = runner.run()
     status = summary["robots"][0]
-    assert expected in status["fault"] and "\n" not in status["fault"]  # one line, naming the problem
-    assert status["finished"] and 12 <= status["env_steps"] < 200  # its share ended there
-    assert status["acked"] == status["env_steps"]  # every transition it made was acknowledged
+    assert expected in status.fault and "\n" not in status.fault  # one line, naming the problem
+    assert status.finished and 12 <= status.env_steps < 200  # its share ended there
+    assert status.acked == status.env_steps  # every transition it made was acknowledged
     assert (Path(summary["folder"]) / "checkpoints" / "latest").exists()  # the final checkpoint
     report = json.loads((Path(summary["folder"]) / "rehearsal-robot-0.json").read_text())
     assert report["exit_torques"] == {"leader": [0] * 6, "follower": [0] * 6}  # nothing left driven

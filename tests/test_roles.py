@@ -47,18 +47,18 @@ def local_run(tmp_path_factory, classifier):
 def test_local_run_learns_pushes_weights_and_tags_versions(local_run):
     cfg, runner, summary, _, sent = local_run
     learner, robot = summary["learner"], summary["robots"][0]
-    assert robot["env_steps"] == 40 and robot["acked"] == 40
-    assert learner["updates"] > 5
+    assert robot.env_steps == 40 and robot.acked == 40
+    assert learner.updates > 5
     # The robot swapped weights during the run and every transition names its producer's version.
-    assert robot["policy_version"] > 0
+    assert robot.policy_version > 0
     policy_versions = [v for v in sent if v >= 0]
     assert policy_versions and len(set(policy_versions)) > 1
     assert sorted(policy_versions) == policy_versions  # versions only move forward
-    assert learner["replay_online"] == 40 and learner["replay_demo"] > 0  # interventions in both
+    assert learner.replay["online"] == 40 and learner.replay["demo"] > 0  # interventions in both
     # The simulator's own success is kept apart from the classifier's judgement, episode by episode.
-    episodes = robot["recent"]
+    episodes = robot.recent
     assert episodes and all(isinstance(e["true_success"], bool) for e in episodes)
-    assert robot["true_success_rate"] == pytest.approx(
+    assert robot.true_success_rate == pytest.approx(
         sum(e["true_success"] for e in runner.robots[0].recent) / len(runner.robots[0].recent)
     )
 
@@ -86,10 +86,10 @@ def test_resume_continues_the_learner_and_refuses_another_classifier(local_run, 
     cfg.allow_classifier_change = True
     cfg.runtime.total_env_steps = 8
     again = LocalRunner(cfg)
-    assert again.learner.resumed_from == summary["learner"]["updates"]
+    assert again.learner.resumed_from == summary["learner"].updates
     assert len(again.replay.replay.online) == 40  # snapshot + log: every acknowledged transition
     # The scripted human's help goes on tapering from the run's episode count, not from episode 0.
-    done = summary["robots"][0]["episodes"]
+    done = summary["robots"][0].episodes
     assert done >= 1 and again.robots[0].episodes == done
     human = again.robots[0].source
     human.reset()
@@ -155,7 +155,7 @@ def test_robot_holds_while_the_replay_is_down_and_loses_nothing(tmp_path):
     robot.on_step.insert(0, outage)
     summary = runner.run()
     status = summary["robots"][0]
-    assert status["holds"] > 0 and status["acked"] == status["env_steps"] == 24
+    assert status.holds > 0 and status.acked == status.env_steps == 24
     assert runner.replay.sizes()["online"] == 24
 
 

@@ -27,12 +27,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from actors.roles.clients import ReplayClient
 from actors.roles.peers import Call, Peer, PeerUnavailable
+from actors.roles.stats import LearnerStats
 from configs.rl import TrainRLConfig
 from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.export import export_policy
@@ -161,18 +161,18 @@ class LearnerRole:
                 self._prefetch = None
                 stop.wait(0.5)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> LearnerStats:
         times = sorted(self.update_times) or [0.0]
-        return {
-            "updates": self.agent.update_step,
-            "version": self.agent.update_step,
-            "update_s_p50": times[len(times) // 2],
-            "checkpoints": self.checkpoints,
-            "batch_bytes": self.batch_bytes,
-            "resumed_from": self.resumed_from,
-            **{f"replay_{k}": v for k, v in self.replay_sizes.items()},
-            **{f"loss/{k}": v for k, v in self.last_metrics.items()},
-        }
+        return LearnerStats(
+            updates=self.agent.update_step,
+            version=self.agent.update_step,
+            update_s_p50=times[len(times) // 2],
+            checkpoints=self.checkpoints,
+            batch_bytes=self.batch_bytes,
+            resumed_from=self.resumed_from,
+            replay=dict(self.replay_sizes),
+            losses={k: float(v) for k, v in self.last_metrics.items()},
+        )
 
 
 def _batch_bytes(batch) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from actors.roles.stats import RewardStats
 from configs.errors import UserError
 from reward.checkpoint import load_checkpoint, read_checkpoint_info
 from reward.model import camera_keys
@@ -154,16 +155,16 @@ class BatchingScorer:
             for (_, future), result in zip(taken, results, strict=True):
                 future.set_result(result)
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> RewardStats:
         sizes = self.batch_sizes or [0]
         latencies = self.latencies_s or [0.0]
-        return {
-            "reward_batches": float(self.role.batches),
-            "reward_frames": float(self.role.frames),
-            "reward_batch_size_mean": float(np.mean(sizes)),
-            "reward_latency_p50_ms": float(np.percentile(latencies, 50) * 1e3),
-            "reward_latency_p99_ms": float(np.percentile(latencies, 99) * 1e3),
-        }
+        return RewardStats(
+            batches=int(self.role.batches),
+            frames=int(self.role.frames),
+            batch_size_mean=float(np.mean(sizes)),
+            latency_p50_ms=float(np.percentile(latencies, 50) * 1e3),
+            latency_p99_ms=float(np.percentile(latencies, 99) * 1e3),
+        )
 
 
 def warn_if_trained_on_video(info) -> bool:  # noqa: ANN001

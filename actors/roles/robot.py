@@ -57,6 +57,7 @@ from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_ba
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
 from actors.roles.rundir import episodes_so_far
+from actors.roles.stats import RobotStats, empty_agreement
 from actors.roles.weights import WeightClient
 from actors.roles.writer import TransitionWriter
 from configs.errors import UserError
@@ -162,7 +163,7 @@ class RobotRole:
             )
         # Classifier vs the simulator's truth on the frames the policy drove to (not the human's).
         # first_tp / first_fn: its verdict on each episode's first true success, the grasp frame.
-        self.agreement = {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "first_tp": 0, "first_fn": 0}
+        self.agreement = empty_agreement()
         self._episode_truth: bool | None = None  # the simulator's success in this episode (None: no truth)
         self.disagreements = None  # frames the classifier got wrong, for the next classifier
         if folder is not None and self.cfg.reward.source == "classifier" and reward is not None:
@@ -330,7 +331,7 @@ class RobotRole:
         self._episode_truth = None
 
     # ----------------------------------------------------------------- run
-    def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
+    def run(self, stop: threading.Event | None = None) -> RobotStats:
         """Episodes until stopped; returns the final status. Always leaves the arm safe."""
         if stop is not None:
             self.stop_event = stop
@@ -410,38 +411,39 @@ class RobotRole:
             self._frames_sent = frames[-1]["env_steps"]
         return frames
 
-    def status(self, frames: bool = True) -> dict[str, Any]:
+    def status(self, frames: bool = True) -> RobotStats:
         recent = list(self.recent)
         rate = self.rate.stats()
-        return {
-            "robot": self.name,
-            "finished": self.finished,
-            "fault": self.fault,
-            "env_steps": self.steps,
-            "episodes": self.episodes,
-            "acked": self.writer.acked,
-            "queued_chunks": self.writer.queued_chunks,
-            "holds": self.holds,
-            "policy_version": self.version,
-            "success_rate": float(np.mean([e["success"] for e in recent])) if recent else 0.0,
-            "true_success_rate": _mean_known([e.get("true_success") for e in recent]),
-            "intervention_rate": float(np.mean([e["intervention_rate"] for e in recent])) if recent else 0.0,
-            "episode_return": float(np.mean([e["return"] for e in recent])) if recent else 0.0,
-            "period_p50_ms": rate.period_p50_s * 1e3,
-            "period_p99_ms": rate.period_p99_s * 1e3,
-            "overruns": rate.overruns,
-            "period_counts": self.rate.period_counts(),
-            "agreement": dict(self.agreement),
-            "sent_bytes": self.writer.sent_bytes,
-            "weight_bytes": self.weights.weight_bytes,
-            "version_lag_s_p50": float(np.median(self.weights.lag_s)) if self.weights.lag_s else 0.0,
-            "version_lag_s_max": float(max(self.weights.lag_s)) if self.weights.lag_s else 0.0,
-            "recent": recent[-5:],
-            "evals": list(self.evaluator.points) if self.evaluator is not None else [],
-            "eval_frames": self._new_eval_frames() if frames else [],
-            "transitions_sha256": self.writer.digest.hexdigest(),
-            **({"rehearsal": self.source.report()} if hasattr(self.source, "report") else {}),
-        }
+        lags = self.weights.lag_s
+        return RobotStats(
+            robot=self.name,
+            finished=self.finished,
+            fault=self.fault,
+            env_steps=self.steps,
+            episodes=self.episodes,
+            acked=self.writer.acked,
+            queued_chunks=self.writer.queued_chunks,
+            holds=self.holds,
+            policy_version=self.version,
+            success_rate=float(np.mean([e["success"] for e in recent])) if recent else 0.0,
+            true_success_rate=_mean_known([e.get("true_success") for e in recent]),
+            intervention_rate=float(np.mean([e["intervention_rate"] for e in recent])) if recent else 0.0,
+            episode_return=float(np.mean([e["return"] for e in recent])) if recent else 0.0,
+            period_p50_ms=rate.period_p50_s * 1e3,
+            period_p99_ms=rate.period_p99_s * 1e3,
+            overruns=rate.overruns,
+            period_counts=self.rate.period_counts(),
+            agreement=dict(self.agreement),
+            sent_bytes=self.writer.sent_bytes,
+            weight_bytes=self.weights.weight_bytes,
+            version_lag_s_p50=float(np.median(lags)) if lags else 0.0,
+            version_lag_s_max=float(max(lags)) if lags else 0.0,
+            recent=recent[-5:],
+            evals=list(self.evaluator.points) if self.evaluator is not None else [],
+            eval_frames=self._new_eval_frames() if frames else [],
+            transitions_sha256=self.writer.digest.hexdigest(),
+            rehearsal=self.source.report() if hasattr(self.source, "report") else None,
+        )
 
 
 def _mean_known(values: list[bool | None]) -> float | None:

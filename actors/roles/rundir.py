@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from actors.roles.stats import LearnerStats, RewardStats, RobotStats
 from configs.errors import UserError
 from configs.parsing import save_config
 from configs.rl import TrainRLConfig
@@ -191,62 +192,61 @@ class RunMonitor:
         for summary in (experiment, start, end):
             writer.file_writer.add_summary(summary)
 
-    def _write_frames(self, robot: dict) -> None:
+    def _write_frames(self, robot: RobotStats) -> None:
         """The periodic evaluations' frames (first episode, a few per camera) as TensorBoard images."""
-        for frames in robot.get("eval_frames") or []:
-            if (robot["robot"], frames["env_steps"]) in self._frames_written:
+        for frames in robot.eval_frames:
+            if (robot.robot, frames["env_steps"]) in self._frames_written:
                 continue
-            self._frames_written.add((robot["robot"], frames["env_steps"]))
+            self._frames_written.add((robot.robot, frames["env_steps"]))
             for key, images in frames["images"].items():
                 self.writer().add_images(
                     f"eval_frames/{key.split('.')[-1]}", images, frames["env_steps"], dataformats="NCHW"
                 )
 
-    def scalars(self, robots: list[dict], learner: dict, reward: dict | None) -> dict[str, float]:
+    def scalars(
+        self, robots: list[RobotStats], learner: LearnerStats, reward: RewardStats | None
+    ) -> dict[str, float]:
         now = time.monotonic()
-        steps = sum(r["env_steps"] for r in robots)
-        updates = int(learner.get("updates", 0))
+        steps = sum(r.env_steps for r in robots)
+        updates = int(learner.updates)
         dt_s = max(1e-6, now - self._last_time)
-        moved = sum(r.get("sent_bytes", 0) + r.get("weight_bytes", 0) for r in robots) + learner.get(
-            "batch_bytes", 0
-        )
+        moved = sum(r.sent_bytes + r.weight_bytes for r in robots) + learner.batch_bytes
         out = {
             "env_steps": float(steps),
             "env_steps_per_s": (steps - self._last_steps) / dt_s,
             "learner_updates": float(updates),
             "learner_updates_per_s": (updates - self._last_updates) / dt_s,
-            "episodes": float(sum(r["episodes"] for r in robots)),
-            "success_rate": float(np.mean([r["success_rate"] for r in robots])),
-            "intervention_rate": float(np.mean([r["intervention_rate"] for r in robots])),
-            "episode_return": float(np.mean([r["episode_return"] for r in robots])),
-            "replay_online": float(learner.get("replay_online", 0)),
-            "replay_demo": float(learner.get("replay_demo", 0)),
-            "policy_version_lag": float(max(0, updates - min(r["policy_version"] for r in robots))),
-            "control_period_p99_ms": float(max(r["period_p99_ms"] for r in robots)),
-            "control_overruns": float(sum(r["overruns"] for r in robots)),
-            "robot_holds": float(sum(r["holds"] for r in robots)),
+            "episodes": float(sum(r.episodes for r in robots)),
+            "success_rate": float(np.mean([r.success_rate for r in robots])),
+            "intervention_rate": float(np.mean([r.intervention_rate for r in robots])),
+            "episode_return": float(np.mean([r.episode_return for r in robots])),
+            "replay_online": float(learner.replay.get("online", 0)),
+            "replay_demo": float(learner.replay.get("demo", 0)),
+            "policy_version_lag": float(max(0, updates - min(r.policy_version for r in robots))),
+            "control_period_p99_ms": float(max(r.period_p99_ms for r in robots)),
+            "control_overruns": float(sum(r.overruns for r in robots)),
+            "robot_holds": float(sum(r.holds for r in robots)),
             "bytes_moved_per_s": max(0.0, moved - self._last_bytes) / dt_s,
-            "policy_version_lag_s": float(max(r.get("version_lag_s_p50", 0.0) for r in robots)),
+            "policy_version_lag_s": float(max(r.version_lag_s_p50 for r in robots)),
             "wall_s": now - self.start,
         }
-        truths = [r["true_success_rate"] for r in robots if r.get("true_success_rate") is not None]
+        truths = [r.true_success_rate for r in robots if r.true_success_rate is not None]
         if truths:  # the simulator's success; success_rate is the reward's (the classifier's) judgement
             out["true_success_rate"] = float(np.mean(truths))
-        agreement = {k: sum(r["agreement"][k] for r in robots) for k in ("tp", "fp", "fn", "tn")}
+        agreement = {k: sum(r.agreement[k] for r in robots) for k in ("tp", "fp", "fn", "tn")}
         negatives, positives = agreement["fp"] + agreement["tn"], agreement["tp"] + agreement["fn"]
         if negatives or positives:
             out["classifier_false_positive_rate"] = agreement["fp"] / max(1, negatives)
             out["classifier_false_negative_rate"] = agreement["fn"] / max(1, positives)
-        first = {k: sum(r["agreement"].get("first_" + k, 0) for r in robots) for k in ("tp", "fn")}
+        first = {k: sum(r.agreement.get("first_" + k, 0) for r in robots) for k in ("tp", "fn")}
         if first["tp"] + first["fn"]:
             # One frame per episode: a detected grasp ends the episode on one true positive, while a
             # missed one goes on and adds a false negative per frame the cube stays held.
             out["classifier_first_success_miss_rate"] = first["fn"] / (first["tp"] + first["fn"])
-        for key, value in learner.items():
-            if key.startswith("loss/"):
-                out[key] = float(value)
-        for key, value in (reward or {}).items():
-            out[key] = float(value)
+        for key, value in learner.losses.items():
+            out["loss/" + key] = float(value)
+        if reward is not None:
+            out.update(reward.scalars())
         self._last_steps, self._last_time, self._last_updates, self._last_bytes = steps, now, updates, moved
         return out
 
@@ -266,12 +266,12 @@ class RunMonitor:
         for sink in self.sinks:
             sink({k: v for k, v in scalars.items() if k.startswith("eval_")} if is_eval else scalars)
 
-    def record_evals(self, robots: list[dict]) -> None:
+    def record_evals(self, robots: list[RobotStats]) -> None:
         """Each new periodic evaluation point of the robots, once: a history line, 'eval/...' in TensorBoard."""
         for robot in robots:
             self._write_frames(robot)
-            for point in robot.get("evals") or []:
-                key = (robot["robot"], int(point["env_steps"]))
+            for point in robot.evals:
+                key = (robot.robot, int(point["env_steps"]))
                 if key in self._evals_written:
                     continue
                 self._evals_written.add(key)
@@ -287,7 +287,9 @@ class RunMonitor:
                     {"env_steps": key[1], "success_rate": record["eval_success_rate"]}
                 )
 
-    def record(self, robots: list[dict], learner: dict, reward: dict | None = None) -> dict[str, float]:
+    def record(
+        self, robots: list[RobotStats], learner: LearnerStats, reward: RewardStats | None = None
+    ) -> dict[str, float]:
         scalars = self.scalars(robots, learner, reward)
         self._write(scalars)
         self.record_evals(robots)
@@ -300,7 +302,7 @@ class RunMonitor:
             intervention_rate=scalars["intervention_rate"],
             last_checkpoint=_latest_checkpoint(self.folder),
             wall_s=round(scalars["wall_s"], 1),
-            transitions_sha256=[r.get("transitions_sha256") for r in robots],
+            transitions_sha256=[r.transitions_sha256 for r in robots],
         )
         _write_json(self.folder / "run.json", summary)
         if self.cfg.runtime.progress:
