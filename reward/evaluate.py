@@ -1,6 +1,6 @@
-"""`hilserl eval-reward`: evaluate a classifier checkpoint on a labeled dataset.
+r"""`hilserl eval-reward`: evaluate a classifier checkpoint on a labeled dataset.
 
-    hilserl eval-reward --checkpoint outputs/reward_classifier/pretrained_model --dataset /data/labeled \\
+    hilserl eval-reward --checkpoint outputs/reward_classifier/pretrained_model --dataset /data/labeled \
         [--episodes 3,4] [--out DIR] [--threshold 0.7] [--json] [--overwrite]
 
 Prints a table (accuracy, precision, recall, F1 and the confusion matrix at 0.5, at the

@@ -1,13 +1,13 @@
-"""`hilserl label`: write a NEW dataset whose `next.reward` says which frames show success.
+r"""`hilserl label`: write a NEW dataset whose `next.reward` says which frames show success.
 
-Replaces seeds 002/003's hand edits of parquet and meta files: the source is only read; the output is
+No hand edits of parquet and meta files: the source is only read; the output is
 a complete LeRobot v3.0 dataset written through LeRobot's own writer (so indices, lengths, stats,
 totals and videos are all recomputed), staged in a temporary sibling folder and renamed into place
 only when complete.
 
-    hilserl label ~/data/pick_lift --out ~/data/pick_lift_labeled \\
+    hilserl label ~/data/pick_lift --out ~/data/pick_lift_labeled \
         --cutoffs '{"0": 53, "1": 36, "2": 43, "3": 40, "4": 40, "5": 44, "6": 44, "7": 39, "8": 43, "9": 34}'
-    hilserl label ~/data/reach_grasp --out ~/data/reach_grasp_labeled --csv success_frames.csv \\
+    hilserl label ~/data/reach_grasp --out ~/data/reach_grasp_labeled --csv success_frames.csv \
         --flip-camera observation.images.wrist
 """
 

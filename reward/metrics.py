@@ -99,10 +99,9 @@ def _margin_threshold(thresholds: np.ndarray, index: int) -> float:
     """The threshold that selects the same validation frames as ``thresholds[index]`` (just below a
     score), placed where it tolerates the shift from validation frames to the policy's: the trained
     boundary 0.5 when it selects those same frames, else halfway, in logit space, to the next lower
-    score. Just below the lowest selected positive, a classifier whose positives score 0.99999 on
-    validation missed the first frames of a grasp at run time. Halfway (0.93 on a separable
-    validation set) it still missed the grasp frame in 20 % of the policy's episodes (three seeds,
-    the default demo), where 0.5 missed it in 6 % at the same false-positive rate (docs/learning_quality.md)."""
+    score. A threshold just below the lowest selected positive, or even halfway on a separable
+    validation set, misses the first frames of a grasp on the policy's own frames, which score a
+    little lower than validation's (the measurements: docs/learning_quality.md)."""
     upper = float(np.nextafter(thresholds[index], np.inf))  # the lowest selected score
     if index + 1 >= len(thresholds):
         return float(thresholds[index])  # every frame is selected: nothing below to leave room to
