@@ -58,7 +58,7 @@ def _client_class():
         def __init__(self, reward, size: int, seed: int):
             rng = np.random.default_rng(seed)
             self.reward = reward
-            self.frames = {k: rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for k in KEYS}
+            self.frames = {k: rng.integers(0, 255, (3, size, size), dtype=np.uint8) for k in KEYS}
 
         def run(self, seconds: float, hz: float | None) -> list[float]:
             import ray

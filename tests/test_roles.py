@@ -106,7 +106,7 @@ def test_reward_role_refuses_a_checkpoint_that_does_not_match_the_robot(classifi
 def test_batching_serves_every_queued_request_in_one_pass(classifier):
     role = RewardRole(classifier, KEYS, SIZE)
     scorer = BatchingScorer(role, max_batch=64)
-    frames = {k: np.zeros((SIZE, SIZE, 3), np.uint8) for k in KEYS}
+    frames = {k: np.zeros((3, SIZE, SIZE), np.uint8) for k in KEYS}
 
     async def burst():
         return await asyncio.gather(*[scorer.score(frames) for _ in range(8)])
@@ -273,6 +273,7 @@ def test_classifier_agreement_counts_the_policys_frames_and_each_episodes_grasp_
 
     robot.reward, robot.disagreements = Scripted(), None
     frame = {k: np.zeros((32, 32, 3), np.uint8) for k in robot.cfg.learner.image_keys}
+    frame["observation.state"] = np.zeros(18, np.float32)
 
     def episode(steps):  # (simulator's truth, classifier's verdict, human driving)
         robot._episode_truth = None

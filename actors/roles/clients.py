@@ -66,5 +66,6 @@ class RewardClient:
         self.peer = peer
 
     def score(self, frames: dict[str, Any]) -> Call:
-        """One observation's camera frames -> {"success": bool, "probability": float, "reward": float}."""
+        """One observation's camera frames, each (3, H, W) uint8 -> {"success": bool, "probability": float,
+        "reward": float}."""
         return self.peer.call("score", frames)

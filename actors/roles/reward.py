@@ -10,7 +10,7 @@ when a forward pass starts (up to ``max_batch``) and serves them in that pass. A
 served at once: there is no wait for a batch to fill.
 
     role = RewardRole(path, image_keys, image_size)
-    role.score_batch([{"observation.images.front": hwc_uint8, ...}])  # [{"probability", "reward", "success"}]
+    role.score_batch([{"observation.images.front": chw_uint8, ...}])  # [{"probability", "reward", "success"}]
 """
 
 from __future__ import annotations
@@ -96,13 +96,11 @@ class RewardRole:
 
     @torch.no_grad()
     def score_batch(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, float]]:
-        """One forward pass for all ``requests`` (each: camera key -> (H, W, 3) uint8)."""
+        """One forward pass for all ``requests`` (each: camera key -> (3, H, W) uint8, the layout the
+        robot converted its frame to once: ``actors.roles.writer.TransitionWriter.converted``)."""
         if not requests:
             return []
-        images = {
-            key: torch.from_numpy(np.stack([r[key] for r in requests])).permute(0, 3, 1, 2).contiguous()
-            for key in self.keys
-        }
+        images = {key: torch.from_numpy(np.stack([r[key] for r in requests])) for key in self.keys}
         probabilities = self.model.predict_proba(images).reshape(len(requests)).cpu().numpy()
         self.batches += 1
         self.frames += len(requests)

@@ -53,7 +53,7 @@ from actors.loop.rate import RateKeeper
 from actors.loop.record import is_realtime
 from actors.robots.factory import make_env
 from actors.roles.clients import LearnerClient, ReplayClient, RewardClient
-from actors.roles.evaluate import PeriodicEvaluator, mean_action, observation_batch
+from actors.roles.evaluate import PeriodicEvaluator, mean_action
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
 from actors.roles.rundir import episodes_so_far
@@ -182,7 +182,8 @@ class RobotRole:
 
     # ----------------------------------------------------------------- acting
     def _act(self, obs: dict[str, Any]) -> np.ndarray:
-        batch = observation_batch(obs, self.cfg.learner)
+        frame = self.writer.converted(obs)  # the layout conversion the transition reuses
+        batch = {k: torch.from_numpy(v)[None] for k, v in frame.items()}
         action = self.policy.act(
             batch, deterministic=self.cfg.runtime.deterministic_policy, generator=self.noise
         )
@@ -194,7 +195,8 @@ class RobotRole:
         truth = true_success(next_info)
         if truth is not None or self.cfg.reward.source == "sparse" or self.reward is None:
             return bool(truth)
-        frames = {k: next_obs[k] for k in self.cfg.learner.image_keys}
+        frame = self.writer.converted(next_obs)
+        frames = {k: frame[k] for k in self.cfg.learner.image_keys}
         return bool(self.reward.score(frames).result(timeout=30)["success"])
 
     def _success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
@@ -204,7 +206,8 @@ class RobotRole:
             self._episode_truth = bool(self._episode_truth) or truth
         if self.cfg.reward.source == "sparse" or self.reward is None:
             return ground_truth_success(next_obs, next_info)
-        frames = {k: next_obs[k] for k in self.cfg.learner.image_keys}
+        frame = self.writer.converted(next_obs)  # converted once: scored, stored, acted on
+        frames = {k: frame[k] for k in self.cfg.learner.image_keys}
         while True:
             try:
                 scored = self.reward.score(frames).result(timeout=10)

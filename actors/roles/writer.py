@@ -7,6 +7,11 @@
     writer.send_and_wait()      # lockstep: the chunk goes now and is acknowledged before the next step
     writer.flush(timeout_s=30)  # at the end: the partial chunk too
 
+Each camera frame is converted to the networks' (3, H, W) layout once, when it arrives as a step's
+next observation; the next step's observation is that same converted frame (``converted`` hands it
+to the policy too), so within a chunk a transition's ``observation`` and its predecessor's
+``next_observation`` are one array, which pickling (and so Ray) sends once.
+
 Chunks carry ``(robot, seq)``; the replay drops a re-sent one, so a chunk whose acknowledgement was
 lost is simply sent again. At most one send is in flight and at most ``max_queued_chunks`` wait
 (bounded memory); while the replay is unreachable or the queue is full, ``hold`` keeps the arm at a
@@ -58,9 +63,12 @@ class TransitionWriter:
         self._inflight: tuple[Call, int, list[Transition]] | None = None
         self._seq = 0
         self.acked = 0  # transitions the replay acknowledged
-        self.sent_bytes = 0  # camera bytes sent (robot -> replay traffic)
+        self.sent_bytes = 0  # camera bytes in the chunks queued (robot -> replay traffic)
         self.sent_versions: list[int] = []  # the policy version of each of the last transitions
         self.digest = hashlib.sha256()
+        self.frames_converted = 0  # observations converted to (3, H, W): one per env step and reset
+        self._last_obs: dict[str, Any] | None = None  # the env's newest observation ...
+        self._last_frame: dict[str, np.ndarray] | None = None  # ... converted
         self.on_ack: Callable[[], None] | None = None  # after an acknowledgement (the robot's "back" line)
 
     @property
@@ -76,19 +84,25 @@ class TransitionWriter:
             except PeerUnavailable:
                 self.hold("replay")
 
-    def _frame(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+    def converted(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``obs`` with its cameras as contiguous uint8 (3, H, W) and its state float32; the newest
+        observation is converted once, whoever asks (the policy to act, then this writer)."""
+        if obs is self._last_obs and self._last_frame is not None:
+            return self._last_frame
         out = {k: to_chw(obs[k]) for k in self.image_keys}
         out[self.state_key] = np.asarray(obs[self.state_key], dtype=np.float32)
+        self._last_obs, self._last_frame = obs, out
+        self.frames_converted += 1
         return out
 
     def write(self, step: EpisodeStep) -> Transition:
         """The step as a transition at the end of the current chunk."""
         version = -1 if step.policy_version is None else int(step.policy_version)  # -1: the human acted
         transition = Transition(
-            observation=self._frame(step.observation),
+            observation=self.converted(step.observation),
             action=np.asarray(step.action, dtype=np.float32),
             reward=step.reward,
-            next_observation=self._frame(step.next_observation),
+            next_observation=self.converted(step.next_observation),
             terminated=step.terminated,
             truncated=step.truncated,
             is_intervention=step.is_intervention,
@@ -96,7 +110,6 @@ class TransitionWriter:
         )
         self._chunk.append(transition)
         frames = (*transition.observation.values(), *transition.next_observation.values())
-        self.sent_bytes += sum(a.nbytes for a in frames)
         flags = np.array(
             [transition.reward, transition.terminated, transition.truncated, transition.is_intervention],
             dtype=np.float64,
@@ -145,6 +158,7 @@ class TransitionWriter:
             self._inflight = (self.replay.add(self.robot, seq, chunk), seq, chunk)
 
     def _take_chunk(self) -> None:
+        self.sent_bytes += chunk_image_bytes(self._chunk, self.image_keys)
         self._queue.append((self._seq, self._chunk))
         self._seq += 1
         self._chunk = []
@@ -163,3 +177,15 @@ class TransitionWriter:
         while (self._queue or self._inflight) and time.monotonic() < deadline:
             self.pump()
             time.sleep(0.005)
+
+
+def chunk_image_bytes(chunk: list[Transition], image_keys: list[str]) -> int:
+    """The camera bytes a chunk sends: each distinct frame array once, as pickling sends it."""
+    arrays = {
+        id(a): a.nbytes
+        for t in chunk
+        for obs in (t.observation, t.next_observation)
+        for key, a in obs.items()
+        if key in image_keys
+    }
+    return sum(arrays.values())
