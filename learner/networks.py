@@ -197,18 +197,24 @@ class Policy(nn.Module):
         observation: dict[str, torch.Tensor],
         deterministic: bool = False,
         generator: torch.Generator | None = None,
+        features: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Batched observations (images (B, 3, H, W) uint8, state (B, S)) -> actions (B, A) in the stored layout.
         ``generator`` draws the exploration noise (default: torch's global generator).
 
         With the grasp critic the last entry is the greedy ``Gripper`` command as a float (0., 1. or 2.).
+        ``features``: the backbone maps of these observations when the caller has them already.
         """
         was_training = self.training
         self.eval()
         try:
             device = next(self.encoder.parameters()).device
             observation = {k: v.to(device) for k, v in observation.items()}
-            embedding = self.encoder(self.features(observation), observation[self.cfg.state_key])
+            if features is None:
+                features = self.features(observation)
+            embedding = self.encoder(
+                {k: v.to(device) for k, v in features.items()}, observation[self.cfg.state_key]
+            )
             action, _ = self.actor(embedding, deterministic=deterministic, generator=generator)
             if self.grasp_critic is not None:
                 # Greedy gripper, as in HIL-SERL: exploration comes from demos and interventions.

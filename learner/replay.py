@@ -192,6 +192,14 @@ class ReplayBuffer:
         transition.validate(
             self.image_keys, self.image_shape, self.state_key, self.state_dim, self.action_dim
         )
+        features = transition.features
+        if self.encoder is not None and features is not None and self.encoder.accepts(features.sha256):
+            for obs, maps in (
+                (transition.observation, features.observation),
+                (transition.next_observation, features.next_observation),
+            ):
+                for key in self.image_keys:
+                    self.encoder.remember(obs[key], maps[key])
         if self._continues_open_segment(transition.observation):
             slot = self._newest()
         else:

@@ -38,6 +38,18 @@ def gripper_index(command: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
+class FrameFeatures:
+    """The frozen backbone's maps of a transition's two observations, computed where the frames were
+    converted (the robot, which needs them to act), so that a feature replay stores them instead of
+    running the backbone again. ``sha256`` names the weights; a replay with other weights, or one
+    that stores shifted maps, encodes the pixels itself."""
+
+    sha256: str
+    observation: dict[str, np.ndarray]  # camera key -> (C, h, w) float16
+    next_observation: dict[str, np.ndarray]
+
+
+@dataclass
 class Transition:
     """One environment step, as the robot actor sends it."""
 
@@ -49,6 +61,7 @@ class Transition:
     truncated: bool  # the episode was cut (time limit, reset): bootstrap from next_observation
     is_intervention: bool = False  # the human drove this step
     complementary_info: dict[str, float] = field(default_factory=dict)  # e.g. {"grasp_penalty": -0.02}
+    features: FrameFeatures | None = None  # the frames' backbone maps, when the robot computed them
 
     @property
     def episode_end(self) -> bool:

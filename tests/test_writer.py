@@ -88,3 +88,25 @@ def test_a_run_converts_one_frame_per_env_step_and_reset(tmp_path):
     resets = stats.episodes + 1  # each finished episode and the one the budget cut
     assert stats.env_steps == 24
     assert robot.writer.frames_converted == stats.env_steps + resets
+
+
+def test_one_backbone_pass_per_frame_the_robots_and_the_replay_stores_its_maps(tmp_path):
+    """Feature replay with the policy's frozen backbone (the default): the robot encodes each frame
+    once, to act; the replay stores those maps and runs the backbone on none of them."""
+    runner = LocalRunner(tiny_config(tmp_path, steps=24))
+    online = runner.replay.replay.online
+    encoder = online.encoder
+    assert runner.cfg.learner.uses_feature_replay and encoder is not None
+    before = encoder.frames_encoded  # the demos' frames, encoded at import
+    summary = runner.run()
+    robot, stats = runner.robots[0], summary["robots"][0]
+    resets = stats.episodes + 1
+    assert robot.writer.frames_encoded == robot.writer.frames_converted == stats.env_steps + resets
+    assert encoder.frames_encoded == before  # no online frame was encoded again
+    # The newest stored map is the robot's map of its newest frame: what the replay's encoder makes
+    # of those pixels (to float16 rounding: thread counts and batch sizes move the last bit).
+    last = robot.writer._last_frame
+    for key in KEYS:
+        expected = encoder.encode(last[key][None])[0].astype(np.float32)
+        stored = online.frames[key][online._newest()].astype(np.float32)
+        np.testing.assert_allclose(stored, expected, rtol=2e-3, atol=2e-3)

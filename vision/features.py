@@ -50,6 +50,7 @@ class FeatureEncoder:
         self.map_shape = tuple(int(v) for v in backbone.map_shape())
         self.sha256 = weights_sha256(backbone)
         self.device = next(backbone.parameters()).device
+        self.frames_encoded = 0  # frames run through the backbone here (maps handed in are not)
 
     @classmethod
     def from_config(cls, cfg: LearnerConfig, backbone) -> FeatureEncoder:
@@ -68,6 +69,7 @@ class FeatureEncoder:
         if images.shape[0] == 0:
             return np.zeros((0, *self.feature_shape), dtype=FEATURE_DTYPE)
         chunk = self.chunk or images.shape[0]
+        self.frames_encoded += int(images.shape[0])
         out = []
         for part in images.split(chunk):
             if self.shifts:
@@ -78,6 +80,25 @@ class FeatureEncoder:
                 maps = self.backbone(part)
             out.append(maps.to(torch.float16).cpu().numpy())
         return np.concatenate(out)
+
+    def accepts(self, sha256: str) -> bool:
+        """Whether maps computed by a backbone with these weights can be stored as this encoder's
+        (the same weights, and one unshifted map per frame)."""
+        return sha256 == self.sha256 and not self.shifts
+
+    def remember(self, frame: np.ndarray, value: np.ndarray) -> None:
+        """Hand in the map of ``frame`` computed elsewhere (the robot, to act): ``encode_frames``
+        then finds it instead of running the backbone."""
+        if tuple(value.shape) != self.feature_shape or value.dtype != FEATURE_DTYPE:
+            raise ValueError(
+                f"frame features {value.dtype} {tuple(value.shape)}, expected {np.dtype(FEATURE_DTYPE)} "
+                f"{self.feature_shape}: the robot's backbone and image size must be the replay's"
+            )
+        digest = hashlib.blake2b(np.ascontiguousarray(frame).tobytes(), digest_size=16).digest()
+        self._recent[digest] = value
+        self._recent.move_to_end(digest)
+        while len(self._recent) > self.memory:
+            self._recent.popitem(last=False)
 
     def encode_frames(self, frames: list[np.ndarray]) -> np.ndarray:
         """Like ``encode`` for a list of (3, H, W) frames, reusing the maps of recently encoded ones."""

@@ -53,7 +53,7 @@ from actors.loop.rate import RateKeeper
 from actors.loop.record import is_realtime
 from actors.robots.factory import make_env
 from actors.roles.clients import LearnerClient, ReplayClient, RewardClient
-from actors.roles.evaluate import PeriodicEvaluator, mean_action
+from actors.roles.evaluate import PeriodicEvaluator, mean_action, to_chw
 from actors.roles.peers import Call, Peer, PeerUnavailable
 from actors.roles.relabel import DisagreementLog
 from actors.roles.rundir import episodes_so_far
@@ -63,7 +63,7 @@ from actors.roles.writer import TransitionWriter
 from configs.errors import UserError
 from configs.rl import TrainRLConfig
 from learner.networks import Policy
-from vision.backbone import FrozenBackbone
+from vision.backbone import FrozenBackbone, weights_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,19 @@ class RobotRole:
         self.policy = Policy(lcfg, backbone).to(cfg.runtime.policy_device).eval()
         self.noise = torch.Generator(device=cfg.runtime.policy_device).manual_seed(cfg.seed + index)
         self.weights = WeightClient(self.learner, self.policy)
-        self.writer = TransitionWriter(self.replay, self.name, cfg.runtime, lcfg, hold=self._hold)
+        # A feature replay with the policy's frozen backbone stores the maps the robot computes to act.
+        shares_maps = (
+            backbone is not None and lcfg.uses_feature_replay and lcfg.feature_augment != "pixel_shifts"
+        )
+        self.writer = TransitionWriter(
+            self.replay,
+            self.name,
+            cfg.runtime,
+            lcfg,
+            hold=self._hold,
+            encode=self._encode if shares_maps else None,
+            features_sha256=weights_sha256(backbone) if shares_maps else None,
+        )
         self.writer.on_ack = self._replay_back
         self.lockstep = cfg.runtime.pace == "lockstep"
         realtime = is_realtime(env_cfg) and not self.lockstep  # lockstep never sleeps to a clock
@@ -182,12 +194,23 @@ class RobotRole:
 
     # ----------------------------------------------------------------- acting
     def _act(self, obs: dict[str, Any]) -> np.ndarray:
-        frame = self.writer.converted(obs)  # the layout conversion the transition reuses
+        frame = self.writer.converted(obs)  # the layout conversion (and backbone maps) the transition reuses
         batch = {k: torch.from_numpy(v)[None] for k, v in frame.items()}
         action = self.policy.act(
-            batch, deterministic=self.cfg.runtime.deterministic_policy, generator=self.noise
+            batch,
+            deterministic=self.cfg.runtime.deterministic_policy,
+            generator=self.noise,
+            features=self.writer.maps(obs),
         )
         return action[0].cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def _encode(self, frame: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """One frame's backbone maps, {camera: (1, C, h, w)}: the one backbone pass of this frame."""
+        device = next(self.policy.encoder.parameters()).device
+        return self.policy.features(
+            {k: torch.from_numpy(frame[k])[None].to(device) for k in self.cfg.learner.image_keys}
+        )
 
     def _eval_success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:
         """A shared-env evaluation's success: the world's truth where there is one (a rehearsal's
@@ -195,8 +218,7 @@ class RobotRole:
         truth = true_success(next_info)
         if truth is not None or self.cfg.reward.source == "sparse" or self.reward is None:
             return bool(truth)
-        frame = self.writer.converted(next_obs)
-        frames = {k: frame[k] for k in self.cfg.learner.image_keys}
+        frames = {k: to_chw(next_obs[k]) for k in self.cfg.learner.image_keys}  # an evaluation's frame
         return bool(self.reward.score(frames).result(timeout=30)["success"])
 
     def _success(self, next_obs: dict[str, Any], next_info: dict[str, Any]) -> bool:

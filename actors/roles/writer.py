@@ -12,6 +12,11 @@ next observation; the next step's observation is that same converted frame (``co
 to the policy too), so within a chunk a transition's ``observation`` and its predecessor's
 ``next_observation`` are one array, which pickling (and so Ray) sends once.
 
+With ``encode`` (a feature replay whose frozen backbone is the policy's) each frame also runs
+through the backbone once, right there: the policy acts on those maps (``maps``) and the transition
+carries them as float16 (``learner.types.FrameFeatures``), which the replay stores instead of
+encoding the pixels again. One backbone pass per frame, on the robot.
+
 Chunks carry ``(robot, seq)``; the replay drops a re-sent one, so a chunk whose acknowledgement was
 lost is simply sent again. At most one send is in flight and at most ``max_queued_chunks`` wait
 (bounded memory); while the replay is unreachable or the queue is full, ``hold`` keeps the arm at a
@@ -28,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from actors.loop.episode import EpisodeStep
 from actors.roles.clients import ReplayClient
@@ -35,7 +41,7 @@ from actors.roles.evaluate import to_chw
 from actors.roles.peers import Call, PeerUnavailable
 from configs.learner import LearnerConfig
 from configs.rl import RuntimeConfig
-from learner.types import GRASP_PENALTY, Transition
+from learner.types import GRASP_PENALTY, FrameFeatures, Transition
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +60,8 @@ class TransitionWriter:
         runtime: RuntimeConfig,
         lcfg: LearnerConfig,
         hold: Callable[[str], None],
+        encode: Callable[[dict[str, np.ndarray]], dict[str, torch.Tensor]] | None = None,
+        features_sha256: str | None = None,
     ):
         self.replay, self.robot, self.hold = replay, robot, hold
         self.chunk_size, self.max_queued = runtime.chunk_size, runtime.max_queued_chunks
@@ -67,8 +75,12 @@ class TransitionWriter:
         self.sent_versions: list[int] = []  # the policy version of each of the last transitions
         self.digest = hashlib.sha256()
         self.frames_converted = 0  # observations converted to (3, H, W): one per env step and reset
+        self.frames_encoded = 0  # observations run through the backbone here (with encode)
         self._last_obs: dict[str, Any] | None = None  # the env's newest observation ...
         self._last_frame: dict[str, np.ndarray] | None = None  # ... converted
+        self.encode, self.features_sha256 = encode, features_sha256
+        self._last_maps: dict[str, torch.Tensor] | None = None  # ... its backbone maps (to act)
+        self._last_features: dict[str, np.ndarray] | None = None  # ... and as stored (float16)
         self.on_ack: Callable[[], None] | None = None  # after an acknowledgement (the robot's "back" line)
 
     @property
@@ -93,20 +105,38 @@ class TransitionWriter:
         out[self.state_key] = np.asarray(obs[self.state_key], dtype=np.float32)
         self._last_obs, self._last_frame = obs, out
         self.frames_converted += 1
+        if self.encode is not None:
+            self._last_maps = self.encode(out)
+            self.frames_encoded += 1
+            self._last_features = {
+                k: v[0].to(torch.float16).cpu().numpy() for k, v in self._last_maps.items()
+            }
         return out
+
+    def maps(self, obs: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+        """The backbone maps of ``obs`` (the newest observation) when this writer encodes, else None."""
+        self.converted(obs)
+        return self._last_maps if self.encode is not None else None
 
     def write(self, step: EpisodeStep) -> Transition:
         """The step as a transition at the end of the current chunk."""
         version = -1 if step.policy_version is None else int(step.policy_version)  # -1: the human acted
+        observation = self.converted(step.observation)
+        observation_features = self._last_features
+        next_observation = self.converted(step.next_observation)
+        features = None
+        if self.encode is not None:
+            features = FrameFeatures(self.features_sha256 or "", observation_features, self._last_features)
         transition = Transition(
-            observation=self.converted(step.observation),
+            observation=observation,
             action=np.asarray(step.action, dtype=np.float32),
             reward=step.reward,
-            next_observation=self.converted(step.next_observation),
+            next_observation=next_observation,
             terminated=step.terminated,
             truncated=step.truncated,
             is_intervention=step.is_intervention,
             complementary_info={GRASP_PENALTY: step.penalty, POLICY_VERSION: float(version)},
+            features=features,
         )
         self._chunk.append(transition)
         frames = (*transition.observation.values(), *transition.next_observation.values())
