@@ -18,8 +18,11 @@ SIZE = 32
 KEYS = ["observation.images.front", "observation.images.wrist"]
 
 
-def write_classifier(folder: Path, size: int = SIZE, keys=tuple(KEYS), seed: int = 0) -> Path:
-    """A classifier checkpoint with random weights on the env's cameras (threshold 0.5)."""
+def write_classifier(
+    folder: Path, size: int = SIZE, keys=tuple(KEYS), seed: int = 0, policy_backbone: bool = False
+) -> Path:
+    """A classifier checkpoint with random weights on the env's cameras (threshold 0.5). With
+    ``policy_backbone`` its ResNet-10 is the tiny configs' policy backbone (the fixed-seed random one)."""
     torch.manual_seed(seed)
     config = RewardClassifierConfig(
         model_name="unused",
@@ -30,7 +33,9 @@ def write_classifier(folder: Path, size: int = SIZE, keys=tuple(KEYS), seed: int
         image_size=size,
         input_features={k: FeatureSpec(type="VISUAL", shape=[3, size, size]) for k in keys},
     )
-    model = build_classifier(config, load_weights=False).eval()
+    model = build_classifier(
+        config, load_weights=policy_backbone, allow_random_backbone=policy_backbone
+    ).eval()
     return save_checkpoint(folder, model, thresholds={"best_f1": 0.5}, metrics={"val": {"accuracy": 0.5}})
 
 

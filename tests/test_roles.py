@@ -376,7 +376,7 @@ def test_every_client_method_is_a_method_of_its_role_and_of_its_ray_actor():
             assert FORWARDED[actor].get(name) == params, (actor, name, FORWARDED[actor].get(name))
             assert hasattr(handle, name), (actor, name)  # a method of the Ray actor class itself
             checked += 1
-    assert checked == 8
+    assert checked == 9
 
 
 def test_forwarders_call_the_built_role_with_its_signature_and_await_coroutines():

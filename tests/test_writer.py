@@ -13,7 +13,7 @@ from actors.roles.peers import LocalPeer
 from actors.roles.writer import TransitionWriter, chunk_image_bytes
 from configs.learner import LearnerConfig
 from configs.rl import RuntimeConfig
-from tests.rl_fixtures import KEYS, tiny_config
+from tests.rl_fixtures import KEYS, SIZE, tiny_config, write_classifier
 
 STATE = "observation.state"
 
@@ -110,3 +110,35 @@ def test_one_backbone_pass_per_frame_the_robots_and_the_replay_stores_its_maps(t
         expected = encoder.encode(last[key][None])[0].astype(np.float32)
         stored = online.frames[key][online._newest()].astype(np.float32)
         np.testing.assert_allclose(stored, expected, rtol=2e-3, atol=2e-3)
+
+
+def test_the_reward_scores_the_robots_maps_when_its_backbone_is_the_policys(tmp_path):
+    """A classifier on the policy's frozen ResNet-10: the robot sends the maps it acted on and the
+    reward actor runs only its heads (no backbone pass); on another backbone it gets the pixels."""
+    import torch
+
+    from actors.roles.reward import RewardRole
+
+    shared = write_classifier(tmp_path / "shared" / "pretrained_model", policy_backbone=True)
+    runner = LocalRunner(tiny_config(tmp_path / "a", shared, steps=12))
+    summary = runner.run()
+    role = runner.reward
+    assert runner.robots[0].scores_maps
+    assert role.frames >= summary["robots"][0].env_steps and role.pixel_frames == 0
+
+    other = write_classifier(tmp_path / "other" / "pretrained_model", seed=1)  # its own ResNet-10
+    runner = LocalRunner(tiny_config(tmp_path / "b", other, steps=12))
+    runner.run()
+    assert not runner.robots[0].scores_maps and runner.reward.pixel_frames == runner.reward.frames > 0
+
+    # The same frame, scored from pixels and from the backbone's map, gets the same probability.
+    role = RewardRole(shared, KEYS, SIZE)
+    rng = np.random.default_rng(0)
+    pixels = {k: rng.integers(0, 255, (3, SIZE, SIZE), dtype=np.uint8) for k in KEYS}
+    with torch.no_grad():
+        maps = {
+            k: role.model.backbone(role.model.preprocess(torch.from_numpy(v)[None]))[0].numpy()
+            for k, v in pixels.items()
+        }
+    from_pixels, from_maps = role.score_batch([pixels, maps])
+    assert abs(from_pixels["probability"] - from_maps["probability"]) < 1e-4

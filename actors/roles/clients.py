@@ -65,7 +65,12 @@ class RewardClient:
     def __init__(self, peer: Peer):
         self.peer = peer
 
+    def backbone(self) -> Call:
+        """-> (weights sha256, image size) of the classifier's ResNet-10, or None: a robot whose
+        frozen backbone is the same sends its maps with ``score``, not its pixels."""
+        return self.peer.call("backbone")
+
     def score(self, frames: dict[str, Any]) -> Call:
-        """One observation's camera frames, each (3, H, W) uint8 -> {"success": bool, "probability": float,
-        "reward": float}."""
+        """One observation's camera frames, each (3, H, W) uint8 or its float backbone map (C, h, w)
+        -> {"success": bool, "probability": float, "reward": float}."""
         return self.peer.call("score", frames)

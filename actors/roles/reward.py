@@ -77,6 +77,12 @@ class RewardRole:
         self.device = torch.device(device)
         self.batches = 0
         self.frames = 0
+        self.pixel_frames = 0  # frames whose pixels ran through the classifier's backbone here
+        # A CNN classifier's ResNet-10, named by its weights: a robot whose policy has the same
+        # (frozen, the default) sends the maps it computed to act instead of the pixels.
+        self._backbone = (
+            (weights_sha256(self.model.backbone), int(self.model.image_hw[0])) if self.model.is_cnn else None
+        )
 
     def identity(self) -> dict[str, Any]:
         """What a run records about its classifier."""
@@ -90,18 +96,38 @@ class RewardRole:
             "val_metrics": {k: v for k, v in val.items() if isinstance(v, (int, float))},
         }
 
+    def backbone(self) -> tuple[str, int] | None:
+        """The classifier's ResNet-10 as (weights sha256, image size); None for a transformer."""
+        return self._backbone
+
     def weights_digest(self) -> str:
         """SHA-256 of the loaded weights as they are now (the run's frozen check)."""
         return weights_sha256(self.model)
 
     @torch.no_grad()
     def score_batch(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, float]]:
-        """One forward pass for all ``requests`` (each: camera key -> (3, H, W) uint8, the layout the
-        robot converted its frame to once: ``actors.roles.writer.TransitionWriter.converted``)."""
+        """One forward pass for all ``requests``. Each maps a camera key to its frame, (3, H, W) uint8
+        (the layout the robot converted it to once: ``actors.roles.writer.TransitionWriter``), or to
+        the frame's float backbone map (C, h, w) when ``backbone()`` is the robot's: then only the
+        classifier's heads run."""
         if not requests:
             return []
-        images = {key: torch.from_numpy(np.stack([r[key] for r in requests])) for key in self.keys}
-        probabilities = self.model.predict_proba(images).reshape(len(requests)).cpu().numpy()
+        probabilities = np.zeros(len(requests), dtype=np.float32)
+        is_map = np.array([r[self.keys[0]].dtype != np.uint8 for r in requests])
+        for kind in (False, True):
+            index = np.nonzero(is_map == kind)[0]
+            if len(index) == 0:
+                continue
+            stacked = {
+                key: torch.from_numpy(np.stack([requests[i][key] for i in index])) for key in self.keys
+            }
+            if kind:
+                maps = [stacked[key].to(self.device, torch.float32) for key in self.keys]
+                p = self.model.probabilities(self.model(features=maps))
+            else:
+                p = self.model.predict_proba(stacked)
+                self.pixel_frames += len(index)
+            probabilities[index] = p.reshape(len(index)).cpu().numpy()
         self.batches += 1
         self.frames += len(requests)
         out = []
@@ -152,6 +178,9 @@ class BatchingScorer:
             del self.batch_sizes[:-1000], self.latencies_s[:-1000]
             for (_, future), result in zip(taken, results, strict=True):
                 future.set_result(result)
+
+    def backbone(self) -> tuple[str, int] | None:
+        return self.role.backbone()
 
     def stats(self) -> RewardStats:
         sizes = self.batch_sizes or [0]

@@ -129,6 +129,7 @@ class RobotRole:
             features_sha256=weights_sha256(backbone) if shares_maps else None,
         )
         self.writer.on_ack = self._replay_back
+        self.scores_maps = False  # the reward's classifier has this backbone: it is sent maps (see run)
         self.lockstep = cfg.runtime.pace == "lockstep"
         realtime = is_realtime(env_cfg) and not self.lockstep  # lockstep never sleeps to a clock
         self.rate = RateKeeper(env_cfg.fps if realtime else None)
@@ -228,8 +229,12 @@ class RobotRole:
             self._episode_truth = bool(self._episode_truth) or truth
         if self.cfg.reward.source == "sparse" or self.reward is None:
             return ground_truth_success(next_obs, next_info)
-        frame = self.writer.converted(next_obs)  # converted once: scored, stored, acted on
-        frames = {k: frame[k] for k in self.cfg.learner.image_keys}
+        frame = self.writer.converted(next_obs)  # converted (and encoded) once: scored, stored, acted on
+        if self.scores_maps:
+            maps = self.writer.maps(next_obs)
+            frames = {k: maps[k][0].cpu().numpy() for k in self.cfg.learner.image_keys}
+        else:
+            frames = {k: frame[k] for k in self.cfg.learner.image_keys}
         while True:
             try:
                 scored = self.reward.score(frames).result(timeout=10)
@@ -247,6 +252,20 @@ class RobotRole:
                     next_obs, truth, scored["probability"], agreed=key == "tp", progress=progress
                 )
         return bool(scored["success"])
+
+    def _reward_takes_maps(self) -> bool:
+        """Whether the reward's classifier runs this policy's frozen ResNet-10 at this image size, so
+        that the maps computed to act can be scored instead of the pixels (one backbone pass a frame)."""
+        if self.reward is None or self.writer.encode is None or self.cfg.reward.source != "classifier":
+            return False
+        while True:
+            try:
+                theirs = self.reward.backbone().result(timeout=30)
+                break
+            except PeerUnavailable:
+                self._hold("reward")
+        ours = (weights_sha256(self.policy.backbone.net), int(self.cfg.env.image_size))
+        return theirs is not None and tuple(theirs) == ours
 
     # ----------------------------------------------------------------- peers
     def _hold(self, peer: str) -> None:
@@ -362,6 +381,7 @@ class RobotRole:
             self.stop_event = stop
         try:
             self.writer.resume()
+            self.scores_maps = self._reward_takes_maps()
             while self.version < 0:  # act only with the learner's weights (version 0 at least)
                 try:
                     self.weights.poll(block=True)
