@@ -245,12 +245,14 @@ class RayRunner:
             digest = _retry(lambda: self.reward.weights_digest.remote(), 60)
         self.monitor.record(robots, _retry(lambda: self.learner.status.remote(), 60), reward)
         self.metrics.record_periods(robots)
+        replay = _retry(lambda: self.replay.status.remote(), 60)
         self.monitor.close()
         return {
             "folder": str(self.folder),
             "robots": robots,
             "learner": learner,
             "reward": reward,
+            "replay": replay,
             "classifier_digest_after": digest,
             "restarts": dict(self.restarts),
             "history": self.monitor.history,

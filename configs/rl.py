@@ -106,6 +106,11 @@ class RuntimeConfig:
     several processes with many threads each slow the control loop down (0: torch's default)."""
     policy_device: str = "cpu"
     """Torch device of each robot's local policy copy."""
+    encode_once: bool = True
+    """Each camera frame runs through the frozen ResNet-10 once, on the robot that acts on it: its
+    maps travel to a feature replay and to a classifier on the same weights, which run only their
+    heads. False: the replay and the reward actor each encode the pixels again (for comparison:
+    ``hilserl bench run``)."""
     deterministic_policy: bool = False
     """Robots act with the policy's mean (evaluation) instead of sampling."""
     eval_episodes: int = 0

@@ -105,11 +105,18 @@ def test_one_backbone_pass_per_frame_the_robots_and_the_replay_stores_its_maps(t
     assert encoder.frames_encoded == before  # no online frame was encoded again
     # The newest stored map is the robot's map of its newest frame: what the replay's encoder makes
     # of those pixels (to float16 rounding: thread counts and batch sizes move the last bit).
-    last = robot.writer._last_frame
+    last = robot.writer.newest_frame
     for key in KEYS:
         expected = encoder.encode(last[key][None])[0].astype(np.float32)
         stored = online.frames[key][online._newest()].astype(np.float32)
         np.testing.assert_allclose(stored, expected, rtol=2e-3, atol=2e-3)
+
+    # runtime.encode_once=false (the comparison path): the replay encodes every online frame itself.
+    again = LocalRunner(tiny_config(tmp_path / "again", steps=12, encode_once=False))
+    encoder = again.replay.replay.online.encoder
+    before = encoder.frames_encoded
+    again.run()
+    assert again.robots[0].writer.frames_encoded == 0 and encoder.frames_encoded > before
 
 
 def test_the_reward_scores_the_robots_maps_when_its_backbone_is_the_policys(tmp_path):
@@ -123,8 +130,11 @@ def test_the_reward_scores_the_robots_maps_when_its_backbone_is_the_policys(tmp_
     runner = LocalRunner(tiny_config(tmp_path / "a", shared, steps=12))
     summary = runner.run()
     role = runner.reward
+    stats = summary["robots"][0]
     assert runner.robots[0].scores_maps
-    assert role.frames >= summary["robots"][0].env_steps and role.pixel_frames == 0
+    assert role.frames >= stats.env_steps and role.pixel_frames == 0
+    # acted on, scored and stored: still one backbone pass per frame
+    assert runner.robots[0].writer.frames_encoded == stats.env_steps + stats.episodes + 1
 
     other = write_classifier(tmp_path / "other" / "pretrained_model", seed=1)  # its own ResNet-10
     runner = LocalRunner(tiny_config(tmp_path / "b", other, steps=12))

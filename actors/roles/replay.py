@@ -182,6 +182,9 @@ class ReplayRole:
             "robots": dict(self.seen),
             "segment": self.segment,
             "versions": dict(self.versions),
+            # frames the replay ran through the backbone itself (demos at import; online frames only
+            # without the robot's maps: runtime.encode_once=false, other weights, stored shifts)
+            "backbone_frames": self.replay.online.encoder.frames_encoded if self.replay.online.encoder else 0,
         }
 
     def close(self) -> None:

@@ -189,6 +189,7 @@ class BatchingScorer:
             batches=int(self.role.batches),
             frames=int(self.role.frames),
             batch_size_mean=float(np.mean(sizes)),
+            pixel_frames=int(self.role.pixel_frames),
             latency_p50_ms=float(np.percentile(latencies, 50) * 1e3),
             latency_p99_ms=float(np.percentile(latencies, 99) * 1e3),
         )

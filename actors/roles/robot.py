@@ -117,7 +117,10 @@ class RobotRole:
         self.weights = WeightClient(self.learner, self.policy)
         # A feature replay with the policy's frozen backbone stores the maps the robot computes to act.
         shares_maps = (
-            backbone is not None and lcfg.uses_feature_replay and lcfg.feature_augment != "pixel_shifts"
+            cfg.runtime.encode_once
+            and backbone is not None
+            and lcfg.uses_feature_replay
+            and lcfg.feature_augment != "pixel_shifts"
         )
         self.writer = TransitionWriter(
             self.replay,
@@ -487,6 +490,7 @@ class RobotRole:
             evals=list(self.evaluator.points) if self.evaluator is not None else [],
             eval_frames=self._new_eval_frames() if frames else [],
             transitions_sha256=self.writer.digest.hexdigest(),
+            backbone_frames=self.writer.frames_encoded,
             rehearsal=self.source.report() if hasattr(self.source, "report") else None,
         )
 

@@ -53,6 +53,7 @@ class RobotStats:
     evals: list[dict[str, Any]] = field(default_factory=list)  # the periodic evaluation points
     eval_frames: list[dict[str, Any]] = field(default_factory=list)  # their frames not sent before
     transitions_sha256: str = ""  # of every transition sent, in order
+    backbone_frames: int = 0  # frames this robot ran through the backbone for the others (encode once)
     rehearsal: dict[str, Any] | None = None  # what a rehearsal's scripted person did
     running: bool = False  # set by the actor: its loop is running
     error: str | None = None  # set by the actor: its loop's last failure
@@ -86,6 +87,7 @@ class RewardStats:
     batches: int = 0
     frames: int = 0
     batch_size_mean: float = 0.0
+    pixel_frames: int = 0  # frames whose pixels ran through the classifier's backbone (not the robot's maps)
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
 
@@ -95,6 +97,7 @@ class RewardStats:
             "reward_batches": float(self.batches),
             "reward_frames": float(self.frames),
             "reward_batch_size_mean": self.batch_size_mean,
+            "reward_pixel_frames": float(self.pixel_frames),
             "reward_latency_p50_ms": self.latency_p50_ms,
             "reward_latency_p99_ms": self.latency_p99_ms,
         }

@@ -30,6 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,16 @@ logger = logging.getLogger(__name__)
 POLICY_VERSION = "policy_version"
 """The complementary_info key naming the weights that proposed a transition's action (-1: the human)."""
 VERSIONS_KEPT = 1000
+KEPT = 2
+"""Converted observations kept: a step's observation and its next one."""
+
+
+@dataclass
+class _Converted:
+    obs: dict[str, Any]  # the env's observation (kept to compare by identity)
+    frame: dict[str, np.ndarray]  # cameras (3, H, W) uint8, state float32
+    maps: dict[str, torch.Tensor] | None = None  # backbone maps, (1, C, h, w) float32: to act, to score
+    features: dict[str, np.ndarray] | None = None  # the same as stored, (C, h, w) float16
 
 
 class TransitionWriter:
@@ -76,11 +87,8 @@ class TransitionWriter:
         self.digest = hashlib.sha256()
         self.frames_converted = 0  # observations converted to (3, H, W): one per env step and reset
         self.frames_encoded = 0  # observations run through the backbone here (with encode)
-        self._last_obs: dict[str, Any] | None = None  # the env's newest observation ...
-        self._last_frame: dict[str, np.ndarray] | None = None  # ... converted
+        self._recent: list[_Converted] = []  # the newest observations, converted
         self.encode, self.features_sha256 = encode, features_sha256
-        self._last_maps: dict[str, torch.Tensor] | None = None  # ... its backbone maps (to act)
-        self._last_features: dict[str, np.ndarray] | None = None  # ... and as stored (float16)
         self.on_ack: Callable[[], None] | None = None  # after an acknowledgement (the robot's "back" line)
 
     @property
@@ -96,37 +104,44 @@ class TransitionWriter:
             except PeerUnavailable:
                 self.hold("replay")
 
-    def converted(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """``obs`` with its cameras as contiguous uint8 (3, H, W) and its state float32; the newest
-        observation is converted once, whoever asks (the policy to act, then this writer)."""
-        if obs is self._last_obs and self._last_frame is not None:
-            return self._last_frame
-        out = {k: to_chw(obs[k]) for k in self.image_keys}
-        out[self.state_key] = np.asarray(obs[self.state_key], dtype=np.float32)
-        self._last_obs, self._last_frame = obs, out
+    def _entry(self, obs: dict[str, Any]) -> _Converted:
+        """The conversion of ``obs``, made once: the two newest observations (a step's observation
+        and its next one) are kept, since the policy, the reward and this writer each ask."""
+        for entry in self._recent:
+            if entry.obs is obs:
+                return entry
+        frame = {k: to_chw(obs[k]) for k in self.image_keys}
+        frame[self.state_key] = np.asarray(obs[self.state_key], dtype=np.float32)
+        entry = _Converted(obs, frame)
         self.frames_converted += 1
         if self.encode is not None:
-            self._last_maps = self.encode(out)
+            entry.maps = self.encode(frame)
+            entry.features = {k: v[0].to(torch.float16).cpu().numpy() for k, v in entry.maps.items()}
             self.frames_encoded += 1
-            self._last_features = {
-                k: v[0].to(torch.float16).cpu().numpy() for k, v in self._last_maps.items()
-            }
-        return out
+        self._recent = [*self._recent[-(KEPT - 1) :], entry]
+        return entry
+
+    def converted(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``obs`` with its cameras as contiguous uint8 (3, H, W) and its state float32, converted
+        (and encoded) once whoever asks: the policy to act, the reward to score, this writer."""
+        return self._entry(obs).frame
 
     def maps(self, obs: dict[str, Any]) -> dict[str, torch.Tensor] | None:
-        """The backbone maps of ``obs`` (the newest observation) when this writer encodes, else None."""
-        self.converted(obs)
-        return self._last_maps if self.encode is not None else None
+        """The backbone maps of ``obs``, {camera: (1, C, h, w)}, when this writer encodes, else None."""
+        return self._entry(obs).maps
+
+    @property
+    def newest_frame(self) -> dict[str, np.ndarray] | None:
+        return self._recent[-1].frame if self._recent else None
 
     def write(self, step: EpisodeStep) -> Transition:
         """The step as a transition at the end of the current chunk."""
         version = -1 if step.policy_version is None else int(step.policy_version)  # -1: the human acted
-        observation = self.converted(step.observation)
-        observation_features = self._last_features
-        next_observation = self.converted(step.next_observation)
+        current, following = self._entry(step.observation), self._entry(step.next_observation)
+        observation, next_observation = current.frame, following.frame
         features = None
         if self.encode is not None:
-            features = FrameFeatures(self.features_sha256 or "", observation_features, self._last_features)
+            features = FrameFeatures(self.features_sha256 or "", current.features, following.features)
         transition = Transition(
             observation=observation,
             action=np.asarray(step.action, dtype=np.float32),
