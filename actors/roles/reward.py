@@ -28,7 +28,7 @@ from actors.roles.stats import RewardStats
 from configs.errors import UserError
 from reward.checkpoint import load_checkpoint, read_checkpoint_info
 from reward.model import camera_keys
-from vision.backbone import weights_sha256
+from vision.backbone import FrozenBackbone, weights_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,10 @@ class RewardRole:
         self.pixel_frames = 0  # frames whose pixels ran through the classifier's backbone here
         # A CNN classifier's ResNet-10, named by its weights: a robot whose policy has the same
         # (frozen, the default) sends the maps it computed to act instead of the pixels.
+        # The digest as vision.backbone names a frozen ResNet-10 (the robot's and the replay's).
+        size = int(self.model.image_hw[0])
         self._backbone = (
-            (weights_sha256(self.model.backbone), int(self.model.image_hw[0])) if self.model.is_cnn else None
+            (weights_sha256(FrozenBackbone(self.model.backbone, size)), size) if self.model.is_cnn else None
         )
 
     def identity(self) -> dict[str, Any]:

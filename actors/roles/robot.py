@@ -115,6 +115,8 @@ class RobotRole:
         self.policy = Policy(lcfg, backbone).to(cfg.runtime.policy_device).eval()
         self.noise = torch.Generator(device=cfg.runtime.policy_device).manual_seed(cfg.seed + index)
         self.weights = WeightClient(self.learner, self.policy)
+        # The one digest of the frozen backbone: the replay's and the classifier's are compared with it.
+        self.backbone_sha256 = weights_sha256(backbone) if backbone is not None else None
         # A feature replay with the policy's frozen backbone stores the maps the robot computes to act.
         shares_maps = (
             cfg.runtime.encode_once
@@ -129,7 +131,7 @@ class RobotRole:
             lcfg,
             hold=self._hold,
             encode=self._encode if shares_maps else None,
-            features_sha256=weights_sha256(backbone) if shares_maps else None,
+            features_sha256=self.backbone_sha256 if shares_maps else None,
         )
         self.writer.on_ack = self._replay_back
         self.scores_maps = False  # the reward's classifier has this backbone: it is sent maps (see run)
@@ -267,7 +269,7 @@ class RobotRole:
                 break
             except PeerUnavailable:
                 self._hold("reward")
-        ours = (weights_sha256(self.policy.backbone.net), int(self.cfg.env.image_size))
+        ours = (self.backbone_sha256, int(self.cfg.env.image_size))
         return theirs is not None and tuple(theirs) == ours
 
     # ----------------------------------------------------------------- peers
